@@ -1,0 +1,157 @@
+"""The attack contract, the attack registry, and parsing of `name:key=value,...` strings.
+
+An attack is configured by a frozen dataclass, carries a protocol version (bumped whenever its
+semantics change: steps, restarts, loss, ε convention), and is run per batch by the harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+import torch
+
+from bench.errors import BenchError
+from bench.model import ModelUnderTest
+from bench.registry import Registry
+from bench.threat import Norm, ThreatModel
+
+
+@dataclass
+class AttackOutput:
+    """Adversarial inputs and the attack's own claim of success per example (re-verified later).
+
+    `broken_by` names the component that found the example (AutoAttack's sub-attacks);
+    `warnings` carries diagnostics the attack raised, such as AutoAttack's masking checks.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    broken_by: list[str | None] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Attack(ABC):
+    """Stateless with respect to the model: configuration in, tensors out."""
+
+    def __init__(self, name: str, version: int, config: Any) -> None:
+        self.name = name
+        self.version = version
+        self.config = config
+        self.label = name  # the column name in results; `build_attack` adds non-default params
+
+    @property
+    def protocol(self) -> str:
+        return f"{self.name}/v{self.version}"
+
+    def supports(self, norm: Norm) -> bool:
+        return True
+
+    @abstractmethod
+    def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
+            threat: ThreatModel, seed: int) -> AttackOutput:
+        """Attack one batch of clean-correct points; `seed` makes the randomness reproducible."""
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """What the registry knows about one attack name."""
+
+    summary: str
+    config_type: type
+    build: Callable[[Any], Attack]
+    norms: tuple[Norm, ...] = (Norm.LINF, Norm.L2)
+
+
+ATTACKS: Registry[AttackEntry] = Registry("attack")
+
+
+def _convert(value: str, kind: Any, key: str, name: str) -> Any:
+    try:
+        if kind is bool:
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return lowered in ("true", "1", "yes")
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return kind(value.lower())
+        return kind(value)
+    except ValueError:
+        choices = f" (one of {', '.join(m.value for m in kind)})" if isinstance(kind, type) and issubclass(
+            kind, enum.Enum) else ""
+        raise BenchError(f"{name}: {key}={value!r} is not a valid {getattr(kind, '__name__', kind)}"
+                         f"{choices}") from None
+
+
+def make_config(name: str, params: dict[str, str]) -> Any:
+    """Build the attack's config dataclass from string parameters, checking names and types."""
+    entry = ATTACKS.get(name)
+    hints = get_type_hints(entry.config_type)
+    fields = {f.name for f in dataclasses.fields(entry.config_type)}
+    values: dict[str, Any] = {}
+    for key, raw in params.items():
+        if key not in fields:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(fields), n=2)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise BenchError(f"{name} has no parameter {key!r}.{hint} Parameters: {', '.join(sorted(fields))}")
+        values[key] = _convert(raw, hints[key], key, name)
+    try:
+        return entry.config_type(**values)
+    except ValueError as exc:
+        raise BenchError(f"{name}: {exc}") from None
+
+
+def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
+    """'fgsm,pgd:steps=50,restarts=2,aa' → [('fgsm', {}), ('pgd', {...}), ('aa', {})].
+
+    A comma-separated token with '=' and no ':' continues the previous attack's parameters.
+    """
+    attacks: list[tuple[str, dict[str, str]]] = []
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        if "=" in token and ":" not in token:
+            if not attacks:
+                raise BenchError(f"attack list {text!r} starts with a parameter: write name:key=value")
+            key, _, value = token.partition("=")
+            attacks[-1][1][key.strip()] = value.strip()
+            continue
+        name, _, first = token.partition(":")
+        params: dict[str, str] = {}
+        if first:
+            if "=" not in first:
+                raise BenchError(f"bad attack parameter {first!r} in {token!r}: write key=value")
+            key, _, value = first.partition("=")
+            params[key.strip()] = value.strip()
+        attacks.append((name.strip(), params))
+    if not attacks:
+        raise BenchError("no attack given: pass e.g. --attack fgsm,pgd,cw,aa")
+    return attacks
+
+
+def build_attack(name: str, params: dict[str, str] | None = None) -> Attack:
+    entry = ATTACKS.get(name)
+    attack = entry.build(make_config(name, params or {}))
+    if params:
+        attack.label = name + ":" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return attack
+
+
+def build_attacks(text: str, norm: Norm) -> list[Attack]:
+    attacks = []
+    for name, params in parse_attack_list(text):
+        entry = ATTACKS.get(name)
+        if norm not in entry.norms:
+            raise BenchError(f"attack {name!r} does not support the {norm.value} threat model "
+                             f"(supported: {', '.join(n.value for n in entry.norms)})")
+        attacks.append(build_attack(name, params))
+    seen = [a.label for a in attacks]
+    if len(set(seen)) != len(seen):
+        raise BenchError(f"attack list {text!r} names the same attack twice")
+    return attacks

@@ -1,0 +1,120 @@
+"""White-box gradient attacks: FGSM, PGD (CE or margin loss), and `cw` = the C&W margin by PGD.
+
+`pgd_iterates` is also the training attack of the adversarial-training defenses, so the attack
+we train against and the attack we evaluate with are one piece of code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.losses import Loss, per_example
+from bench.attacks.norms import ascent_step, project, random_start
+from bench.model import ModelUnderTest
+from bench.threat import Norm, ThreatModel
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pgd_iterates(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, eps: float,
+                 steps: int, step_size: float, loss: Loss, gen: torch.Generator | None,
+                 random_init: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Projected gradient ascent on `loss`.
+
+    Returns (final iterate, found, x_found): `found` marks examples misclassified at some iterate
+    and `x_found` holds the first such iterate, so no success seen on the way is thrown away.
+    """
+    if random_init:
+        assert gen is not None, "a random start needs a generator"
+        delta = random_start(norm, x, eps, gen)
+    else:
+        delta = torch.zeros_like(x)
+    found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    x_found = x.clone()
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        logits = forward(x + delta)
+        with torch.no_grad():
+            new = (logits.argmax(1) != y) & ~found
+            x_found[new] = (x + delta)[new]
+            found |= new
+        grad, = torch.autograd.grad(per_example(loss, logits, y).sum(), delta)
+        delta = project(norm, x, delta.detach() + ascent_step(norm, grad, step_size), eps)
+    return x + delta, found, x_found
+
+
+@dataclass(frozen=True)
+class PGDConfig:
+    steps: int = 20
+    rel_step: float = 0.25  # step size as a fraction of ε (PGD-20 with step ε/4)
+    random_start: bool = True
+    restarts: int = 1
+    loss: Loss = Loss.CE
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.restarts < 1:
+            raise ValueError("steps and restarts must be at least 1")
+        if not 0 < self.rel_step <= 2.5:
+            raise ValueError("rel_step must be in (0, 2.5] (a fraction of ε)")
+
+
+class PGD(Attack):
+    """PGD with restarts; each restart attacks only the points not yet broken."""
+
+    def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
+            threat: ThreatModel, seed: int) -> AttackOutput:
+        cfg: PGDConfig = self.config
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        x_adv, success = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(cfg.restarts):
+            todo = (~success).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            final, found, x_found = pgd_iterates(
+                model, x[todo], y[todo], norm=threat.norm, eps=threat.eps, steps=cfg.steps,
+                step_size=cfg.rel_step * threat.eps, loss=cfg.loss, gen=gen,
+                random_init=cfg.random_start)
+            with torch.no_grad():
+                final_wrong = model(final).argmax(1) != y[todo]
+            hit = found | final_wrong
+            x_adv[todo] = torch.where(found.view(-1, *[1] * (x.ndim - 1)), x_found, final)
+            success[todo] = hit
+        return AttackOutput(x_adv.detach(), success)
+
+
+@dataclass(frozen=True)
+class FGSMConfig:
+    loss: Loss = Loss.CE
+
+
+class FGSM(Attack):
+    """One step of size ε (L∞: sign of the gradient; L2: normalized gradient, i.e. FGM)."""
+
+    def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
+            threat: ThreatModel, seed: int) -> AttackOutput:
+        final, _, _ = pgd_iterates(model, x, y, norm=threat.norm, eps=threat.eps, steps=1,
+                                   step_size=threat.eps, loss=self.config.loss, gen=None,
+                                   random_init=False)
+        with torch.no_grad():
+            success = model(final).argmax(1) != y
+        return AttackOutput(final.detach(), success)
+
+
+@dataclass(frozen=True)
+class CWConfig(PGDConfig):
+    """The adversarial-training literature's "C&W∞": the C&W margin loss optimized by PGD-30."""
+
+    steps: int = 30
+    loss: Loss = Loss.MARGIN
+
+
+ATTACKS.add("fgsm", AttackEntry("FGSM (FGM for L2): one gradient step of size ε", FGSMConfig,
+                                lambda cfg: FGSM("fgsm", 1, cfg)))
+ATTACKS.add("pgd", AttackEntry("PGD-20, step ε/4, random start, CE loss (all configurable)", PGDConfig,
+                               lambda cfg: PGD("pgd", 1, cfg)))
+ATTACKS.add("cw", AttackEntry("C&W margin loss optimized by PGD-30, step ε/4, random start", CWConfig,
+                              lambda cfg: PGD("cw", 1, cfg)))

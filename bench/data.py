@@ -1,0 +1,207 @@
+"""Datasets as uint8 tensors in memory, their default threat models, and deterministic subsets.
+
+Fashion-MNIST (the embedded default) is read straight from Debian's `dataset-fashion-mnist`
+files, or from a torchvision-style folder; the others come through torchvision.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.registry import Registry
+from bench.threat import Norm, ThreatModel
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEFAULT_DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", "data"))
+
+
+class Split(str, enum.Enum):
+    TRAIN = "train"
+    TEST = "test"
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images kept as uint8 (N, C, H, W) to save memory; `batch` converts to float in [0, 1]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: np.ndarray) -> ImageSet:
+        index = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        return ImageSet(self.images[index], self.labels[index])
+
+    def batch(self, index: torch.Tensor | np.ndarray | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(index, np.ndarray):
+            index = torch.from_numpy(index)
+        return self.images[index].float().div_(255.0), self.labels[index]
+
+
+Loader = Callable[[Path | None, Split], ImageSet]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    num_classes: int
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    threat_models: tuple[ThreatModel, ...]  # the first is the default
+    loader: Loader
+    how_to_get: str
+
+    def default_threat(self, norm: Norm | None = None) -> ThreatModel:
+        for threat in self.threat_models:
+            if norm is None or threat.norm is norm:
+                return threat
+        raise BenchError(
+            f"{self.name} has no default ε for norm {norm.value if norm else '?'}: pass --eps"
+        )
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): the MNIST family's format."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise BenchError(f"{path} is not an IDX file of unsigned bytes (corrupt download?)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise BenchError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
+    return data.reshape(dims)
+
+
+def _find_idx(stem: str, folders: list[Path]) -> Path | None:
+    for folder in folders:
+        for name in (f"{stem}.gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _fashion_mnist(data_dir: Path | None, split: Split) -> ImageSet:
+    prefix = "train" if split is Split.TRAIN else "t10k"
+    roots = [data_dir] if data_dir else [DEFAULT_DATA_DIR, DEBIAN_FASHION_MNIST]
+    folders = [f for r in roots for f in (r, r / "FashionMNIST" / "raw", r / "fashion-mnist")]
+    image_path = _find_idx(f"{prefix}-images-idx3-ubyte", folders)
+    label_path = _find_idx(f"{prefix}-labels-idx1-ubyte", folders)
+    if image_path is None or label_path is None:
+        searched = ", ".join(str(r) for r in roots)
+        raise BenchError(f"Fashion-MNIST {split.value} files not found in {searched}. "
+                         + DATASETS.get("fashion-mnist").how_to_get)
+    images = torch.from_numpy(_read_idx(image_path).copy()).unsqueeze(1)
+    labels = torch.from_numpy(_read_idx(label_path).astype(np.int64))
+    return ImageSet(images, labels)
+
+
+def _torchvision(name: str) -> Loader:
+    def load(data_dir: Path | None, split: Split) -> ImageSet:
+        import torchvision
+
+        root = str(data_dir or DEFAULT_DATA_DIR)
+        train = split is Split.TRAIN
+        try:
+            if name == "svhn":
+                ds = torchvision.datasets.SVHN(root, split=split.value, download=False)
+                return ImageSet(torch.from_numpy(ds.data), torch.from_numpy(ds.labels).long())
+            cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10,
+                   "cifar100": torchvision.datasets.CIFAR100}[name]
+            ds = cls(root, train=train, download=False)
+        except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+            raise BenchError(f"{name} not found in {root} ({exc}). "
+                             + DATASETS.get(name).how_to_get) from None
+        data = torch.as_tensor(np.asarray(ds.data))
+        images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
+        return ImageSet(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+
+    return load
+
+
+def _fetch_hint(name: str) -> str:
+    return (f"Get it with `bench data fetch {name} --data-dir DIR` (torchvision download; needs "
+            f"network) and pass --data-dir DIR, or set BENCH_DATA_DIR.")
+
+
+_LINF_8 = ThreatModel(Norm.LINF, 8 / 255)
+_L2_05 = ThreatModel(Norm.L2, 0.5)
+_CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
+
+DATASETS.add("fashion-mnist", DatasetSpec(
+    "fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), (ThreatModel(Norm.LINF, 0.1),),
+    _fashion_mnist,
+    "On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (or `make data`); elsewhere: "
+    + _fetch_hint("fashion-mnist")))
+DATASETS.add("mnist", DatasetSpec(
+    "mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), (ThreatModel(Norm.LINF, 0.3),),
+    _torchvision("mnist"), _fetch_hint("mnist")))
+DATASETS.add("cifar10", DatasetSpec(
+    "cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, (_LINF_8, _L2_05),
+    _torchvision("cifar10"), _fetch_hint("cifar10")))
+DATASETS.add("cifar100", DatasetSpec(
+    "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+    (_LINF_8, _L2_05), _torchvision("cifar100"), _fetch_hint("cifar100")))
+DATASETS.add("svhn", DatasetSpec(
+    "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+    (_LINF_8, _L2_05), _torchvision("svhn"), _fetch_hint("svhn")))
+
+
+def load(dataset: str, split: Split, data_dir: Path | None = None) -> ImageSet:
+    return DATASETS.get(dataset).loader(data_dir, split)
+
+
+def fetch(dataset: str, data_dir: Path) -> None:
+    """Download a dataset with torchvision into data_dir (the only place that uses the network)."""
+    import torchvision
+
+    if dataset == "svhn":
+        for split in ("train", "test"):
+            torchvision.datasets.SVHN(str(data_dir), split=split, download=True)
+        return
+    cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
+           "cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+    DATASETS.get(dataset)
+    for train in (True, False):
+        cls[dataset](str(data_dir), train=train, download=True)
+
+
+def select_indices(total: int, n: int | None, sample_seed: int | None) -> np.ndarray:
+    """The evaluation subset: the first n points, or n points drawn with sample_seed (sorted)."""
+    n = total if n is None else n
+    if n <= 0 or n > total:
+        raise BenchError(f"--n must be between 1 and {total} (the test set size), got {n}")
+    if sample_seed is None:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(sample_seed)
+    return np.sort(rng.choice(total, size=n, replace=False)).astype(np.int64)
+
+
+def hash_indices(indices: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype="<i8").tobytes()).hexdigest()
+
+
+def holdout_split(total: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split training indices into (train, held-out validation); the held-out part is what
+    checkpoints are selected on, never the test set."""
+    order = np.random.default_rng(seed).permutation(total)
+    n_val = int(round(total * fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -1,0 +1,52 @@
+"""Pre-flight checks on the model under test: each failure names what is wrong and what to do."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.errors import ModelGuardError
+from bench.model import ModelUnderTest
+
+
+def check_input_range(x: torch.Tensor) -> None:
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ModelGuardError(
+            f"inputs must be pixels in [0, 1], got values in [{lo:.3f}, {hi:.3f}]: do not normalize "
+            "the data; declare the normalization so it happens inside the model")
+
+
+def _check_logits(out: torch.Tensor, n: int, num_classes: int) -> None:
+    if out.ndim != 2 or out.shape[0] != n:
+        raise ModelGuardError(f"the model must return logits of shape (N, K); got {tuple(out.shape)}")
+    if out.shape[1] != num_classes:
+        raise ModelGuardError(f"the model returns {out.shape[1]} classes but the dataset has "
+                              f"{num_classes}: wrong checkpoint or wrong --dataset?")
+    if not torch.isfinite(out).all():
+        raise ModelGuardError("the model returns NaN or infinite logits")
+    sums = out.sum(1)
+    if out.min() >= 0 and out.max() <= 1 and torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        raise ModelGuardError(
+            "the model returns probabilities (rows in [0,1] summing to 1), not logits: remove the "
+            "final softmax; attacks on probabilities have vanishing gradients and overstate robustness")
+
+
+def preflight(model: ModelUnderTest, x: torch.Tensor, *, allow_randomized: bool = False) -> list[str]:
+    """Run every guard on a sample batch; returns warnings that were allowed through."""
+    warnings: list[str] = []
+    check_input_range(x)
+    saved = model.passes.snapshot()
+    with torch.no_grad():
+        x = x.to(model.device)
+        first, second = model(x), model(x)
+    model.passes = saved
+    _check_logits(first, x.shape[0], model.num_classes)
+    scale = 1.0 + float(first.abs().max())
+    if float((first - second).abs().max()) > 1e-5 * scale:
+        message = ("the model is randomized: two identical forwards differ. Point estimates of "
+                   "robust accuracy are not reliable")
+        if not allow_randomized:
+            raise ModelGuardError(message + "; evaluate it with --allow-randomized and an "
+                                  "expectation-over-transformation attack such as aa-rand")
+        warnings.append(message)
+    return warnings

@@ -1,0 +1,65 @@
+"""Threat models: the norm, the budget ε, and how ε is parsed and validated."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from fractions import Fraction
+
+from bench.errors import BenchError
+
+
+class Norm(str, enum.Enum):
+    LINF = "linf"
+    L2 = "l2"
+
+    @classmethod
+    def parse(cls, text: str) -> Norm:
+        key = text.strip().lower().replace("∞", "inf")
+        aliases = {"linf": cls.LINF, "inf": cls.LINF, "l_inf": cls.LINF, "l2": cls.L2, "2": cls.L2}
+        if key not in aliases:
+            raise BenchError(f"unknown norm {text!r}: use 'linf' or 'l2'")
+        return aliases[key]
+
+    @property
+    def autoattack_name(self) -> str:
+        return {Norm.LINF: "Linf", Norm.L2: "L2"}[self]
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    norm: Norm
+    eps: float
+
+    def __post_init__(self) -> None:
+        validate_eps(self.eps)
+
+    @property
+    def label(self) -> str:
+        return f"{self.norm.value} eps={format_eps(self.eps)}"
+
+
+def validate_eps(eps: float) -> float:
+    if not eps == eps or eps in (float("inf"), float("-inf")):  # NaN or infinite
+        raise BenchError(f"invalid ε {eps}: must be a finite number in (0, 1]")
+    if eps <= 0 or eps > 1:
+        raise BenchError(f"invalid ε {eps}: must be in (0, 1] for inputs in [0, 1]")
+    return eps
+
+
+def parse_eps(text: str) -> float:
+    """Parse '0.1', '8/255' or '8 / 255' into a float in (0, 1]."""
+    try:
+        value = float(Fraction(text.replace(" ", "")))
+    except (ValueError, ZeroDivisionError):
+        raise BenchError(f"invalid ε {text!r}: expected a number such as 0.1 or 8/255") from None
+    return validate_eps(value)
+
+
+def format_eps(eps: float) -> str:
+    """Show ε as k/255 when it is one (8/255), else as a short decimal."""
+    short = f"{eps:g}"
+    k = eps * 255
+    if len(short) > 6 and abs(k - round(k)) < 1e-9:
+        return f"{round(k)}/255"
+    return short

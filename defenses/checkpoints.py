@@ -1,0 +1,115 @@
+"""Checkpoint files (+ JSON sidecar): written atomically, read with sha256 checks and weights_only.
+
+A checkpoint is a plain state_dict of an architecture from `defenses.archs`; the sidecar says
+which architecture, dataset, defense and recipe produced it, and the file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.data import DATASETS
+from bench.errors import BenchError
+from defenses.archs import ARCHS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = Path(os.environ.get("BENCH_CHECKPOINT_DIR", REPO_ROOT / "checkpoints"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def default_path(dataset: str, defense: str, arch: str) -> Path:
+    return CHECKPOINT_DIR / dataset / f"{defense}-{arch}.pt"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(model: nn.Module, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write weights and sidecar; returns the sidecar (with the weights' sha256)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    sidecar = {**meta, "file": path.name, "sha256": sha256_file(path)}
+    atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return sidecar
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise BenchError(f"{path} has no sidecar {side.name}: it says which architecture and dataset "
+                         "the weights belong to (checkpoints written by `bench train` have one)")
+    try:
+        meta: dict[str, Any] = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"sidecar {side} is not valid JSON: {exc}") from None
+    for key in ("arch", "dataset", "sha256"):
+        if key not in meta:
+            raise BenchError(f"sidecar {side} lacks the field {key!r}")
+    return meta
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        with open(path, "rb") as handle:
+            head = handle.read(64).lstrip().lower()
+        what = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "not a PyTorch checkpoint"
+        raise BenchError(f"{path} is {what} (or is corrupt) and cannot be loaded safely: "
+                         f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BenchError(f"{path} does not hold a state_dict of tensors")
+    return state
+
+
+def load(path: Path, expected_sha256: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the sidecar's architecture and load the verified weights into it (strict)."""
+    if not path.is_file():
+        raise BenchError(f"checkpoint {path} does not exist")
+    meta = read_sidecar(path)
+    actual = sha256_file(path)
+    for source, expected in (("sidecar", meta["sha256"]), ("--sha256", expected_sha256)):
+        if expected is not None and actual != expected:
+            raise BenchError(f"{path} has sha256 {actual[:16]}… but the {source} expects "
+                             f"{expected[:16]}…: the file is corrupt, truncated or not the one recorded")
+    model = ARCHS.get(meta["arch"])(DATASETS.get(meta["dataset"]))
+    try:
+        model.load_state_dict(_load_state_dict(path), strict=True)
+    except RuntimeError as exc:
+        raise BenchError(f"{path} does not match architecture {meta['arch']!r} for {meta['dataset']}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return model.eval(), meta
