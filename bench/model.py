@@ -27,6 +27,9 @@ class PassCounter:
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std, so that the model takes raw [0,1] pixels."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))

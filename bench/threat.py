@@ -33,6 +33,14 @@ class ThreatModel:
 
     def __post_init__(self) -> None:
         validate_eps(self.eps)
+        if self.norm is Norm.LINF and self.eps > 1:
+            raise BenchError(f"invalid ε {self.eps}: an L∞ budget must be in (0, 1] for inputs in [0, 1]")
+
+    def check_fits(self, input_dim: int) -> None:
+        """An L2 budget larger than the diameter of the [0,1]^d box (√d) constrains nothing."""
+        if self.norm is Norm.L2 and self.eps > input_dim ** 0.5:
+            raise BenchError(f"invalid ε {self.eps}: an L2 budget above √d = {input_dim ** 0.5:.2f} (the "
+                             "diameter of the input box) allows any image")
 
     @property
     def label(self) -> str:
@@ -40,15 +48,16 @@ class ThreatModel:
 
 
 def validate_eps(eps: float) -> float:
+    """Finite and positive; the upper bound depends on the norm (see ThreatModel)."""
     if not eps == eps or eps in (float("inf"), float("-inf")):  # NaN or infinite
-        raise BenchError(f"invalid ε {eps}: must be a finite number in (0, 1]")
-    if eps <= 0 or eps > 1:
-        raise BenchError(f"invalid ε {eps}: must be in (0, 1] for inputs in [0, 1]")
+        raise BenchError(f"invalid ε {eps}: must be a finite positive number")
+    if eps <= 0:
+        raise BenchError(f"invalid ε {eps}: must be positive")
     return eps
 
 
 def parse_eps(text: str) -> float:
-    """Parse '0.1', '8/255' or '8 / 255' into a float in (0, 1]."""
+    """Parse '0.1', '8/255' or '8 / 255' into a positive float."""
     try:
         value = float(Fraction(text.replace(" ", "")))
     except (ValueError, ZeroDivisionError):

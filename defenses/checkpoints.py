@@ -62,8 +62,9 @@ def save(model: nn.Module, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    sidecar = {**meta, "file": path.name, "sha256": sha256_file(path)}
-    atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    text = json.dumps({**meta, "file": path.name, "sha256": sha256_file(path)}, indent=2, sort_keys=True)
+    atomic_write_bytes(sidecar_path(path), (text + "\n").encode())
+    sidecar: dict[str, Any] = json.loads(text)  # exactly what is on disk (tuples became lists)
     return sidecar
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ class Recipe:
     holdout_fraction: float = 0.1  # training data kept apart for model selection
     seed: int = 0
 
-    def replace(self, **overrides: object) -> Recipe:
+    def replace(self, **overrides: Any) -> Recipe:
         """Apply CLI overrides, ignoring ones left unset (None) so they never clobber the recipe."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -33,7 +33,6 @@ from defenses.archs import ARCHS
 from defenses.registry import DEFENSES, Defense, Recipe
 
 log = logging.getLogger(__name__)
-VALIDATION_POINTS = 1000  # held-out points scored after every epoch
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ class TrainJob:
     resume: bool = False
     quiet: bool = False
     max_train_points: int | None = None  # a smaller training set, for tests and smoke runs
+    val_points: int = 1000  # held-out points scored after every epoch
 
 
 def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path | None = None,
@@ -79,10 +79,10 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((model(x).argmax(1) == y).float().mean())
 
 
-def validate(model: nn.Module, val: bench_data.ImageSet, recipe: Recipe, eps: float) -> dict[str, float]:
+def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int) -> dict[str, float]:
     """Clean and PGD-10 accuracy on the held-out split (the only data used to select checkpoints)."""
     model.eval()
-    x, y = val.batch(slice(0, VALIDATION_POINTS))
+    x, y = val.batch(slice(0, points))
     metrics = {"clean": _accuracy(model, x, y)}
     if eps > 0:
         gen = torch.Generator().manual_seed(12345)
@@ -100,7 +100,7 @@ def _state_path(job: TrainJob) -> Path:
 
 def _job_key(job: TrainJob) -> dict[str, Any]:
     return {"defense": job.defense, "dataset": job.dataset, "recipe": dataclasses.asdict(job.recipe),
-            "max_train_points": job.max_train_points}
+            "max_train_points": job.max_train_points, "val_points": job.val_points}
 
 
 def train(job: TrainJob) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def train(job: TrainJob) -> dict[str, Any]:
             optimizer.step()
             losses.append(float(loss.detach()))
         scheduler.step()
-        scores = validate(model, val, recipe, val_eps)
+        scores = validate(model, val, val_eps, job.val_points)
         state["seconds"] += time.time() - start
         state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                                  "lr": optimizer.param_groups[0]["lr"], **{f"val_{k}": v for k, v in scores.items()}})
@@ -180,7 +180,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         "recipe": dataclasses.asdict(recipe), "command": " ".join(["bench", *sys.argv[1:]]),
         "seed": recipe.seed, "train_seconds": round(state["seconds"], 1), "history": state["history"],
         "selection": {"metric": f"held-out {metric} accuracy", "epoch": state["best"]["epoch"],
-                      "held_out_points": min(VALIDATION_POINTS, len(val_idx)),
+                      "held_out_points": min(job.val_points, len(val_idx)),
                       "source": f"{recipe.holdout_fraction:.0%} of the training set (never the test set)"},
         "held_out": state["best"], "train_points": int(len(train_idx)),
         "normalization": {"mean": list(spec.mean), "std": list(spec.std), "inside_model": True},

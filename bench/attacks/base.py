@@ -48,8 +48,14 @@ class Attack(ABC):
     def protocol(self) -> str:
         return f"{self.name}/v{self.version}"
 
-    def supports(self, norm: Norm) -> bool:
-        return True
+    def stages(self) -> list[Attack]:
+        """The cascade the harness runs: each stage attacks only the points earlier stages left
+        robust, in order, batch by batch (AutoAttack has four; a plain attack is its own stage)."""
+        return [self]
+
+    def batch_seed(self, run_seed: int, batch_index: int) -> int:
+        """The seed for one batch, so that a resumed run redraws exactly the same randomness."""
+        return (run_seed * 1_000_003 + batch_index * 7919 + sum(map(ord, self.label))) % (2**63)
 
     @abstractmethod
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,

@@ -31,11 +31,8 @@ def ascent_step(norm: Norm, grad: torch.Tensor, size: float) -> torch.Tensor:
 
 def project(norm: Norm, x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
     """Back into the ε-ball around x and into [0, 1]; returns the new perturbation."""
-    if norm is Norm.LINF:
-        delta = delta.clamp(-eps, eps)
-    else:
-        delta = delta * (eps / _flat_norm(delta)).clamp(max=1.0)
-    return (x + delta).clamp(0, 1) - x
+    inside = delta.clamp(-eps, eps) if norm is Norm.LINF else delta * (eps / _flat_norm(delta)).clamp(max=1.0)
+    return (x + inside).clamp(0, 1) - x
 
 
 def distance(norm: Norm, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

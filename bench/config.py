@@ -1,0 +1,86 @@
+"""The resolved configuration of one `bench run`: built once from the CLI, then passed around."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.attacks import Attack, build_attacks
+from bench.data import DATASETS
+from bench.errors import BenchError
+from bench.threat import Norm, ThreatModel, parse_eps
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str
+    threat: ThreatModel
+    attacks_text: str
+    defense: str | None = None
+    checkpoint: Path | None = None
+    sha256: str | None = None
+    data_dir: Path | None = None
+    n: int | None = None
+    sample_seed: int | None = None
+    seed: int = 0
+    batch_size: int = 500
+    device: str = "auto"
+    results_dir: Path = Path("results/runs")
+    resume: bool = False
+    allow_randomized: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise BenchError("--batch-size must be at least 1")
+        if self.n is not None and self.n < 1:
+            raise BenchError(f"--n must be between 1 and the test set size, got {self.n}")
+        if (self.defense is None) == (self.checkpoint is None):
+            raise BenchError("give exactly one of --defense NAME or --checkpoint PATH")
+        self.attacks()  # fail on a bad attack list before any data or model is loaded
+
+    def attacks(self) -> list[Attack]:
+        return build_attacks(self.attacks_text, self.threat.norm)
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise BenchError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise BenchError(f"--device {self.device} requested but CUDA is not available here")
+        return device
+
+    @staticmethod
+    def resolve_threat(dataset: str, norm_text: str | None, eps_text: str | None) -> ThreatModel:
+        spec = DATASETS.get(dataset)
+        norm = Norm.parse(norm_text) if norm_text else None
+        if eps_text is None:
+            return spec.default_threat(norm)
+        threat = ThreatModel(norm or spec.default_threat().norm, parse_eps(eps_text))
+        threat.check_fits(spec.shape[0] * spec.shape[1] * spec.shape[2])
+        return threat
+
+    @classmethod
+    def from_cli(cls, args: argparse.Namespace) -> RunConfig:
+        dataset = args.dataset
+        if args.checkpoint is not None:
+            from defenses.checkpoints import read_sidecar
+
+            trained_on = read_sidecar(args.checkpoint)["dataset"] if args.checkpoint.is_file() else None
+            if dataset and trained_on and dataset != trained_on:
+                raise BenchError(f"{args.checkpoint} was trained on {trained_on}, not {dataset}")
+            dataset = dataset or trained_on
+        dataset = dataset or "fashion-mnist"
+        DATASETS.get(dataset)
+        return cls(dataset=dataset, threat=cls.resolve_threat(dataset, args.norm, args.eps),
+                   attacks_text=args.attack, defense=args.defense, checkpoint=args.checkpoint,
+                   sha256=args.sha256, data_dir=args.data_dir, n=args.n, sample_seed=args.sample_seed,
+                   seed=args.seed, batch_size=args.batch_size, device=args.device,
+                   results_dir=args.results_dir, resume=args.resume,
+                   allow_randomized=args.allow_randomized, quiet=args.quiet)

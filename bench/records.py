@@ -1,0 +1,102 @@
+"""Run records (the source of truth) and the resume state of unfinished runs.
+
+A record is one JSON file per run under results/runs/, created with an exclusive link so that
+it can never overwrite another record, and written completely before it appears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.provenance import now_iso
+
+SCHEMA_VERSION = 1
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write `text` to a file that must not exist yet; readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)  # fails with FileExistsError instead of replacing
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    for _ in range(5):
+        path = results_dir / f"{now_iso().replace(':', '')}-{stem}-{uuid.uuid4().hex[:8]}.json"
+        try:
+            _write_new(path, text)
+            return path
+        except FileExistsError:
+            continue
+    raise BenchError(f"could not create a new record file in {results_dir}")
+
+
+def state_key_hash(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+class ResumeState:
+    """Progress of an unfinished run, saved after every batch, keyed by what decides the outcome
+    (model sha256, data-index hash, threat model, attack protocols and configs, seed, batch size)."""
+
+    def __init__(self, directory: Path, model_label: str, key: dict[str, Any]) -> None:
+        self.directory = directory
+        self.model_label = model_label
+        self.key = key
+        self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json"
+        self.progress: dict[str, Any] = {}
+
+    def start(self, resume: bool) -> None:
+        if self.path.exists():
+            if not resume:
+                raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
+                                 "--resume to continue it, or delete the file to start over")
+            saved = json.loads(self.path.read_text())
+            if saved.get("key") != self.key:
+                raise BenchError(f"{self.path} does not match this run; delete it")
+            self.progress = saved["progress"]
+            return
+        if resume:
+            raise BenchError(self._nothing_to_resume())
+        self.save()  # from now on an interruption, however early, leaves a state to resume
+
+    def _nothing_to_resume(self) -> str:
+        others = sorted(self.directory.glob(f"{self.model_label}-*.json"))
+        if not others:
+            return f"--resume: no interrupted run of {self.model_label} in {self.directory}"
+        lines = [f"--resume: the interrupted run(s) of {self.model_label} used different settings, "
+                 "so their state cannot be reused:"]
+        for other in others:
+            try:
+                old = json.loads(other.read_text())["key"]
+            except (OSError, ValueError, KeyError):
+                continue
+            diff = [k for k in sorted(set(old) | set(self.key)) if old.get(k) != self.key.get(k)]
+            lines.append(f"  {other.name}: differs in {', '.join(diff)}")
+        lines.append("rerun with the original settings, or drop --resume to start afresh")
+        return "\n".join(lines)
+
+    def save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "progress": self.progress}))
+        os.replace(tmp, self.path)
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""Turn `--defense NAME` or `--checkpoint PATH` into a verified model and what we know about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from bench.config import RunConfig
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    module: nn.Module
+    label: str  # short name used in file names: the defense or the checkpoint's stem
+    path: Path
+    sha256: str
+    sidecar: dict[str, Any]
+
+
+def resolve_model(cfg: RunConfig) -> ResolvedModel:
+    from defenses import DEFENSES, checkpoints
+
+    if cfg.defense is not None:
+        defense = DEFENSES.get(cfg.defense)
+        if cfg.dataset not in defense.recipes:
+            raise BenchError(f"defense {cfg.defense!r} has no recipe for {cfg.dataset}")
+        path = checkpoints.default_path(cfg.dataset, cfg.defense, defense.recipes[cfg.dataset].arch)
+        if not path.is_file():
+            raise BenchError(f"no checkpoint of {cfg.defense} for {cfg.dataset} at {path}: train one with "
+                             f"`bench train --defense {cfg.defense} --dataset {cfg.dataset}`")
+        label = cfg.defense
+    else:
+        assert cfg.checkpoint is not None
+        path, label = cfg.checkpoint, cfg.checkpoint.stem
+    module, sidecar = checkpoints.load(path, cfg.sha256)
+    if sidecar["dataset"] != cfg.dataset:
+        raise BenchError(f"{path} was trained on {sidecar['dataset']}, not {cfg.dataset}")
+    return ResolvedModel(module, label, path, sidecar["sha256"], sidecar)

@@ -1,0 +1,58 @@
+"""The trainer: sidecar contents, held-out selection, and resume to identical weights."""
+
+import json
+
+import pytest
+import torch
+
+from bench.errors import BenchError
+from defenses import checkpoints, trainer
+
+SMALL = {"epochs": 2, "batch_size": 64, "attack_steps": 2}
+
+
+def _job(out, **kwargs):
+    return trainer.resolve_job("pgd-at", "fashion-mnist", SMALL, out, quiet=True, max_train_points=320,
+                               val_points=64, **kwargs)
+
+
+def test_training_writes_a_verified_checkpoint_and_sidecar(tmp_path):
+    sidecar = trainer.train(_job(tmp_path / "m.pt"))
+    on_disk = json.loads((tmp_path / "m.json").read_text())
+    assert on_disk == sidecar and sidecar["sha256"] == checkpoints.sha256_file(tmp_path / "m.pt")
+    assert sidecar["recipe"]["epochs"] == 2 and sidecar["recipe"]["eps"] == 0.1
+    assert "never the test set" in sidecar["selection"]["source"]
+    assert len(sidecar["history"]) == 2 and sidecar["provenance"]["versions"]["torch"]
+    model, meta = checkpoints.load(tmp_path / "m.pt")
+    assert meta["arch"] == "smallcnn" and model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    trainer.train(_job(tmp_path / "straight.pt"))
+
+    real_validate, calls = trainer.validate, {"n": 0}
+
+    def validate_then_die(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", validate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(_job(tmp_path / "resumed.pt"))
+    monkeypatch.setattr(trainer, "validate", real_validate)
+    with pytest.raises(BenchError, match="--resume"):
+        trainer.train(_job(tmp_path / "resumed.pt"))
+    trainer.train(_job(tmp_path / "resumed.pt", resume=True))
+
+    a = torch.load(tmp_path / "straight.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_defense_and_missing_recipe_are_clear_errors(tmp_path):
+    with pytest.raises(BenchError, match="Did you mean: pgd-at"):
+        trainer.resolve_job("pgd_at", "fashion-mnist", {}, tmp_path / "x.pt")
+    with pytest.raises(BenchError, match="unknown dataset|no recipe"):
+        trainer.resolve_job("pgd-at", "tiny-imagenet", {}, tmp_path / "x.pt")
