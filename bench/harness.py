@@ -74,11 +74,10 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
             out = stage.run(model, xb, yb, cfg.threat, stage.batch_seed(cfg.seed, b))
             spent = model.passes.since(before)
             verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, attack.label)
-            hit = ids[out.success.cpu()]
-            alive[hit] = False
-            for i, j in enumerate(out.success.cpu().nonzero().squeeze(1).tolist()):
-                who = out.broken_by[j] if out.broken_by else None
-                prog["broken_by"][int(hit[i])] = f"{attack.label}/{who}" if who else attack.label
+            for j in out.success.cpu().nonzero().squeeze(1).tolist():
+                point, component = int(ids[j]), out.broken_by[j] if out.broken_by else None
+                alive[point] = False
+                prog["broken_by"][point] = f"{attack.label}/{component}" if component else attack.label
             prog["warnings"] += [w for w in out.warnings if w not in prog["warnings"]]
             prog.update(alive=alive.int().tolist(), batch=b + 1, forward=prog["forward"] + spent.forward,
                         backward=prog["backward"] + spent.backward,
@@ -89,10 +88,9 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
     return prog
 
 
-def _accuracy_entry(flags: np.ndarray) -> dict[str, Any]:
+def _accuracy(flags: np.ndarray, key: str = "robust_accuracy") -> dict[str, Any]:
     n, k = int(flags.size), int(flags.sum())
-    lo, hi = wilson_interval(k, n)
-    return {"accuracy": k / n, "robust_accuracy": k / n, "count": k, "ci95": [lo, hi]}
+    return {key: k / n, "count": k, "ci95": list(wilson_interval(k, n))}
 
 
 def _flags(values: np.ndarray) -> str:
@@ -114,20 +112,14 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
     per_attack = {}
     for a in attacks:
         prog = progress_by_attack[a.label]
-        entry = _accuracy_entry(robust[a.label])
-        del entry["accuracy"]
         per_attack[a.label] = {
-            **entry, "attack": a.name, "protocol": a.protocol,
+            **_accuracy(robust[a.label]), "attack": a.name, "protocol": a.protocol,
             "config": dataclasses.asdict(a.config),
             "stages": [getattr(s, "component", s.label) for s in a.stages()],
             "seconds": round(prog["seconds"], 3),
             "passes": {"forward": prog["forward"], "backward": prog["backward"],
                        "forward_per_example": prog["forward"] / n, "backward_per_example": prog["backward"] / n},
             "warnings": prog["warnings"]}
-    worst_entry = _accuracy_entry(worst)
-    del worst_entry["accuracy"]
-    clean = _accuracy_entry(clean_correct)
-    del clean["robust_accuracy"]
     warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label]["warnings"]]
     return {
         "config": {"attacks": cfg.attacks_text, "seed": cfg.seed, "batch_size": cfg.batch_size,
@@ -140,7 +132,8 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                  "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
                  "index_sha256": data.hash_indices(indices)},
         "provenance": {**stamp(device), "precision": "fp32"},
-        "clean": clean, "attacks": per_attack, "worst_case": worst_entry, "warnings": warnings,
+        "clean": _accuracy(clean_correct, "accuracy"), "attacks": per_attack, "worst_case": _accuracy(worst),
+        "warnings": warnings,
         "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": _flags(clean_correct),
                         "robust": {label: _flags(f) for label, f in robust.items()},
                         "worst_case": _flags(worst), "broken_first_by": first_broken},

@@ -8,30 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.files import atomic_write
 from bench.provenance import now_iso
 
 SCHEMA_VERSION = 1
-
-
-def _write_new(path: Path, text: str) -> None:
-    """Write `text` to a file that must not exist yet; readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)  # fails with FileExistsError instead of replacing
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
@@ -40,7 +25,7 @@ def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
     for _ in range(5):
         path = results_dir / f"{now_iso().replace(':', '')}-{stem}-{uuid.uuid4().hex[:8]}.json"
         try:
-            _write_new(path, text)
+            atomic_write(path, text.encode(), exclusive=True)
             return path
         except FileExistsError:
             continue
@@ -93,10 +78,7 @@ class ResumeState:
         return "\n".join(lines)
 
     def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": self.key, "progress": self.progress}))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps({"key": self.key, "progress": self.progress}).encode())
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)

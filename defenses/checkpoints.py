@@ -7,10 +7,10 @@ which architecture, dataset, defense and recipe produced it, and the file's sha2
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from bench.data import DATASETS
 from bench.errors import BenchError
+from bench.files import atomic_write
 from defenses.archs import ARCHS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,29 +42,17 @@ def default_path(dataset: str, defense: str, arch: str) -> Path:
     return CHECKPOINT_DIR / dataset / f"{defense}-{arch}.pt"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def save(model: nn.Module, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Write weights and sidecar; returns the sidecar (with the weights' sha256)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
     text = json.dumps({**meta, "file": path.name, "sha256": sha256_file(path)}, indent=2, sort_keys=True)
-    atomic_write_bytes(sidecar_path(path), (text + "\n").encode())
+    atomic_write(sidecar_path(path), (text + "\n").encode())
     sidecar: dict[str, Any] = json.loads(text)  # exactly what is on disk (tuples became lists)
     return sidecar
 

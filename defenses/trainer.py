@@ -168,11 +168,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         log.info("epoch %d: loss %.4f, held-out %s", epoch + 1, np.mean(losses), scores)
         payload = {"key": _job_key(job), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "progress": state}
-        import io
-
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        checkpoints.atomic_write_bytes(state_file, buffer.getvalue())
+        checkpoints.atomic_torch_save(payload, state_file)
 
     model.load_state_dict(state["best_state"])
     meta = {

@@ -46,10 +46,3 @@ def test_single_official_attacks_use_the_standard_settings():
     aa = AutoAttack(model, device="cpu", eps=0.1, seed=0, version=stage.aa_version)
     assert (aa.apgd.n_iter, aa.apgd.n_restarts, aa.apgd_targeted.n_target_classes, aa.square.n_queries) == (
         100, 1, 9, 5000)
-
-
-@pytest.mark.slow
-def test_aa_rand_runs_on_a_randomized_model_when_allowed(natural_ckpt, tmp_path):
-    code = main(["run", "--checkpoint", str(natural_ckpt), "--attack", "aa-rand", "--n", "10",
-                 "--results-dir", str(tmp_path), "--quiet"])
-    assert code == 0

@@ -164,3 +164,26 @@ def test_ls_lists_attacks_defenses_and_datasets(capsys):
     for what, expected in (("attacks", "apgd-t"), ("defenses", "pgd-at"), ("datasets", "fashion-mnist")):
         assert main(["ls", what]) == 0
         assert expected in capsys.readouterr().out
+
+
+def test_randomized_checkpoint_is_refused_and_allowed_only_explicitly(natural_copy, tmp_path, capsys):
+    """A model with noise in its forward pass: point estimates would be unreliable."""
+    import torch
+
+    from defenses import checkpoints
+    from defenses.archs import ARCHS, SmallCNN
+
+    class NoisySmallCNN(SmallCNN):
+        def forward(self, x):
+            return super().forward(x + 0.05 * torch.randn_like(x))
+
+    if "test-noisy-smallcnn" not in ARCHS:
+        ARCHS.add("test-noisy-smallcnn", lambda spec: NoisySmallCNN(spec))
+    side = checkpoints.sidecar_path(natural_copy)
+    meta = read_json(side)
+    side.write_text(json.dumps({**meta, "arch": "test-noisy-smallcnn"}))
+    args = ["--checkpoint", str(natural_copy), "--attack", "fgsm", "--n", "20", "--results-dir", str(tmp_path)]
+    code, _, err = _run(args, capsys)
+    assert code == 2 and "randomized" in err and "aa-rand" in err
+    code, out, _ = _run([*args, "--allow-randomized", "--json"], capsys)
+    assert code == 0 and any("randomized" in w for w in read_json(json.loads(out)["record"])["warnings"])

@@ -1,0 +1,28 @@
+"""Atomic file writes: readers never see a partial file; exclusive writes never replace one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write `data` to `path` through a synced temporary file in the same folder.
+
+    With exclusive=True the file must not exist yet (FileExistsError otherwise), so two writers
+    can never overwrite each other; without it an existing file is replaced in one step.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
