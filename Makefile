@@ -31,7 +31,7 @@ data: install
 demo: data
 	$(BIN)/bench run --defense pgd-at --attack fgsm,pgd,cw,aa --n 200
 
-test: data
+test: data lint typecheck
 	$(BIN)/python -m pytest
 
 test-slow: data

@@ -15,6 +15,9 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make records unreadable to others
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

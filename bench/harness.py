@@ -20,7 +20,7 @@ import torch
 from bench import data
 from bench.attacks import Attack
 from bench.config import RunConfig
-from bench.guards import preflight
+from bench.guards import check_input_range, preflight
 from bench.model import ModelUnderTest
 from bench.progress import progress
 from bench.provenance import stamp
@@ -64,7 +64,8 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
             continue
         if prog["stage_alive"] is None:
             prog["stage_alive"] = alive.int().tolist()
-        chunks = torch.tensor(prog["stage_alive"], dtype=torch.bool).nonzero().squeeze(1).split(cfg.batch_size)
+        todo = torch.tensor(prog["stage_alive"], dtype=torch.bool).nonzero().squeeze(1)
+        chunks = todo.split(cfg.batch_size) if todo.numel() else ()  # split() of nothing gives one empty chunk
         name = getattr(stage, "component", stage.label)
         for b in progress(range(prog["batch"], len(chunks)), desc=f"{attack.label} {name}",
                           disable=cfg.quiet, total=len(chunks) - prog["batch"]):
@@ -148,6 +149,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
     test = data.load(cfg.dataset, data.Split.TEST, cfg.data_dir)
     indices = data.select_indices(len(test), cfg.n, cfg.sample_seed)
     x, y = test.batch(indices)
+    check_input_range(x)
     model = ModelUnderTest(resolved.module.to(device), spec.num_classes)
     with model.attack_mode():
         guard_warnings = preflight(model, x[:256], allow_randomized=cfg.allow_randomized)

@@ -3,7 +3,6 @@
 import logging
 
 import numpy as np
-import pytest
 import torch
 from pyautoattack import AutoAttack
 
