@@ -103,6 +103,24 @@ def _job_key(job: TrainJob) -> dict[str, Any]:
             "max_train_points": job.max_train_points, "val_points": job.val_points}
 
 
+def _restore(job: TrainJob, state_file: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+    """Load an interrupted job's weights, optimizer and schedule; returns its progress."""
+    if not job.resume:
+        raise BenchError(f"an interrupted run left {state_file}: pass --resume to continue it, "
+                         "or delete the file to start over")
+    saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    if saved["key"] != _job_key(job):
+        raise BenchError(f"{state_file} belongs to a different training job (defense, dataset or "
+                         "recipe differ); delete it or use the original settings")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    log.info("resuming %s at epoch %d", job.defense, saved["progress"]["epoch"])
+    progress: dict[str, Any] = saved["progress"]
+    return progress
+
+
 def train(job: TrainJob) -> dict[str, Any]:
     """Train, select the best epoch on held-out data, write checkpoint + sidecar; returns the sidecar."""
     defense: Defense = DEFENSES.get(job.defense)
@@ -124,18 +142,7 @@ def train(job: TrainJob) -> dict[str, Any]:
 
     state_file = _state_path(job)
     if state_file.exists():
-        if not job.resume:
-            raise BenchError(f"an interrupted run left {state_file}: pass --resume to continue it, "
-                             "or delete the file to start over")
-        saved = torch.load(state_file, map_location="cpu", weights_only=True)
-        if saved["key"] != _job_key(job):
-            raise BenchError(f"{state_file} belongs to a different training job (defense, dataset or "
-                             "recipe differ); delete it or use the original settings")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["progress"]
-        log.info("resuming %s at epoch %d", job.defense, state["epoch"])
+        state = _restore(job, state_file, model, optimizer, scheduler)
 
     metric = defense.selection_metric
     while state["epoch"] < recipe.epochs:

@@ -1,6 +1,7 @@
 """`bench run` end to end: summary, records, resume, and every bad input as a clear error."""
 
 import json
+import re
 
 import pytest
 
@@ -100,7 +101,6 @@ def test_bad_input_is_a_clear_error_without_traceback(args, message, tmp_path, c
     code, _, err = _run([*args, "--results-dir", str(tmp_path)], capsys)
     assert code == 2
     assert "Traceback" not in err
-    import re
     assert re.search(message, err), err
 
 

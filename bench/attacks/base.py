@@ -7,6 +7,7 @@ semantics change: steps, restarts, loss, ε convention), and is run per batch by
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -101,8 +102,6 @@ def make_config(name: str, params: dict[str, str]) -> Any:
     values: dict[str, Any] = {}
     for key, raw in params.items():
         if key not in fields:
-            import difflib
-
             close = difflib.get_close_matches(key, sorted(fields), n=2)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise BenchError(f"{name} has no parameter {key!r}.{hint} Parameters: {', '.join(sorted(fields))}")
