@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +62,7 @@ class ModelUnderTest(nn.Module):
             out.register_hook(self._count_backward(n))
         return out
 
-    def _count_backward(self, n: int):  # type: ignore[no-untyped-def]
+    def _count_backward(self, n: int) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
             self.passes.backward += n
 

@@ -74,22 +74,19 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((model(x).argmax(1) == y).float().mean())
-
-
 def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int) -> dict[str, float]:
     """Clean and PGD-10 accuracy on the held-out split (the only data used to select checkpoints)."""
     model.eval()
     x, y = val.batch(slice(0, points))
-    metrics = {"clean": _accuracy(model, x, y)}
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+    metrics = {"clean": float(correct.float().mean())}
     if eps > 0:
         gen = torch.Generator().manual_seed(12345)
         final, found, _ = pgd_iterates(model, x, y, norm=Norm.LINF, eps=eps, steps=10,
                                        step_size=0.25 * eps, loss=Loss.CE, gen=gen)
         with torch.no_grad():
-            robust = (model(x).argmax(1) == y) & (model(final).argmax(1) == y) & ~found
+            robust = correct & (model(final).argmax(1) == y) & ~found
         metrics["robust"] = float(robust.float().mean())
     return metrics
 

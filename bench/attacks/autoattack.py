@@ -105,22 +105,8 @@ class AutoAttackEnsemble(Attack):
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        """The cascade on one batch (the harness runs the stages itself, across batches)."""
-        x_adv, success = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        broken_by: list[str | None] = [None] * x.shape[0]
-        warnings: list[str] = []
-        for stage in self._stages:
-            todo = (~success).nonzero().squeeze(1)
-            if todo.numel() == 0:
-                break
-            out = stage.run(model, x[todo], y[todo], threat, seed)
-            hit = todo[out.success]
-            x_adv[hit] = out.x_adv[out.success]
-            success[hit] = True
-            for i in hit.tolist():
-                broken_by[i] = stage.component
-            warnings += out.warnings
-        return AttackOutput(x_adv, success, broken_by, warnings)
+        raise NotImplementedError(
+            "an AutoAttack version is a cascade across batches: bench.harness runs its stages()")
 
 
 def _entry(summary: str, label: str, version: str, components: tuple[str, ...]) -> AttackEntry:
