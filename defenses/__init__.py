@@ -1,5 +1,6 @@
-"""Registry of defenses: architectures, training losses, recipes, the trainer, checkpoints."""
+"""Registry of defenses: architectures, training methods, recipes, the trainer, checkpoints."""
 
+from defenses import reverse_attention  # noqa: F401  (registers the *-ra architectures)
 from defenses.registry import DEFENSES, Defense, Recipe
 
 __all__ = ["DEFENSES", "Defense", "Recipe"]

@@ -1,16 +1,23 @@
-"""Defenses: a training loss plus a recipe per dataset. Adding one = one module + `DEFENSES.add`."""
+"""Defenses: a training method plus a recipe per dataset. Adding one = one module + `DEFENSES.add`."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
+from bench.errors import BenchError
 from bench.registry import Registry
+
+if TYPE_CHECKING:
+    from defenses.method import Method
+
+
+class Schedule(str, enum.Enum):
+    STEP = "step"  # lr × factor after each milestone epoch
+    COSINE = "cosine"  # cosine annealing from lr to lr·final_lr_fraction over all epochs
 
 
 @dataclass(frozen=True)
@@ -23,31 +30,83 @@ class Recipe:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = ()  # epochs at which lr is multiplied by `gamma`
-    gamma: float = 0.1
+    schedule: Schedule = Schedule.STEP
+    milestones: tuple[int, ...] = ()  # epochs after which the lr factor changes
+    gamma: float = 0.1  # factor per milestone (STEP), unless `lr_factors` lists them
+    lr_factors: tuple[float, ...] = ()  # cumulative factor after each milestone, e.g. AFD's halvings
+    final_lr_fraction: float = 0.001  # COSINE: the lr it anneals to, as a fraction of `lr`
     eps: float = 0.0  # training ε (L∞); 0 for natural training
     attack_steps: int = 10
     attack_rel_step: float = 0.25  # step as a fraction of ε
-    augment: bool = False  # random crop (pad 4) + horizontal flip, for CIFAR/SVHN-like data
+    augment: bool = False  # random crop (pad 4) + horizontal flip
+    train_points: int | None = None  # train on the first N training points (held-out ones excluded)
     holdout_fraction: float = 0.1  # training data kept apart for model selection
+    init: str | None = None  # fine-tuning start: a defense name (its committed checkpoint) or a path
+    params: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
     seed: int = 0
 
     def replace(self, **overrides: Any) -> Recipe:
-        """Apply CLI overrides, ignoring ones left unset (None) so they never clobber the recipe."""
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """Apply CLI overrides, ignoring ones left unset (None) so they never clobber the recipe.
 
+        `params` overrides merge into the recipe's params instead of replacing them.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "params" in given:
+            given["params"] = {**self.params, **given["params"]}
+        return dataclasses.replace(self, **given)
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Recipe, torch.Generator], torch.Tensor]
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of `lr` during `epoch` (0-based)."""
+        if self.schedule is Schedule.COSINE:
+            import math
+
+            floor = self.final_lr_fraction
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        passed = sum(1 for m in self.milestones if epoch >= m)
+        if passed == 0:
+            return 1.0
+        return self.lr_factors[passed - 1] if self.lr_factors else self.gamma ** passed
 
 
 @dataclass(frozen=True)
 class Defense:
+    """One registered defense: how it trains (`method`), its knobs (`params`) and its recipes."""
+
     name: str
     summary: str
     paper: str  # arXiv id or reference of the method
-    loss: LossFn
+    method: Callable[..., Method]  # (model, recipe, params, context) → Method
     recipes: dict[str, Recipe] = field(default_factory=dict)  # per dataset
+    params: type | None = None  # frozen dataclass of the method's hyper-parameters
+    variant: str = ""  # which published variant this is, e.g. "TRADES loss (released code)"
     selection_metric: str = "robust"  # held-out metric that picks the checkpoint: robust | clean
+
+    def make_params(self, values: dict[str, Any]) -> Any:
+        """The typed hyper-parameters from a recipe's dict; unknown names fail with suggestions."""
+        if self.params is None:
+            if values:
+                raise BenchError(f"{self.name} has no hyper-parameters (got {', '.join(values)})")
+            return None
+        known = {f.name: f for f in dataclasses.fields(self.params)}
+        for key in values:
+            if key not in known:
+                import difflib
+
+                close = difflib.get_close_matches(key, sorted(known), n=2)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                raise BenchError(f"{self.name} has no parameter {key!r}.{hint} "
+                                 f"Parameters: {', '.join(sorted(known))}")
+        from typing import get_type_hints
+
+        from bench.attacks.base import convert_param
+
+        hints = get_type_hints(self.params)
+        typed = {k: convert_param(v, hints[k], k, self.name) if isinstance(v, str) else v
+                 for k, v in values.items()}
+        try:
+            return self.params(**typed)
+        except (TypeError, ValueError) as exc:
+            raise BenchError(f"{self.name}: bad parameter value: {exc}") from None
 
 
 DEFENSES: Registry[Defense] = Registry("defense")
@@ -55,7 +114,7 @@ DEFENSES: Registry[Defense] = Registry("defense")
 
 def _load_all() -> None:
     """Import the modules that register defenses (kept here so `import defenses` is enough)."""
-    from defenses import pgd_at, standard  # noqa: F401
+    from defenses import afd, ancra, ascl, claf, mart, pgd_at, spat, standard, trades  # noqa: F401
 
 
 _load_all()

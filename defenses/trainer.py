@@ -1,14 +1,16 @@
-"""The shared trainer: SGD + step schedule, per-epoch held-out selection, resumable, sidecar out.
+"""The shared trainer: SGD + schedule, per-epoch held-out selection, resumable, sidecar out.
 
 Resume is exact on CPU: shuffling and every random draw are derived from (seed, epoch, batch),
-and the model/optimizer/scheduler state is saved after every epoch, so an interrupted run
-continued with `--resume` ends with the same weights as an uninterrupted one.
+and the method/optimizer/scheduler state is saved after every epoch, so an interrupted run
+continued with `--resume` ends with the same weights as an uninterrupted one. Under torchrun each
+rank trains on its slice of every batch (see `defenses.distributed`); rank 0 validates and writes.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -18,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench import data as bench_data
@@ -28,8 +29,10 @@ from bench.errors import BenchError
 from bench.progress import progress
 from bench.provenance import stamp
 from bench.threat import Norm
-from defenses import checkpoints
+from defenses import checkpoints, distributed
 from defenses.archs import ARCHS
+from defenses.augment import crop_flip
+from defenses.method import Method, TrainContext
 from defenses.registry import DEFENSES, Defense, Recipe
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class TrainJob:
     quiet: bool = False
     max_train_points: int | None = None  # a smaller training set, for tests and smoke runs
     val_points: int = 1000  # held-out points scored after every epoch
+    max_batches: int | None = None  # stop each epoch after this many batches (smoke tests)
 
 
 def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path | None = None,
@@ -55,23 +59,13 @@ def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path
         raise BenchError(f"{defense} has no recipe for {dataset} (recipes: {', '.join(entry.recipes)})")
     recipe = entry.recipes[dataset].replace(**overrides)
     ARCHS.get(recipe.arch)
+    entry.make_params(recipe.params)
     return TrainJob(defense, dataset, recipe, out or checkpoints.default_path(dataset, defense, recipe.arch),
                     **kwargs)
 
 
-def _generator(recipe: Recipe, epoch: int, batch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch * 100_003 + batch)
-
-
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random crop with 4-pixel zero padding and a random horizontal flip, per example."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    dx, dy = torch.randint(0, 9, (n,), generator=gen), torch.randint(0, 9, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    out[flip] = out[flip].flip(-1)
-    return out
+def _generator(recipe: Recipe, epoch: int, batch: int, rank: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch * 100_003 + batch + rank * 7_919_993)
 
 
 def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int) -> dict[str, float]:
@@ -96,13 +90,50 @@ def _state_path(job: TrainJob) -> Path:
 
 
 def _job_key(job: TrainJob) -> dict[str, Any]:
-    return {"defense": job.defense, "dataset": job.dataset, "recipe": dataclasses.asdict(job.recipe),
-            "max_train_points": job.max_train_points, "val_points": job.val_points}
+    """What must match for a resume: plain JSON types, so the state file loads with weights_only."""
+    key = {"defense": job.defense, "dataset": job.dataset, "recipe": dataclasses.asdict(job.recipe),
+           "max_train_points": job.max_train_points, "val_points": job.val_points,
+           "max_batches": job.max_batches}
+    plain: dict[str, Any] = json.loads(json.dumps(key))
+    return plain
 
 
-def _restore(job: TrainJob, state_file: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+def _load_init(recipe: Recipe, dataset: str) -> tuple[nn.Module | None, str | None]:
+    """The fine-tuning start named by the recipe: a defense's committed checkpoint, or a file."""
+    if recipe.init is None:
+        return None, None
+    if recipe.init in DEFENSES:
+        source = DEFENSES.get(recipe.init)
+        path = checkpoints.default_path(dataset, recipe.init, source.recipes[dataset].arch)
+        if not path.is_file():
+            raise BenchError(f"the fine-tuning start {path} does not exist: train it first with "
+                             f"`bench train --defense {recipe.init} --dataset {dataset}`, or pass --init FILE")
+    else:
+        path = Path(recipe.init)
+    model, meta = checkpoints.load(path)
+    if meta["arch"] != recipe.arch or meta["dataset"] != dataset:
+        raise BenchError(f"--init {path} is a {meta['arch']} for {meta['dataset']}, but this job trains a "
+                         f"{recipe.arch} for {dataset}")
+    return model, str(meta["sha256"])
+
+
+def build_method(job: TrainJob) -> Method:
+    defense = DEFENSES.get(job.defense)
+    recipe = job.recipe
+    spec = bench_data.DATASETS.get(job.dataset)
+    init, init_sha = _load_init(recipe, job.dataset)
+    torch.manual_seed(recipe.seed)
+    model = ARCHS.get(recipe.arch)(spec)
+    try:
+        return defense.method(model, recipe, defense.make_params(recipe.params),
+                              TrainContext(spec, init, init_sha))
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"{job.defense} cannot train this recipe: {exc}") from None
+
+
+def _restore(job: TrainJob, state_file: Path, method: Method, optimizer: torch.optim.Optimizer,
              scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
-    """Load an interrupted job's weights, optimizer and schedule; returns its progress."""
+    """Load an interrupted job's weights, optimizers and schedule; returns its progress."""
     if not job.resume:
         raise BenchError(f"an interrupted run left {state_file}: pass --resume to continue it, "
                          "or delete the file to start over")
@@ -110,82 +141,111 @@ def _restore(job: TrainJob, state_file: Path, model: nn.Module, optimizer: torch
     if saved["key"] != _job_key(job):
         raise BenchError(f"{state_file} belongs to a different training job (defense, dataset or "
                          "recipe differ); delete it or use the original settings")
-    model.load_state_dict(saved["model"])
+    method.load_state_dict(saved["method"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
+    for name, state in saved["aux_optimizers"].items():
+        method.aux_optimizers[name].load_state_dict(state)
     log.info("resuming %s at epoch %d", job.defense, saved["progress"]["epoch"])
-    progress: dict[str, Any] = saved["progress"]
-    return progress
+    progress_state: dict[str, Any] = saved["progress"]
+    return progress_state
+
+
+def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, Any], n_train: int,
+             n_val: int, spec: bench_data.DatasetSpec) -> dict[str, Any]:
+    recipe = job.recipe
+    hp = method.hp
+    return {
+        "defense": job.defense, "paper": defense.paper, "variant": defense.variant, "dataset": job.dataset,
+        "arch": recipe.arch, "recipe": dataclasses.asdict(recipe),
+        "hyperparameters": dataclasses.asdict(hp) if hp is not None else {},
+        "method": method.describe(), "command": " ".join(["bench", *sys.argv[1:]]),
+        "seed": recipe.seed, "train_seconds": round(state["seconds"], 1), "history": state["history"],
+        "selection": {"metric": f"held-out {defense.selection_metric} accuracy", "epoch": state["best"]["epoch"],
+                      "held_out_points": min(job.val_points, n_val),
+                      "source": f"{recipe.holdout_fraction:.0%} of the training set (never the test set)"},
+        "held_out": state["best"], "train_points": n_train,
+        "world_size": state.get("world_size", 1),
+        "normalization": {"mean": list(spec.mean), "std": list(spec.std), "inside_model": True},
+        "provenance": stamp(torch.device("cpu")),
+    }
 
 
 def train(job: TrainJob) -> dict[str, Any]:
     """Train, select the best epoch on held-out data, write checkpoint + sidecar; returns the sidecar."""
+    rank, world = distributed.setup()
     defense: Defense = DEFENSES.get(job.defense)
     recipe = job.recipe
     spec = bench_data.DATASETS.get(job.dataset)
     full = bench_data.load(job.dataset, bench_data.Split.TRAIN, job.data_dir)
     train_idx, val_idx = bench_data.holdout_split(len(full), recipe.holdout_fraction)
-    if job.max_train_points:
-        train_idx = train_idx[: job.max_train_points]
+    limit = min(x for x in (recipe.train_points, job.max_train_points, len(train_idx)) if x)
+    train_idx = train_idx[:limit]
     val = full.subset(val_idx)
     val_eps = recipe.eps if recipe.eps > 0 else spec.default_threat(Norm.LINF).eps
 
-    torch.manual_seed(recipe.seed)
-    model = ARCHS.get(recipe.arch)(spec)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+    method = build_method(job)
+    optimizer = torch.optim.SGD(method.param_groups(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_state": None, "seconds": 0.0}
-
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, recipe.lr_factor)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_state": None, "seconds": 0.0,
+                             "world_size": world}
     state_file = _state_path(job)
     if state_file.exists():
-        state = _restore(job, state_file, model, optimizer, scheduler)
+        state = _restore(job, state_file, method, optimizer, scheduler)
+    distributed.barrier()
 
     metric = defense.selection_metric
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
     while state["epoch"] < recipe.epochs:
         epoch = state["epoch"]
         start = time.time()
-        model.train()
+        method.train()
+        method.before_epoch(epoch)
         order = np.random.default_rng([recipe.seed, epoch]).permutation(train_idx)
-        batches = range(0, len(order), recipe.batch_size)
+        batches = list(range(0, len(order), recipe.batch_size))[: job.max_batches]
         losses = []
         for b, lo in enumerate(progress(batches, desc=f"{job.defense} epoch {epoch + 1}/{recipe.epochs}",
-                                        disable=job.quiet)):
-            gen = _generator(recipe, epoch, b)
-            x, y = full.batch(order[lo:lo + recipe.batch_size])
+                                        disable=job.quiet or rank != 0)):
+            gen = _generator(recipe, epoch, b, rank)
+            x, y = full.batch(order[lo:lo + recipe.batch_size][rank::world])
             if recipe.augment:
-                x = _augment(x, gen)
-            loss = defense.loss(model, x, y, recipe, gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+                x = crop_flip(x, gen)
+            loss = method.loss(x, y, gen, epoch)
+            if loss.requires_grad:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                distributed.average_gradients(trained)
+                optimizer.step()
+            method.after_step()
             losses.append(float(loss.detach()))
         scheduler.step()
-        scores = validate(model, val, val_eps, job.val_points)
+        distributed.average_buffers(method)
+        deployed = method.deployed()
+        scores = validate(deployed, val, val_eps, job.val_points)
         state["seconds"] += time.time() - start
         state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                                  "lr": optimizer.param_groups[0]["lr"], **{f"val_{k}": v for k, v in scores.items()}})
-        if state["best"] is None or scores[metric] >= state["best"][metric]:
+        if method.selectable(epoch) and (state["best"] is None or scores[metric] >= state["best"][metric]):
             state["best"] = {"epoch": epoch + 1, **scores}
-            state["best_state"] = copy.deepcopy(model.state_dict())
+            state["best_state"] = copy.deepcopy(deployed.state_dict())
         state["epoch"] = epoch + 1
         log.info("epoch %d: loss %.4f, held-out %s", epoch + 1, np.mean(losses), scores)
-        payload = {"key": _job_key(job), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(), "progress": state}
-        checkpoints.atomic_torch_save(payload, state_file)
+        if rank == 0:
+            payload = {"key": _job_key(job), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "progress": state,
+                       "aux_optimizers": {k: o.state_dict() for k, o in method.aux_optimizers.items()}}
+            checkpoints.atomic_torch_save(payload, state_file)
+        distributed.barrier()
 
-    model.load_state_dict(state["best_state"])
-    meta = {
-        "defense": job.defense, "paper": defense.paper, "dataset": job.dataset, "arch": recipe.arch,
-        "recipe": dataclasses.asdict(recipe), "command": " ".join(["bench", *sys.argv[1:]]),
-        "seed": recipe.seed, "train_seconds": round(state["seconds"], 1), "history": state["history"],
-        "selection": {"metric": f"held-out {metric} accuracy", "epoch": state["best"]["epoch"],
-                      "held_out_points": min(job.val_points, len(val_idx)),
-                      "source": f"{recipe.holdout_fraction:.0%} of the training set (never the test set)"},
-        "held_out": state["best"], "train_points": int(len(train_idx)),
-        "normalization": {"mean": list(spec.mean), "std": list(spec.std), "inside_model": True},
-        "provenance": stamp(torch.device("cpu")),
-    }
-    sidecar = checkpoints.save(model, job.out, meta)
-    state_file.unlink(missing_ok=True)
+    if state["best"] is None:
+        raise BenchError(f"{job.defense}: no epoch could be selected (too few epochs for its stages?)")
+    final = ARCHS.get(recipe.arch)(spec)
+    final.load_state_dict(state["best_state"])
+    sidecar: dict[str, Any] = {}
+    if rank == 0:
+        meta = _sidecar(job, defense, method, state, int(len(train_idx)), len(val_idx), spec)
+        sidecar = checkpoints.save(final, job.out, meta)
+        state_file.unlink(missing_ok=True)
+    distributed.barrier()
     return sidecar

@@ -77,7 +77,7 @@ class AttackEntry:
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 
-def _convert(value: str, kind: Any, key: str, name: str) -> Any:
+def convert_param(value: str, kind: Any, key: str, name: str) -> Any:
     try:
         if kind is bool:
             lowered = value.lower()
@@ -105,7 +105,7 @@ def make_config(name: str, params: dict[str, str]) -> Any:
             close = difflib.get_close_matches(key, sorted(fields), n=2)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise BenchError(f"{name} has no parameter {key!r}.{hint} Parameters: {', '.join(sorted(fields))}")
-        values[key] = _convert(raw, hints[key], key, name)
+        values[key] = convert_param(raw, hints[key], key, name)
     try:
         return entry.config_type(**values)
     except ValueError as exc:
