@@ -128,7 +128,9 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
         "threat": {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps},
         "model": {"defense": cfg.defense or model.sidecar.get("defense"), "path": str(model.path),
                   "sha256": model.sha256, "arch": model.sidecar.get("arch"),
-                  "paper": model.sidecar.get("paper"), "trained_by": model.sidecar.get("command")},
+                  "paper": model.sidecar.get("paper"), "variant": model.sidecar.get("variant"),
+                  "hyperparameters": model.sidecar.get("hyperparameters"),
+                  "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command")},
         "data": {"dataset": cfg.dataset, "split": "test", "n": n,
                  "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
                  "index_sha256": data.hash_indices(indices)},
@@ -139,6 +141,16 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                         "robust": {label: _flags(f) for label, f in robust.items()},
                         "worst_case": _flags(worst), "broken_first_by": first_broken},
     }
+
+
+def _training_budget(sidecar: dict[str, Any]) -> dict[str, Any] | None:
+    """Epochs × training points and the inner attack, so leaderboards can show what a model cost."""
+    recipe = sidecar.get("recipe")
+    if not recipe:
+        return None
+    return {"epochs": recipe.get("epochs"), "train_points": sidecar.get("train_points"),
+            "attack_steps": recipe.get("attack_steps") if recipe.get("eps") else 0,
+            "init": recipe.get("init"), "seconds": sidecar.get("train_seconds")}
 
 
 def evaluate(cfg: RunConfig) -> RunResult:

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from defenses.method import Method, Start, eval_mode, perturb, recipe_attack
+from defenses.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
 from defenses.objectives import mart, trades_kl
 from defenses.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense
+from defenses.registry import DEFENSES, Defense, Recipe
 from defenses.reverse_attention import RAClassifier
 
 
@@ -74,9 +75,9 @@ def asymmetric_contrast(p: torch.Tensor, q: torch.Tensor, alpha: float) -> torch
 class Ancra(Method):
     flavour = Flavour.TRADES
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        if not isinstance(self.model, RAClassifier):
+    def __init__(self, model: nn.Module, recipe: Recipe, hp: AncraParams, ctx: TrainContext) -> None:
+        super().__init__(model, recipe, hp, ctx)
+        if not isinstance(model, RAClassifier):
             raise TypeError(f"ANCRA needs a reverse-attention architecture (e.g. smallcnn-ra, resnet18-ra), "
                             f"not {type(self.model).__name__}")
 

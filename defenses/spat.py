@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from defenses.archs import CosineLinear
-from defenses.method import Method, Start, eval_mode, perturb, recipe_attack
+from defenses.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
 from defenses.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense
+from defenses.registry import DEFENSES, Defense, Recipe
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,9 @@ def reweighted_kl(cos_nat: torch.Tensor, cos_adv: torch.Tensor, scale: float, n:
 
 
 class Spat(Method):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        head = getattr(self.model, "head", None)
+    def __init__(self, model: nn.Module, recipe: Recipe, hp: SpatParams, ctx: TrainContext) -> None:
+        super().__init__(model, recipe, hp, ctx)
+        head = getattr(model, "head", None)
         if not isinstance(head, CosineLinear):
             raise TypeError("SPAT needs a cosine-head architecture (e.g. smallcnn-cos, wrn-34-10-cos)")
         with torch.no_grad():

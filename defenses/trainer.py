@@ -59,7 +59,8 @@ def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path
         raise BenchError(f"{defense} has no recipe for {dataset} (recipes: {', '.join(entry.recipes)})")
     recipe = entry.recipes[dataset].replace(**overrides)
     ARCHS.get(recipe.arch)
-    entry.make_params(recipe.params)
+    typed = entry.make_params(recipe.params)  # CLI strings become the declared types (and are checked)
+    recipe = recipe.replace(params={k: getattr(typed, k) for k in recipe.params})
     return TrainJob(defense, dataset, recipe, out or checkpoints.default_path(dataset, defense, recipe.arch),
                     **kwargs)
 
