@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from bench.errors import BenchError
 from bench.registry import Registry
@@ -58,8 +60,6 @@ class Recipe:
     def lr_factor(self, epoch: int) -> float:
         """Multiplier of `lr` during `epoch` (0-based)."""
         if self.schedule is Schedule.COSINE:
-            import math
-
             floor = self.final_lr_fraction
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * epoch / max(self.epochs, 1)))
         passed = sum(1 for m in self.milestones if epoch >= m)
@@ -90,15 +90,11 @@ class Defense:
         known = {f.name: f for f in dataclasses.fields(self.params)}
         for key in values:
             if key not in known:
-                import difflib
-
                 close = difflib.get_close_matches(key, sorted(known), n=2)
                 hint = f" Did you mean: {', '.join(close)}?" if close else ""
                 raise BenchError(f"{self.name} has no parameter {key!r}.{hint} "
                                  f"Parameters: {', '.join(sorted(known))}")
-        from typing import get_type_hints
-
-        from bench.attacks.base import convert_param
+        from bench.attacks.base import convert_param  # late: bench.attacks imports the model stack
 
         hints = get_type_hints(self.params)
         typed = {k: convert_param(v, hints[k], k, self.name) if isinstance(v, str) else v
