@@ -13,6 +13,7 @@ from bench.errors import BenchError
 
 RUN_EXAMPLES = """examples:
   bench run --defense pgd-at --attack aa                    # committed checkpoint, AutoAttack
+  bench run --defense ancra --attack aa                     # any registered defense (`bench ls defenses`)
   bench run --defense pgd-at --attack fgsm,pgd,cw,aa --n 1000
   bench run --checkpoint checkpoints/fashion-mnist/standard-smallcnn.pt --attack pgd:steps=50,restarts=2
   bench run --defense pgd-at --attack pgd --eps 0.2 --json   # one JSON summary on stdout
