@@ -40,12 +40,14 @@ class Backbone(nn.Module):
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         return h
 
+    linear: nn.Module  # the classifier of the CIFAR-style nets (SmallCNN keeps its own layout)
+
     @property
     def head(self) -> nn.Module:
-        raise NotImplementedError
+        return self.linear
 
     def set_head(self, head: nn.Module) -> None:
-        raise NotImplementedError
+        self.linear = head
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         h = self.trunk(x)
@@ -161,13 +163,6 @@ class ResNet18(Backbone):
     def last_blocks(self) -> list[nn.Module]:
         return list(self.layers[3].children())
 
-    @property
-    def head(self) -> nn.Module:
-        return self.linear
-
-    def set_head(self, head: nn.Module) -> None:
-        self.linear = head
-
 
 class PreActBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, drop: float = 0.0) -> None:
@@ -214,13 +209,6 @@ class PreActResNet18(Backbone):
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.bn(h))
 
-    @property
-    def head(self) -> nn.Module:
-        return self.linear
-
-    def set_head(self, head: nn.Module) -> None:
-        self.linear = head
-
 
 class WideResNet(Backbone):
     """WRN-depth-width (Zagoruyko & Komodakis) as used by TRADES/MART: WRN-34-10 and WRN-28-10."""
@@ -251,13 +239,6 @@ class WideResNet(Backbone):
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.bn(h))
-
-    @property
-    def head(self) -> nn.Module:
-        return self.linear
-
-    def set_head(self, head: nn.Module) -> None:
-        self.linear = head
 
 
 def with_cosine_head(factory: Callable[[DatasetSpec], Backbone]) -> ArchFactory:

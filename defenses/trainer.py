@@ -59,6 +59,13 @@ def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path
         raise BenchError(f"{defense} has no recipe for {dataset} (recipes: {', '.join(entry.recipes)})")
     recipe = entry.recipes[dataset].replace(**overrides)
     ARCHS.get(recipe.arch)
+    for name in ("epochs", "batch_size", "train_points", "attack_steps"):
+        value = getattr(recipe, name)
+        if value is not None and value < 1:
+            raise BenchError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if not 0 <= recipe.eps <= 1 or recipe.lr <= 0:
+        raise BenchError(f"invalid recipe: eps must lie in [0, 1] (got {recipe.eps}) and lr be positive "
+                         f"(got {recipe.lr})")
     typed = entry.make_params(recipe.params)  # CLI strings become the declared types (and are checked)
     recipe = recipe.replace(params={k: getattr(typed, k) for k in recipe.params})
     return TrainJob(defense, dataset, recipe, out or checkpoints.default_path(dataset, defense, recipe.arch),

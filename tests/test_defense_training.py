@@ -8,6 +8,7 @@ import torch
 
 from bench.errors import BenchError
 from defenses import DEFENSES, checkpoints, trainer
+from tests.interrupt import train_until_interrupted
 
 ADVERSARIAL = [n for n in DEFENSES.names() if n != "standard"]
 # Short runs: CLAF needs one epoch per stage; everything else two epochs of a few batches.
@@ -96,18 +97,7 @@ def test_interrupted_training_of_stateful_methods_resumes_to_the_same_weights(na
                                    max_train_points=64, val_points=16, max_batches=2, **kw)
 
     trainer.train(job(tmp_path / "straight.pt"))
-    real_validate, calls = trainer.validate, {"n": 0}
-
-    def validate_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_validate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "validate", validate_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(job(tmp_path / "resumed.pt"))
-    monkeypatch.setattr(trainer, "validate", real_validate)
+    train_until_interrupted(job(tmp_path / "resumed.pt"), monkeypatch)
     trainer.train(job(tmp_path / "resumed.pt", resume=True))
     a = torch.load(tmp_path / "straight.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed.pt", weights_only=True)

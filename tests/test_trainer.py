@@ -7,6 +7,7 @@ import torch
 
 from bench.errors import BenchError
 from defenses import checkpoints, trainer
+from tests.interrupt import train_until_interrupted
 
 SMALL = {"epochs": 2, "batch_size": 64, "attack_steps": 2}
 
@@ -30,18 +31,7 @@ def test_training_writes_a_verified_checkpoint_and_sidecar(tmp_path):
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     trainer.train(_job(tmp_path / "straight.pt"))
 
-    real_validate, calls = trainer.validate, {"n": 0}
-
-    def validate_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_validate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "validate", validate_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(_job(tmp_path / "resumed.pt"))
-    monkeypatch.setattr(trainer, "validate", real_validate)
+    train_until_interrupted(_job(tmp_path / "resumed.pt"), monkeypatch)
     with pytest.raises(BenchError, match="--resume"):
         trainer.train(_job(tmp_path / "resumed.pt"))
     trainer.train(_job(tmp_path / "resumed.pt", resume=True))
