@@ -29,3 +29,11 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def write_if_changed(path: Path, content: bytes) -> bool:
+    """Leave an identical file untouched (timestamp too); replace a different one atomically."""
+    if path.is_file() and path.read_bytes() == content:
+        return False
+    atomic_write(path, content)
+    return True

@@ -15,8 +15,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.files import atomic_write
 from bench.provenance import now_iso
-
-SCHEMA_VERSION = 1
+from bench.schema import SCHEMA_VERSION
 
 
 def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
@@ -46,18 +45,22 @@ class ResumeState:
         self.key = key
         self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json"
         self.progress: dict[str, Any] = {}
+        self.resumed = False
 
-    def start(self, resume: bool) -> None:
+    def start(self, resume: bool | None) -> None:
+        """resume: True continues (and requires) saved progress, False refuses to overwrite it,
+        None continues it when present (sweeps, which are resumed by running them again)."""
         if self.path.exists():
-            if not resume:
+            if resume is False:
                 raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
                                  "--resume to continue it, or delete the file to start over")
             saved = json.loads(self.path.read_text())
             if saved.get("key") != self.key:
                 raise BenchError(f"{self.path} does not match this run; delete it")
             self.progress = saved["progress"]
+            self.resumed = True
             return
-        if resume:
+        if resume is True:
             raise BenchError(self._nothing_to_resume())
         self.save()  # from now on an interruption, however early, leaves a state to resume
 

@@ -13,4 +13,37 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
+
+
+
+def _binomial_pmf(i: int, n: int, p: float) -> float:
+    if p <= 0.0 or p >= 1.0:
+        return float(i == (0 if p <= 0.0 else n))
+    log = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+    return math.exp(log + i * math.log(p) + (n - i) * math.log1p(-p))
+
+
+def binomial_tail(k: int, n: int, p: float = 0.5) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p), exactly (in log space, so large n does not overflow)."""
+    if k <= 0:
+        return 1.0
+    return min(1.0, sum(_binomial_pmf(i, n, p) for i in range(k, n + 1)))
+
+
+def sign_test_greater(b: int, c: int) -> float:
+    """One-sided exact sign (McNemar) test on paired flips: the p-value of "b flips outnumber c
+    flips by chance" when either direction is equally likely."""
+    return binomial_tail(b, b + c, 0.5)
+
+
+def binomial_quantile(n: int, p: float, q: float) -> int:
+    """The smallest k with P(X ≤ k) ≥ q for X ~ Binomial(n, p)."""
+    total = 0.0
+    for k in range(n + 1):
+        total += _binomial_pmf(k, n, p)
+        if total >= q:
+            return k
+    return n
