@@ -1,0 +1,271 @@
+"""`results/LEADERBOARD.md` and its plots: a pure function of the run records.
+
+One table per dataset × threat model (ε) that has evaluation records. A row is a checkpoint
+(sha256); each attack column takes the newest record of that checkpoint with the attack in its
+default configuration; the worst case is taken over all those attacks on the points every one
+of them evaluated. Rows are sorted by worst-case robust accuracy. Sanity checks (bench.sanity)
+mark rows; nothing is hidden. Regenerating from the same records gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from bench import plots, sanity
+from bench.curves import eps_curves, strength_curves
+from bench.data import DATASETS
+from bench.files import write_if_changed
+from bench.schema import SCHEMA_VERSION, RunPurpose
+from bench.stats import wilson_interval
+
+COLUMNS = (("FGSM", "fgsm"), ("PGD", "pgd"), ("C&W", "cw"), ("AutoAttack", "aa"))
+NORM_SYMBOL = {"linf": "L∞", "l2": "L2"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    count: int
+    n: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.count / self.n if self.n else 0.0
+
+    def text(self, worst_n: int) -> str:
+        value = f"{100 * self.accuracy:.1f}"
+        return value if self.n == worst_n else f"{value} (n={self.n})"
+
+
+@dataclass
+class Row:
+    label: str
+    sha256: str
+    path: str
+    defense: str | None
+    variant: str | None
+    arch: str | None
+    budget: dict[str, Any] | None
+    date: str
+    clean: Cell
+    attacks: dict[str, Cell]
+    worst: Cell
+    checks: list[sanity.CheckResult]
+    plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
+
+
+TableKey = tuple[str, str, float]  # dataset, norm, ε
+
+
+def _newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: (r["provenance"]["date"], r["_file"]), reverse=True)
+
+
+def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Attack label (default configuration) → the record that ran it on the most points, the
+    newest among those (the same checkpoint and protocol: more points is strictly more evidence)."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for r in _newest_first(records):
+        for label, res in r["attacks"].items():
+            if label == res["attack"] and (label not in chosen or r["data"]["n"] > chosen[label]["data"]["n"]):
+                chosen[label] = r
+    return chosen
+
+
+def _worst(chosen: dict[str, dict[str, Any]]) -> Cell:
+    shared: set[int] | None = None
+    for r in chosen.values():
+        idx = set(map(int, r["per_example"]["index"]))
+        shared = idx if shared is None else shared & idx
+    if not shared:
+        return Cell(0, 0)
+    robust = {i: True for i in shared}
+    for label, r in chosen.items():
+        for i, flag in sanity.flags_by_index(r, label).items():
+            if i in robust:
+                robust[i] = robust[i] and flag
+    return Cell(sum(robust.values()), len(shared))
+
+
+def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[str, Any]], key: TableKey) -> Row:
+    dataset, norm, eps = key
+    chosen = _choose(table_records)
+    newest = _newest_first(table_records)[0]
+    largest = max(_newest_first(table_records), key=lambda r: r["data"]["n"])
+    attacks = {label: Cell(r["attacks"][label]["count"], r["data"]["n"]) for label, r in chosen.items()}
+    clean = Cell(largest["clean"]["count"], largest["data"]["n"])
+    spec = DATASETS.get(dataset)
+    checks = [c for c in (
+        sanity.eps_curve(all_records, norm, math.prod(spec.shape)),
+        sanity.attack_strength(all_records, norm, eps),
+        sanity.black_box(chosen),
+        sanity.autoattack_warnings(chosen)) if c is not None]
+    model = newest["model"]
+    return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
+               variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
+               date=newest["provenance"]["date"], clean=clean, attacks=attacks, worst=_worst(chosen), checks=checks)
+
+
+def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
+    """(current rows, superseded rows) per table. A checkpoint is superseded when a newer
+    checkpoint at the same path has records in the same table."""
+    by_sha: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_sha.setdefault(r["model"]["sha256"], []).append(r)
+    tables: dict[TableKey, dict[str, list[dict[str, Any]]]] = {}
+    for r in records:
+        if r["purpose"] == RunPurpose.EVALUATION.value:
+            key = (r["data"]["dataset"], r["threat"]["norm"], r["threat"]["eps"])
+            tables.setdefault(key, {}).setdefault(r["model"]["sha256"], []).append(r)
+    current: dict[TableKey, list[Row]] = {}
+    superseded: dict[TableKey, list[Row]] = {}
+    for key in sorted(tables):
+        rows = [_row(sha, recs, by_sha[sha], key) for sha, recs in sorted(tables[key].items())]
+        newest_at: dict[str, str] = {}
+        for row in rows:
+            newest_at[row.path] = max(newest_at.get(row.path, ""), row.date)
+        order = sorted(rows, key=lambda row: (-row.worst.accuracy, row.label, row.sha256))
+        current[key] = [row for row in order if row.date == newest_at[row.path]]
+        superseded[key] = [row for row in order if row.date != newest_at[row.path]]
+    return current, superseded
+
+
+def _budget(budget: dict[str, Any] | None) -> str:
+    if not budget:
+        return ""
+    text = f"{budget['epochs']} ep × {budget['train_points']:,} pts" if budget.get("train_points") else (
+        f"{budget['epochs']} ep")
+    text += f", PGD-{budget['attack_steps']}" if budget.get("attack_steps") else ", natural"
+    if budget.get("init"):
+        text += f", from {budget['init']}"
+    if budget.get("seconds"):
+        text += f" ({budget['seconds']:.0f} s)"
+    return text
+
+
+def _checks(row: Row) -> str:
+    failed = [c.check.value for c in row.checks if not c.passed]
+    passed = [c.check.value for c in row.checks if c.passed]
+    parts = []
+    if failed:
+        parts.append("⚠ " + ", ".join(failed))
+    if passed:
+        parts.append("✓ " + ", ".join(passed))
+    return "; ".join(parts) or "not run"
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text)
+
+
+def _plots(key: TableKey, rows: list[Row], records: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Plot files (path relative to results/) for one table; also fills each row's links."""
+    dataset, norm, eps = key
+    spec = DATASETS.get(dataset)
+    bound = sanity.collapse_eps(norm, math.prod(spec.shape))
+    files: dict[str, bytes] = {}
+    overview = []
+    for row in rows:
+        mine = [r for r in records if r["model"]["sha256"] == row.sha256]
+        curves = eps_curves(mine, norm)
+        if curves:
+            share = _class_share(curves[0].points[-1].record)
+            name = f"plots/{_slug(dataset)}-{norm}-{_slug(row.label)}-eps.png"
+            files[name] = plots.curve_plot(
+                [(c.attack, c) for c in curves], f"{row.label} ({row.sha256[:12]}) on {dataset}: robust accuracy vs ε",
+                f"{NORM_SYMBOL[norm]} ε", ceiling=(bound, 100 * share, f"largest class share ({100 * share:.0f}%)"))
+            row.plots.append(("ε", name))
+            overview += [(row.label, c) for c in curves if c.attack == "pgd"]
+        ladders = strength_curves(mine, norm, eps)
+        if ladders:
+            name = f"plots/{_slug(dataset)}-{norm}-{eps:g}-{_slug(row.label)}-strength.png"
+            files[name] = plots.curve_plot(
+                [(f"{c.attack} {c.detail}" if len(ladders) > 1 else c.attack, c) for c in ladders],
+                f"{row.label} on {dataset}, ε={eps:g}: robust accuracy vs attack strength", "steps × restarts",
+                log_x=True)
+            row.plots.append(("steps", name))
+    if len(overview) > 1:
+        name = f"plots/{_slug(dataset)}-{norm}-eps-all.png"
+        files[name] = plots.curve_plot(overview, f"PGD robust accuracy vs ε, {dataset}", f"{NORM_SYMBOL[norm]} ε")
+    return files
+
+
+def _class_share(record: dict[str, Any]) -> float:
+    labels = record["per_example"]["label"]
+    return max(Counter(labels).values()) / len(labels)
+
+
+def _table(rows: list[Row]) -> str:
+    body = []
+    for rank, row in enumerate(rows, 1):
+        wn = row.worst.n
+        lo, hi = wilson_interval(row.worst.count, row.worst.n)
+        others = ", ".join(f"{label} {cell.text(wn)}" for label, cell in sorted(row.attacks.items())
+                           if label not in dict((v, k) for k, v in COLUMNS))
+        links = " · ".join(f"[{text}]({path})" for text, path in row.plots)
+        body.append([rank, f"`{row.label}` {row.sha256[:12]}", row.variant or "", row.arch or "",
+                     row.clean.text(wn), *[row.attacks[col].text(wn) if col in row.attacks else "–"
+                                           for _, col in COLUMNS],
+                     others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
+                     _budget(row.budget), row.date[:10], _checks(row), links or "–"])
+    headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
+               "worst case [95% CI]", "n", "training budget", "date", "sanity checks", "curves"]
+    return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+
+
+HEADER = """# Leaderboard
+
+Generated by `bench leaderboard` from {count} run records in `results/runs/` (schema {schema}).
+Do not edit: regenerate. Accuracies in % on the test split. Each attack column comes from the
+record of that checkpoint with the attack in its default configuration on the most test points
+(the newest of those); a cell measured on a different number of points than the worst case says so. **Worst case** = robust under every attack of the
+row, on the points all of them evaluated, with its 95% Wilson interval; rows are sorted by it.
+Sanity checks (rules in `bench/sanity.py`): ε-curve = robust accuracy falls with ε and reaches the
+largest class share where every input can be moved to the same image; steps = more attack steps
+never help the model; black-box = Square breaks at most 1% of what white-box attacks left robust;
+AA checks = AutoAttack raised no warning. ⚠ marks a failed check; details below each table.
+"""
+
+
+def render(records: list[dict[str, Any]]) -> tuple[str, dict[str, bytes]]:
+    """(markdown, {plot path relative to results/: PNG bytes})."""
+    current, superseded = build_rows(records)
+    parts = [HEADER.format(count=len(records), schema=SCHEMA_VERSION)]
+    files: dict[str, bytes] = {}
+    for key, rows in current.items():
+        dataset, norm, eps = key
+        files.update(_plots(key, rows, records))
+        parts.append(f"## {dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}\n")
+        parts.append(_table(rows) + "\n")
+        failures = [(row, c) for row in rows for c in row.checks if not c.passed]
+        if failures:
+            parts.append("Failed sanity checks:\n")
+            parts += [f"- `{row.label}` {c.check.value}: {c.detail}" for row, c in failures]
+            parts.append("")
+        overview = f"plots/{_slug(dataset)}-{norm}-eps-all.png"
+        if overview in files:
+            parts.append(f"![PGD robust accuracy vs ε]({overview})\n")
+        if superseded[key]:
+            parts.append("Superseded checkpoints (a newer file at the same path has records):\n")
+            parts += [f"- `{row.label}` {row.sha256[:12]} ({row.path}), last evaluated {row.date[:10]}: worst case "
+                      f"{100 * row.worst.accuracy:.1f}% on n={row.worst.n}" for row in superseded[key]]
+            parts.append("")
+    return "\n".join(parts).rstrip() + "\n", files
+
+
+def write(records: list[dict[str, Any]], results_root: Path) -> tuple[Path, list[Path]]:
+    """Write LEADERBOARD.md and its plots; plots no longer referenced are removed."""
+    markdown, files = render(records)
+    for name, content in sorted(files.items()):
+        write_if_changed(results_root / name, content)
+    for stale in sorted((results_root / "plots").glob("*.png")):
+        if f"plots/{stale.name}" not in files:
+            stale.unlink()
+    path = results_root / "LEADERBOARD.md"
+    write_if_changed(path, markdown.encode())
+    return path, [results_root / name for name in sorted(files)]

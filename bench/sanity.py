@@ -1,0 +1,162 @@
+"""Sanity checks computed from run records; failures become marks on the leaderboard.
+
+Each check compares per-example flags of the same test points, so a difference is a statement
+about the attack or the model, not about which points were drawn. The rules:
+
+- ε curve: robust accuracy must not rise as ε grows (one-sided exact sign test on the points
+  robust at the larger ε but broken at the smaller one vs the reverse, α = 0.05), and at an ε
+  large enough to move every input to the same image (L∞ 0.5, L2 0.5·√d for inputs in [0, 1])
+  it must not exceed the largest class share of the points (95% Wilson lower bound above it).
+- Attack strength: more steps × restarts of the same attack must not raise robust accuracy
+  (same sign test between consecutive strengths).
+- Black box vs white box: Square must not break more than 1% of the points every white-box
+  attack left robust (95% Wilson lower bound above 1%); AutoAttack's Square runs only on those.
+- AutoAttack's own checks: any warning it raised (randomness, softmax output, zero gradients).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from bench.curves import Curve, Point, eps_curves, strength_curves
+from bench.stats import sign_test_greater, wilson_interval
+
+ALPHA = 0.05
+SQUARE_ALLOWANCE = 0.01
+BLACK_BOX = ("square",)
+
+
+class Check(str, enum.Enum):
+    EPS_CURVE = "ε-curve"
+    STRENGTH = "steps"
+    BLACK_BOX = "black-box"
+    AUTOATTACK = "AA checks"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: Check
+    passed: bool
+    detail: str
+
+
+def flags_by_index(record: dict[str, Any], attack: str) -> dict[int, bool]:
+    flags = record["per_example"]["robust"][attack]
+    return {int(i): f == "1" for i, f in zip(record["per_example"]["index"], flags, strict=True)}
+
+
+def _flips(weaker: dict[int, bool], stronger: dict[int, bool]) -> tuple[int, int]:
+    """(robust only under the stronger setting, robust only under the weaker one) on shared points."""
+    shared = weaker.keys() & stronger.keys()
+    return (sum(stronger[i] and not weaker[i] for i in shared), sum(weaker[i] and not stronger[i] for i in shared))
+
+
+def collapse_eps(norm: str, input_dim: int) -> float:
+    """The ε at which every input in [0,1]^d can reach the constant 0.5 image."""
+    return 0.5 if norm == "linf" else 0.5 * math.sqrt(input_dim)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _first_rise(curve: Curve) -> tuple[Point, Point, int, int] | None:
+    for weak, strong in zip(curve.points, curve.points[1:], strict=False):
+        rises, falls = _flips(weak.flags(), strong.flags())
+        if rises > falls and sign_test_greater(rises, falls) < ALPHA:
+            return weak, strong, rises, falls
+    return None
+
+
+def eps_curve(records: list[dict[str, Any]], norm: str, input_dim: int) -> CheckResult | None:
+    """`records`: one checkpoint's records (any ε)."""
+    found = eps_curves(records, norm)
+    if not found:
+        return None
+    bound = collapse_eps(norm, input_dim)
+    # the collapse bound is checked on the curve lowest at the largest ε (the worst case when a
+    # sweep ran several attacks): one weak attack such as FGSM may legitimately stay above it
+    strongest = min(found, key=lambda c: (-c.points[-1].x, c.points[-1].accuracy, c.attack)).attack
+    passed = []
+    for curve in found:
+        rise = _first_rise(curve)
+        if rise:
+            weak, strong, gained, lost = rise
+            return CheckResult(Check.EPS_CURVE, False, f"{curve.attack} robust accuracy rises from ε={weak.x:g} to "
+                                                       f"ε={strong.x:g} ({gained} points gained, {lost} lost)")
+        top = curve.points[-1]
+        if curve.attack != strongest:
+            continue  # a single weak attack (FGSM) may not reach the collapse; the worst case must
+        if top.x >= bound:
+            labels = top.record["per_example"]["label"]
+            share = max(Counter(labels).values()) / len(labels)
+            if wilson_interval(top.count, top.n)[0] > share:
+                return CheckResult(Check.EPS_CURVE, False, f"{curve.attack} leaves {_pct(top.accuracy)} robust at "
+                                                           f"ε={top.x:g}, where no classifier exceeds {_pct(share)}")
+            passed.append(f"{curve.attack} {_pct(top.accuracy)} at ε={top.x:g}")
+        else:
+            passed.append(f"{curve.attack} falls up to ε={top.x:g} (collapse at {bound:g} not tested)")
+    return CheckResult(Check.EPS_CURVE, True, "; ".join(passed))
+
+
+def attack_strength(records: list[dict[str, Any]], norm: str, eps: float) -> CheckResult | None:
+    """`records`: one checkpoint's records."""
+    found = strength_curves(records, norm, eps)
+    if not found:
+        return None
+    for curve in found:
+        rise = _first_rise(curve)
+        if rise:
+            weak, strong, gained, lost = rise
+            return CheckResult(Check.STRENGTH, False, f"{curve.attack} robust accuracy rises from {weak.x:g} to "
+                                                      f"{strong.x:g} steps×restarts ({gained} gained, {lost} lost)")
+    names = sorted({c.attack for c in found})
+    return CheckResult(Check.STRENGTH, True, f"{', '.join(names)}: no rise with more steps")
+
+
+def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+    """`chosen`: attack label → the record it comes from (one checkpoint, one threat model).
+
+    A point counts against the model when Square broke it (standalone, or as AutoAttack's last
+    stage, which runs only where APGD and FAB failed) and every white-box attack left it robust.
+    """
+    square_broke: set[int] = set()
+    square_ran: set[int] = set()
+    white_robust: dict[int, bool] = {}
+    for label, record in chosen.items():
+        pe = record["per_example"]
+        flags = flags_by_index(record, label)
+        clean = {int(i) for i, c in zip(pe["index"], pe["clean_correct"], strict=True) if c == "1"}
+        first = dict(zip(map(int, pe["index"]), pe["broken_first_by"], strict=True))
+        is_square = label in BLACK_BOX or record["attacks"][label]["attack"] in BLACK_BOX
+        if is_square or "square" in record["attacks"][label].get("stages", []):
+            square_ran |= clean
+        for i in clean:
+            by_square = not flags[i] and (is_square or first[i] == f"{label}/square")
+            if by_square:
+                square_broke.add(i)
+            if not is_square:
+                white_robust[i] = white_robust.get(i, True) and (flags[i] or by_square)
+    if not square_ran:
+        return None
+    survivors = [i for i, robust in sorted(white_robust.items()) if robust and i in square_ran]
+    if not survivors:
+        return CheckResult(Check.BLACK_BOX, True, "no point survived the white-box attacks")
+    beaten = sum(i in square_broke for i in survivors)
+    low = wilson_interval(beaten, len(survivors))[0]
+    detail = f"Square broke {beaten} of {len(survivors)} points the white-box attacks left robust"
+    return CheckResult(Check.BLACK_BOX, low <= SQUARE_ALLOWANCE, detail)
+
+
+def autoattack_warnings(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+    ran = [label for label, r in chosen.items() if r["attacks"][label]["protocol"].startswith(("aa", "apgd", "fab"))]
+    if not ran:
+        return None
+    warned = sorted({w for label in ran for w in chosen[label]["attacks"][label].get("warnings", [])})
+    if warned:
+        return CheckResult(Check.AUTOATTACK, False, "; ".join(warned))
+    return CheckResult(Check.AUTOATTACK, True, "no warnings")

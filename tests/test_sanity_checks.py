@@ -1,0 +1,66 @@
+"""Each leaderboard sanity check fires on the pattern it exists for and tolerates noise."""
+
+from bench import sanity
+from tests.synthetic import attack, record
+
+INPUT_DIM = 28 * 28
+
+
+def _pgd(flags, eps, steps=20, restarts=1, file=None, **kw):
+    cfg = {"steps": steps, "restarts": restarts, "rel_step": 0.25, "random_start": True, "loss": "ce"}
+    label = "pgd" if steps == 20 and restarts == 1 else f"pgd:steps={steps}"
+    return record({label: attack(flags, "pgd", config=cfg)}, eps=eps, file=file or f"{eps}-{steps}.json", **kw)
+
+
+def test_eps_curve_rising_is_marked():
+    records = [_pgd("1" * 20 + "0" * 80, 0.1), _pgd("1" * 40 + "0" * 60, 0.2)]
+    result = sanity.eps_curve(records, "linf", INPUT_DIM)
+    assert result is not None and not result.passed and "rises from ε=0.1 to ε=0.2" in result.detail
+
+
+def test_eps_curve_noise_is_tolerated_and_collapse_untested_is_said():
+    low = "1" * 30 + "0" * 70
+    higher = "0" + "1" * 31 + "0" * 68  # 2 gained, 1 lost: noise
+    result = sanity.eps_curve([_pgd(low, 0.1), _pgd(higher, 0.2)], "linf", INPUT_DIM)
+    assert result.passed and "not tested" in result.detail
+
+
+def test_eps_curve_must_reach_the_class_share_at_collapse():
+    stuck = [_pgd("1" * 60 + "0" * 40, 0.1), _pgd("1" * 60 + "0" * 40, 0.5)]
+    result = sanity.eps_curve(stuck, "linf", INPUT_DIM)
+    assert not result.passed and "no classifier exceeds 10.0%" in result.detail
+    falls = [_pgd("1" * 60 + "0" * 40, 0.1), _pgd("0" * 100, 0.5)]
+    assert sanity.eps_curve(falls, "linf", INPUT_DIM).passed
+
+
+def test_more_steps_raising_accuracy_is_marked():
+    records = [_pgd("1" * 20 + "0" * 80, 0.1, steps=1), _pgd("1" * 45 + "0" * 55, 0.1, steps=20)]
+    result = sanity.attack_strength(records, "linf", 0.1)
+    assert not result.passed and "rises from 1 to 20" in result.detail
+    healthy = [_pgd("1" * 45 + "0" * 55, 0.1, steps=1), _pgd("1" * 20 + "0" * 80, 0.1, steps=20)]
+    assert sanity.attack_strength(healthy, "linf", 0.1).passed
+    assert sanity.attack_strength(healthy[:1], "linf", 0.1) is None  # one strength: nothing to compare
+
+
+def _aa(square_breaks: int, n: int = 100):
+    robust = 60
+    flags = "1" * (robust - square_breaks) + "0" * (n - robust + square_breaks)
+    first = [None] * (robust - square_breaks) + ["aa/square"] * square_breaks + ["aa/apgd-ce"] * (n - robust)
+    return record({"aa": attack(flags, "aa", stages=["apgd-ce", "apgd-t", "fab-t", "square"])},
+                  broken_first_by=first)
+
+
+def test_square_beating_white_box_is_marked_unless_white_box_broke_those_points():
+    result = sanity.black_box({"aa": _aa(8)})
+    assert not result.passed and "Square broke 8 of 60" in result.detail
+    assert sanity.black_box({"aa": _aa(0)}).passed
+    # PGD broke the same 8 points: Square found nothing white-box attacks missed
+    pgd = _pgd("1" * 52 + "0" * 48, 0.1)
+    assert sanity.black_box({"aa": _aa(8), "pgd": pgd}).passed
+    assert sanity.black_box({"pgd": pgd}) is None  # no Square ran
+
+
+def test_autoattack_warnings_become_a_mark():
+    warned = record({"aa": attack("1" * 10, "aa", warnings=["autoattack apgd-ce: the model is randomized"])})
+    result = sanity.autoattack_warnings({"aa": warned})
+    assert not result.passed and "randomized" in result.detail
