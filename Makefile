@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install data demo test test-slow lint typecheck checkpoints bench-overhead clean-venv
+.PHONY: install data demo test test-slow lint typecheck check leaderboard checkpoints curves bench-overhead clean-venv
 
 install: $(STAMP)
 
@@ -33,6 +33,14 @@ demo: data
 
 test: data lint typecheck
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory check
+
+# The CI regression gate: every committed checkpoint against results/baselines/ (README: duration).
+check: data
+	$(BIN)/bench check --quiet
+
+leaderboard: install
+	$(BIN)/bench leaderboard
 
 test-slow: data
 	$(BIN)/python -m pytest -m slow
@@ -48,6 +56,14 @@ typecheck: install
 DEFENSE_NAMES := standard pgd-at trades mart ancra ancra-pgd ancra-mart afd claf ascl spat
 checkpoints: data
 	for d in $(DEFENSE_NAMES); do $(BIN)/bench train --defense $$d --dataset fashion-mnist --quiet || exit 1; done
+
+# The ε curves and attack-strength curves behind the leaderboard's plots (README: duration);
+# incremental: what is recorded already is skipped.
+EPS_SWEEP := 0.02,0.05,0.1,0.15,0.2,0.3,0.5
+STRENGTH  := pgd:steps=1,pgd:steps=2,pgd:steps=5,pgd:steps=10,pgd,pgd:steps=50,pgd:steps=100,pgd:restarts=3,pgd:restarts=10
+curves: data
+	$(BIN)/bench sweep --attack fgsm,pgd --eps-sweep $(EPS_SWEEP) --n 500 --quiet
+	$(BIN)/bench sweep --attack $(STRENGTH) --n 500 --quiet
 
 bench-overhead: data
 	$(BIN)/python benchmarks/harness_overhead.py

@@ -44,7 +44,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "
                         "(default: fgsm,pgd,cw,aa; `bench ls attacks` lists them)")
     p.add_argument("--norm", help="linf or l2 (default: the dataset's default threat model)")
-    p.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
+    eps = p.add_mutually_exclusive_group()
+    eps.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
+    eps.add_argument("--eps-sweep", metavar="EPS,EPS,...",
+                     help="one run per ε (records marked eps-sweep: they feed the ε-curve plots and "
+                          "checks, not the leaderboard tables), e.g. 0.05,0.1,0.2,0.3,0.5")
     p.add_argument("--n", type=int, help="number of test points (default: all)")
     p.add_argument("--sample-seed", type=int, help="draw the --n points at random with this seed "
                    "instead of taking the first n")
@@ -61,17 +65,37 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from bench.config import RunConfig
     from bench.harness import evaluate
     from bench.report import format_summary
+    from bench.schema import RunPurpose
+    from bench.threat import parse_eps_list
 
     cfg = RunConfig.from_cli(args)
-    result = evaluate(cfg)
-    if args.json:
-        print(json.dumps(result.summary(), sort_keys=True))
-    else:
-        print(format_summary(result))
+    configs = [cfg]
+    if args.eps_sweep:
+        configs = [dataclasses.replace(cfg, threat=RunConfig.resolve_threat(cfg.dataset, args.norm, str(e)),
+                                       purpose=RunPurpose.EPS_SWEEP) for e in parse_eps_list(args.eps_sweep)]
+    for one in configs:
+        result = evaluate(one)
+        if args.json:
+            print(json.dumps(result.summary(), sort_keys=True))
+        else:
+            print(format_summary(result) + ("\n" if len(configs) > 1 else ""))
+    _rebuild_quietly(cfg.results_dir)
     return 0
+
+
+def _rebuild_quietly(runs_dir: Path) -> None:
+    """Refresh results.csv after a run; a problem there must not hide the run's own result."""
+    from bench.derived import rebuild
+
+    try:
+        rebuild(runs_dir, with_leaderboard=False)
+    except BenchError as exc:
+        print(f"warning: results.csv not rebuilt: {exc}", file=sys.stderr)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -178,6 +202,188 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+RESULTS_EXAMPLES = """examples:
+  bench results                                   # every (run, attack) row, markdown
+  bench results --defense ancra --attack aa       # filter
+  bench results --dataset fashion-mnist --format csv > table.csv
+  bench leaderboard                               # rewrite results/LEADERBOARD.md, plots, results.csv
+"""
+
+
+def _add_results(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("results", help="print the result table derived from the run records",
+                       epilog=RESULTS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results-dir", type=Path, default=Path("results/runs"), help="the run records")
+    p.add_argument("--dataset")
+    p.add_argument("--defense")
+    p.add_argument("--attack", help="an attack label as recorded (e.g. pgd, aa, pgd:steps=50) or worst_case")
+    p.add_argument("--label", help="a checkpoint label (defense name or checkpoint file stem)")
+    p.add_argument("--purpose", choices=["evaluation", "eps-sweep"])
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.add_argument("--all-columns", action="store_true", help="markdown: every column, not the summary ones")
+    p.set_defaults(func=_cmd_results)
+
+
+SUMMARY_COLUMNS = ["date", "dataset", "norm", "eps", "label", "arch", "checkpoint_sha256", "attack",
+                   "protocol", "n", "clean_accuracy", "robust_accuracy", "ci95_low", "ci95_high", "seconds"]
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.schema import load_records
+    from bench.table import build_table, filter_table, to_csv
+
+    table = filter_table(build_table(load_records(args.results_dir)), dataset=args.dataset, defense=args.defense,
+                         attack=args.attack, label=args.label, purpose=args.purpose)
+    if args.format == "csv":
+        sys.stdout.write(to_csv(table))
+    elif args.format == "json":
+        print(table.to_json(orient="records", indent=1))
+    else:
+        shown = table if args.all_columns else table[SUMMARY_COLUMNS].assign(
+            checkpoint_sha256=table["checkpoint_sha256"].str[:12])
+        print(tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt="github",
+                       floatfmt=".4g", missingval=""))
+    return 0
+
+
+def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md, its plots and results.csv")
+    p.add_argument("--results-dir", type=Path, default=Path("results/runs"),
+                   help="the run records; derived files go to its parent folder")
+    p.set_defaults(func=_cmd_leaderboard)
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench.derived import rebuild
+
+    derived = rebuild(args.results_dir)
+    print(f"{derived.leaderboard} and {derived.table} from {derived.records} records; "
+          f"{len(derived.plots)} plots in {args.results_dir.parent / 'plots'}")
+    return 0
+
+
+CHECK_EXAMPLES = """examples:
+  bench check                                       # every committed checkpoint vs results/baselines/
+  bench check --defense ancra --defense pgd-at      # a subset
+  bench check --update-baseline --reason "PGD step size now ε/4 per the paper"   # re-bless, with history
+  bench check --checkpoint ckpt/mine.pt --baselines ci/baselines                # your own CI
+exit status: 0 pass, 1 a measure moved beyond the statistical rule (report says what), 2 bad input
+"""
+
+
+SWEEP_EXAMPLES = """examples:
+  bench sweep                                          # fgsm,pgd,cw,aa over every committed fashion-mnist checkpoint
+  bench sweep --attack pgd,aa --n 1000                 # what is already recorded is skipped
+  bench sweep --checkpoints-dir runs/ --attack pgd     # every checkpoint (with sidecar) in a folder
+  bench sweep --attack fgsm,pgd --eps-sweep 0.05,0.1,0.2,0.3,0.5 --n 500   # ε curves for the plots
+  bench sweep --force                                  # rerun even what is recorded
+An interrupted sweep continues where it stopped when started again with the same options.
+"""
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run an attack set over every checkpoint, skipping what is recorded",
+                       epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--checkpoints-dir", type=Path, help="every *.pt with a sidecar here, instead of the "
+                   "registered defenses' committed checkpoints")
+    p.add_argument("--attack", default="fgsm,pgd,cw,aa")
+    eps = p.add_mutually_exclusive_group()
+    eps.add_argument("--eps", help="perturbation budget (default: the dataset's)")
+    eps.add_argument("--eps-sweep", metavar="EPS,EPS,...", help="every checkpoint at each ε (records marked "
+                     "eps-sweep, for the ε-curve plots and checks)")
+    p.add_argument("--norm")
+    p.add_argument("--n", type=int)
+    p.add_argument("--sample-seed", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
+    p.add_argument("--force", action="store_true", help="rerun attacks that are already recorded")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bench import sweep
+    from bench.config import RunConfig
+    from bench.derived import rebuild
+    from bench.report import format_summary
+    from bench.schema import RunPurpose
+    from bench.threat import parse_eps_list
+
+    common = dict(dataset=args.dataset, attacks_text=args.attack, data_dir=args.data_dir, n=args.n,
+                  sample_seed=args.sample_seed, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                  results_dir=args.results_dir, resume=None, quiet=args.quiet)
+    models = ([{"checkpoint": p} for p in sweep.checkpoints_in(args.checkpoints_dir)] if args.checkpoints_dir
+              else [{"defense": d} for d in sweep.registered_checkpoints(args.dataset)])
+    if args.eps_sweep:
+        threats = [(RunConfig.resolve_threat(args.dataset, args.norm, str(e)), RunPurpose.EPS_SWEEP)
+                   for e in parse_eps_list(args.eps_sweep)]
+    else:
+        threats = [(RunConfig.resolve_threat(args.dataset, args.norm, args.eps), RunPurpose.EVALUATION)]
+    targets = [RunConfig(threat=threat, purpose=purpose, **model, **common)
+               for model in models for threat, purpose in threats]
+
+    def report(item: sweep.SweepItem, result: object) -> None:
+        skipped = f" (already recorded: {', '.join(item.skipped)})" if item.skipped else ""
+        if result is None:
+            print(f"{item.label}: nothing to do{skipped}")
+        else:
+            print(f"{item.label}{skipped}:\n{format_summary(result)}\n")  # type: ignore[arg-type]
+
+    sweep.run(sweep.plan(targets, args.force), report)
+    derived = rebuild(args.results_dir)
+    print(f"rebuilt {derived.table} and {derived.leaderboard} from {derived.records} records")
+    return 0
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    from bench.gate import ALPHA, NOISE_RATE, GateProtocol
+
+    default = GateProtocol()
+    p = sub.add_parser("check", help="CI regression gate: re-evaluate checkpoints and compare per-example "
+                       "flags with committed baselines",
+                       description=f"Red when a measure (clean or an attack) has more flipped points than "
+                       f"numerical noise explains (rate {NOISE_RATE:.1%}, α={ALPHA}), when flips lean one way "
+                       "(exact sign test, also pooled over checkpoints), or when a checkpoint's sha256 changed.",
+                       epilog=CHECK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--defense", action="append", default=[], help="a registered defense (repeatable)")
+    p.add_argument("--checkpoint", action="append", default=[], type=Path,
+                   help="a checkpoint file with sidecar; its label is the file stem (repeatable)")
+    p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
+    p.add_argument("--n", type=int, default=default.n, help=f"test points (default {default.n})")
+    p.add_argument("--attack", default=default.attacks, help=f"attacks (default {default.attacks})")
+    p.add_argument("--seed", type=int, default=default.seed)
+    p.add_argument("--update-baseline", action="store_true", help="re-bless: write new baselines")
+    p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from bench import gate
+
+    protocol = gate.GateProtocol(n=args.n, attacks=args.attack, seed=args.seed)
+    problems: list[str] = []
+    if args.defense or args.checkpoint:
+        targets = [gate.Target(d, args.dataset, defense=d) for d in args.defense]
+        targets += [gate.Target(c.stem, args.dataset, checkpoint=c) for c in args.checkpoint]
+    else:
+        targets, problems = gate.default_targets(args.dataset, args.baselines)
+    if args.update_baseline:
+        for path in gate.update(targets, args.baselines, protocol, args.reason, quiet=args.quiet):
+            print(f"wrote {path}")
+        return 0
+    result = gate.check(targets, args.baselines, protocol, problems, quiet=args.quiet)
+    print(gate.format_report(result, protocol, args.dataset))
+    return 1 if result.failed else 0
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="download a dataset with torchvision (needs network)")
     p.add_argument("action", choices=["fetch"])
@@ -200,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "them with FGSM, PGD, C&W and the official AutoAttack.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    adders: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_train, _add_ls, _add_data]
+    adders: list[Callable[[argparse._SubParsersAction], None]] = [
+        _add_run, _add_train, _add_results, _add_leaderboard, _add_sweep, _add_check, _add_ls, _add_data]
     for add in adders:
         add(sub)
     return parser

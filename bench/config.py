@@ -11,6 +11,7 @@ import torch
 from bench.attacks import Attack, build_attacks
 from bench.data import DATASETS
 from bench.errors import BenchError
+from bench.schema import RunPurpose
 from bench.threat import Norm, ThreatModel, parse_eps
 
 
@@ -29,9 +30,10 @@ class RunConfig:
     batch_size: int = 500
     device: str = "auto"
     results_dir: Path = Path("results/runs")
-    resume: bool = False
+    resume: bool | None = False  # None: continue saved progress when there is some (sweeps)
     allow_randomized: bool = False
     quiet: bool = False
+    purpose: RunPurpose = RunPurpose.EVALUATION
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

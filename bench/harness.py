@@ -1,7 +1,9 @@
 """`evaluate(cfg)`: run every attack over the evaluation subset and write the run record.
 
-Per example the harness keeps: clean-correct, robust under each attack, and which attack (or
-AutoAttack component) broke it first; the worst case is robust under all attacks. Each attack
+Per example the harness keeps: clean-correct, robust under each attack, which attack (or
+AutoAttack component) broke it first, and the true-class margin at each attack's output (a
+fingerprint of what the attack did, which the CI gate compares); the worst case is robust under
+all attacks. Each attack
 runs as a cascade of stages over the still-robust points, batch by batch; progress is saved
 after every batch so that `--resume` continues to identical flags.
 """
@@ -26,10 +28,11 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records import ResumeState, write_record
 from bench.resolve import ResolvedModel, resolve_model
+from bench.schema import WORST_CASE, portable_path
 from bench.stats import wilson_interval
 from bench.verify import verify_successes
 
-WORST_CASE = "worst_case"
+MARGIN_DECIMALS = 4  # per-example margins at the attack's output: a fingerprint, not a statistic
 
 
 @dataclass
@@ -49,6 +52,7 @@ class RunResult:
 
 def _fresh_progress(clean_correct: torch.Tensor) -> dict[str, Any]:
     return {"alive": clean_correct.int().tolist(), "broken_by": [None] * len(clean_correct),
+            "margin": [None] * len(clean_correct),
             "stage": 0, "batch": 0, "stage_alive": None, "forward": 0, "backward": 0,
             "seconds": 0.0, "warnings": []}
 
@@ -57,6 +61,7 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
                 cfg: RunConfig, state: ResumeState) -> dict[str, Any]:
     """Run one attack's stages over the points still robust to it; returns its progress entry."""
     prog = state.progress[attack.label]
+    prog.setdefault("margin", [None] * len(prog["alive"]))  # states saved before margins were kept
     alive = torch.tensor(prog["alive"], dtype=torch.bool)
     device = model.device
     for s, stage in enumerate(attack.stages()):
@@ -75,6 +80,9 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
             out = stage.run(model, xb, yb, cfg.threat, stage.batch_seed(cfg.seed, b))
             spent = model.passes.since(before)
             verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, attack.label)
+            margins = model.true_class_margin(out.x_adv, yb).tolist()
+            for j, point in enumerate(ids.tolist()):
+                prog["margin"][point] = round(margins[j], MARGIN_DECIMALS)
             for j in out.success.cpu().nonzero().squeeze(1).tolist():
                 point, component = int(ids[j]), out.broken_by[j] if out.broken_by else None
                 alive[point] = False
@@ -100,7 +108,7 @@ def _flags(values: np.ndarray) -> str:
 
 def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], indices: np.ndarray,
                   y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, Any],
-                  guard_warnings: list[str], device: torch.device) -> dict[str, Any]:
+                  guard_warnings: list[str], device: torch.device, resumed: bool) -> dict[str, Any]:
     n = len(indices)
     robust = {a.label: np.array(progress_by_attack[a.label]["alive"], dtype=bool) & clean_correct
               for a in attacks}
@@ -124,22 +132,26 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
     warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label]["warnings"]]
     return {
         "config": {"attacks": cfg.attacks_text, "seed": cfg.seed, "batch_size": cfg.batch_size,
-                   "device": cfg.device, "resumed": cfg.resume},
+                   "device": cfg.device, "resumed": resumed},
         "threat": {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps},
-        "model": {"defense": cfg.defense or model.sidecar.get("defense"), "path": str(model.path),
+        "purpose": cfg.purpose.value,
+        "model": {"label": model.label, "defense": cfg.defense or model.sidecar.get("defense"),
+                  "path": portable_path(model.path),
                   "sha256": model.sha256, "arch": model.sidecar.get("arch"),
                   "paper": model.sidecar.get("paper"), "variant": model.sidecar.get("variant"),
                   "hyperparameters": model.sidecar.get("hyperparameters"),
                   "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command")},
         "data": {"dataset": cfg.dataset, "split": "test", "n": n,
                  "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
+                 "sample_seed": cfg.sample_seed,
                  "index_sha256": data.hash_indices(indices)},
         "provenance": {**stamp(device), "precision": "fp32"},
         "clean": _accuracy(clean_correct, "accuracy"), "attacks": per_attack, "worst_case": _accuracy(worst),
         "warnings": warnings,
         "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": _flags(clean_correct),
                         "robust": {label: _flags(f) for label, f in robust.items()},
-                        "worst_case": _flags(worst), "broken_first_by": first_broken},
+                        "worst_case": _flags(worst), "broken_first_by": first_broken,
+                        "margin": {a.label: progress_by_attack[a.label]["margin"] for a in attacks}},
     }
 
 
@@ -177,7 +189,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
         for attack in attacks:
             _run_attack(model, attack, x, y, cfg, state)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
-                           guard_warnings, device)
+                           guard_warnings, device, state.resumed)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")
     state.finish()
     return RunResult(path, record)

@@ -94,6 +94,17 @@ class ModelUnderTest(nn.Module):
                 p.requires_grad_(flag)
 
     @torch.no_grad()
+    def true_class_margin(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """z_y − max_{j≠y} z_j per example (negative = misclassified), not counted as a pass: the
+        harness records it at every attack's output as a fingerprint of what the attack did."""
+        saved = self.passes.snapshot()
+        logits = self(x.to(self.device)).float()
+        self.passes = saved
+        true = logits.gather(1, y.to(logits.device)[:, None]).squeeze(1)
+        others = logits.scatter(1, y.to(logits.device)[:, None], float("-inf"))
+        return (true - others.max(1).values).cpu()
+
+    @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Predicted labels (not counted as attack passes: used for bookkeeping and verification)."""
         saved = self.passes.snapshot()

@@ -72,3 +72,11 @@ def format_eps(eps: float) -> str:
     if len(short) > 6 and abs(k - round(k)) < 1e-9:
         return f"{round(k)}/255"
     return short
+
+
+def parse_eps_list(text: str) -> list[float]:
+    """'0.05,0.1,8/255' → sorted distinct values; a sweep needs at least two."""
+    values = sorted({parse_eps(t) for t in text.split(",") if t.strip()})
+    if len(values) < 2:
+        raise BenchError(f"--eps-sweep {text!r}: give at least two distinct ε values, e.g. 0.05,0.1,0.2")
+    return values

@@ -1,0 +1,327 @@
+"""`bench check`: the CI regression gate on robust accuracy.
+
+Each checkpoint is re-evaluated under one fixed protocol (points, attacks, seed, batch size) and
+its per-example flags are compared, point by point, with a committed baseline. A point that
+flips between "broken" and "robust" (or between wrong and right for clean accuracy) is evidence;
+the rule for how much is too much is stated here, not tuned to pass:
+
+1. Churn: numerical nondeterminism (another CPU, BLAS or thread count) may flip a point with
+   probability at most NOISE_RATE, independently. A measure is red when its number of flips
+   exceeds the 1 − ALPHA quantile of Binomial(n, NOISE_RATE).
+2. Direction: noise flips both ways equally. A measure is red when the exact one-sided sign test
+   says one direction outnumbers the other at level ALPHA; the same test runs per attack pooled
+   over every checkpoint, which catches a small systematic weakening spread over many models.
+3. Fingerprint: flags alone miss changes that leave robust accuracy level on a given model
+   (measured on the committed PGD-AT checkpoint: PGD without its random start flips 0 of 500
+   flags). So each attack's true-class margin at its output point is compared too; a point whose
+   margin moved by more than MARGIN_TOLERANCE counts as changed, under the churn rule of (1).
+   Measured: 0 of 500 margins move between 1 and 2 threads; 414 of 500 without the random start.
+4. Work: an attack's forward and backward passes per example must stay within PASS_TOLERANCE of
+   the baseline's (APGD cut from 100 to 10 iterations changes 3 of 500 flags on that checkpoint,
+   but ~90% of its passes).
+5. Identity: the checkpoint's sha256, the test points and the protocol must equal the baseline's.
+
+Baselines are JSON files under results/baselines/<dataset>/<label>.json, re-blessed only by
+`bench check --update-baseline --reason TEXT`, which appends to their history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig
+from bench.errors import BenchError
+from bench.files import atomic_write
+from bench.harness import evaluate
+from bench.provenance import git_sha, now_iso
+from bench.schema import WORST_CASE
+from bench.stats import binomial_quantile, sign_test_greater
+
+BASELINE_VERSION = 1
+NOISE_RATE = 0.005
+ALPHA = 0.001
+MARGIN_TOLERANCE = 1e-3
+PASS_TOLERANCE = 0.05
+CLEAN = "clean"
+
+
+@dataclass(frozen=True)
+class GateProtocol:
+    """What `bench check` runs. Changing any field invalidates every baseline (re-bless)."""
+
+    n: int = 500
+    attacks: str = "fgsm,pgd,cw,apgd-ce"
+    seed: int = 0
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    """One checkpoint under the gate: a registered defense or a checkpoint file."""
+
+    label: str
+    dataset: str
+    defense: str | None = None
+    checkpoint: Path | None = None
+
+
+@dataclass
+class Measure:
+    name: str  # clean, an attack label, or worst_case
+    n: int
+    to_robust: int  # broken → robust (wrong → right for clean)
+    to_broken: int
+    baseline_count: int
+    count: int
+    margin_changes: int = 0  # points whose margin at the attack's output moved (attacks only)
+    passes: tuple[list[float], list[float]] | None = None  # (baseline, now) forward/backward per example
+
+    @property
+    def flips(self) -> int:
+        return self.to_robust + self.to_broken
+
+    def problem(self) -> str | None:
+        limit = churn_limit(self.n)
+        if self.flips > limit:
+            return f"{self.flips} points flipped (noise allows {limit})"
+        for ahead, behind, word in ((self.to_robust, self.to_broken, "robust"), (self.to_broken, self.to_robust, "broken")):
+            if ahead > behind and sign_test_greater(ahead, behind) < ALPHA:
+                return f"systematic drift towards {word} ({ahead} vs {behind}, p={sign_test_greater(ahead, behind):.1e})"
+        if self.margin_changes > limit:
+            return (f"the attack's output moved on {self.margin_changes} points (margin change > "
+                    f"{MARGIN_TOLERANCE:g}; noise allows {limit}): the attack behaves differently")
+        if self.passes is not None:
+            for kind, old, new in zip(("forward", "backward"), *self.passes, strict=True):
+                if abs(new - old) > PASS_TOLERANCE * max(old, 1.0):
+                    return f"{kind} passes per example {old:.1f} → {new:.1f}: the attack does different work"
+        return None
+
+
+@dataclass
+class Verdict:
+    target: Target
+    baseline: Path
+    identity: list[str] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.identity and all(m.problem() is None for m in self.measures)
+
+
+def churn_limit(n: int) -> int:
+    return binomial_quantile(n, NOISE_RATE, 1 - ALPHA)
+
+
+def baseline_path(baselines: Path, target: Target) -> Path:
+    return baselines / target.dataset / f"{target.label}.json"
+
+
+def _flags_of(record: dict[str, Any]) -> dict[str, str]:
+    pe = record["per_example"]
+    return {CLEAN: pe["clean_correct"], **pe["robust"], WORST_CASE: pe["worst_case"]}
+
+
+def _margins_of(record: dict[str, Any]) -> dict[str, list[float | None]]:
+    return dict(record["per_example"]["margin"])
+
+
+def _passes_of(record: dict[str, Any]) -> dict[str, list[float]]:
+    return {label: [res["passes"]["forward_per_example"], res["passes"]["backward_per_example"]]
+            for label, res in record["attacks"].items()}
+
+
+def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> dict[str, Any]:
+    from bench.data import DATASETS
+
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        cfg = RunConfig(dataset=target.dataset, threat=DATASETS.get(target.dataset).default_threat(),
+                        attacks_text=protocol.attacks, defense=target.defense, checkpoint=target.checkpoint,
+                        n=protocol.n, seed=protocol.seed, batch_size=protocol.batch_size,
+                        results_dir=Path(tmp), quiet=quiet)
+        return evaluate(cfg).record
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    try:
+        baseline = json.loads(path.read_text())
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read baseline ({exc.strerror})") from None
+    except ValueError as exc:
+        raise BenchError(f"{path}: corrupt baseline, not valid JSON ({exc})") from None
+    if not isinstance(baseline, dict) or baseline.get("baseline_version") != BASELINE_VERSION:
+        raise BenchError(f"{path}: not a baseline of version {BASELINE_VERSION}")
+    return baseline
+
+
+def compare(target: Target, path: Path, baseline: dict[str, Any], record: dict[str, Any],
+            protocol: GateProtocol) -> Verdict:
+    verdict = Verdict(target, path)
+    if baseline["protocol"] != dataclasses.asdict(protocol):
+        verdict.identity.append(f"baseline protocol {baseline['protocol']} differs from the gate's "
+                                f"{dataclasses.asdict(protocol)}: re-bless")
+    if baseline["checkpoint"]["sha256"] != record["model"]["sha256"]:
+        verdict.identity.append(f"checkpoint changed: sha256 {baseline['checkpoint']['sha256'][:16]}… in the "
+                                f"baseline, {record['model']['sha256'][:16]}… now")
+    if baseline["index_sha256"] != record["data"]["index_sha256"] or baseline["threat"] != record["threat"]:
+        verdict.identity.append("test points or threat model differ from the baseline's")
+        return verdict
+    now, margins, passes = _flags_of(record), _margins_of(record), _passes_of(record)
+    for name, old in baseline["flags"].items():
+        new = now.get(name)
+        if new is None:
+            verdict.identity.append(f"the gate no longer runs {name!r}")
+            continue
+        measure = Measure(name, len(old), sum(a == "0" and b == "1" for a, b in zip(old, new, strict=True)),
+                          sum(a == "1" and b == "0" for a, b in zip(old, new, strict=True)), old.count("1"),
+                          new.count("1"))
+        if name in baseline["margins"]:
+            measure.margin_changes = _moved(baseline["margins"][name], margins[name])
+            measure.passes = (baseline["passes"][name], passes[name])
+        verdict.measures.append(measure)
+    return verdict
+
+
+def _moved(old: list[float | None], new: list[float | None]) -> int:
+    return sum((a is None) != (b is None) or (a is not None and b is not None and abs(a - b) > MARGIN_TOLERANCE)
+               for a, b in zip(old, new, strict=True))
+
+
+def pooled(verdicts: list[Verdict]) -> list[tuple[str, int, int, float]]:
+    """(measure, to_robust, to_broken, p of the dominant direction) summed over checkpoints."""
+    sums: dict[str, list[int]] = {}
+    for v in verdicts:
+        for m in v.measures:
+            pair = sums.setdefault(m.name, [0, 0])
+            pair[0] += m.to_robust
+            pair[1] += m.to_broken
+    return [(name, up, down, sign_test_greater(max(up, down), min(up, down)))
+            for name, (up, down) in sorted(sums.items())]
+
+
+def new_baseline(record: dict[str, Any], target: Target, protocol: GateProtocol, reason: str,
+                 previous: dict[str, Any] | None) -> dict[str, Any]:
+    history = list(previous["history"]) if previous else []
+    history.append({"date": now_iso(), "reason": reason, "git_sha": git_sha(),
+                    "sha256": record["model"]["sha256"],
+                    "summary": {name: flags.count("1") for name, flags in _flags_of(record).items()}})
+    return {"baseline_version": BASELINE_VERSION, "protocol": dataclasses.asdict(protocol),
+            "dataset": target.dataset, "threat": record["threat"],
+            "checkpoint": {"label": target.label, "path": record["model"]["path"],
+                           "sha256": record["model"]["sha256"]},
+            "index_sha256": record["data"]["index_sha256"], "n": record["data"]["n"],
+            "flags": _flags_of(record), "margins": _margins_of(record), "passes": _passes_of(record),
+            "history": history}
+
+
+def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps(baseline, indent=1, sort_keys=True) + "\n").encode())
+
+
+def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[str]]:
+    """Every committed checkpoint of a registered defense, and every baselined checkpoint file.
+
+    Returns (targets, problems): a baseline whose checkpoint no longer exists is a problem
+    named by its file, and does not stop the other checkpoints from being checked.
+    """
+    from defenses import DEFENSES, checkpoints
+
+    targets: dict[str, Target] = {}
+    for name, defense in DEFENSES.items():
+        recipe = defense.recipes.get(dataset)
+        if recipe and checkpoints.default_path(dataset, name, recipe.arch).is_file():
+            targets[name] = Target(name, dataset, defense=name)
+    problems = []
+    for path in sorted((baselines / dataset).glob("*.json")):
+        label = path.stem
+        if label in targets:
+            continue
+        try:
+            recorded = Path(read_baseline(path)["checkpoint"]["path"])
+        except (BenchError, KeyError, TypeError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        if recorded.is_file():
+            targets[label] = Target(label, dataset, checkpoint=recorded)
+        else:
+            problems.append(f"{path}: baseline for {label!r}, but its checkpoint {recorded} does not exist "
+                            "(delete the baseline if the checkpoint was retired)")
+    return [targets[k] for k in sorted(targets)], problems
+
+
+@dataclass
+class GateResult:
+    verdicts: list[Verdict]
+    problems: list[str]  # baselines that could not be checked, each naming its file
+
+    @property
+    def drift(self) -> list[tuple[str, int, int, float]]:
+        return [(name, up, down, p) for name, up, down, p in pooled(self.verdicts) if p < ALPHA and up != down]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.problems or self.drift) or any(not v.passed for v in self.verdicts)
+
+
+def check(targets: list[Target], baselines: Path, protocol: GateProtocol, problems: list[str],
+          quiet: bool = True) -> GateResult:
+    verdicts = []
+    for target in targets:
+        path = baseline_path(baselines, target)
+        if not path.is_file():
+            verdict = Verdict(target, path, [f"no baseline at {path}: create it with `bench check --update-baseline "
+                                             "--reason ...`"])
+        else:
+            baseline = read_baseline(path)
+            verdict = compare(target, path, baseline, evaluate_target(target, protocol, quiet), protocol)
+        verdicts.append(verdict)
+    return GateResult(verdicts, problems)
+
+
+def update(targets: list[Target], baselines: Path, protocol: GateProtocol, reason: str,
+           quiet: bool = True) -> list[Path]:
+    if not reason.strip():
+        raise BenchError("--update-baseline needs --reason TEXT: say why the numbers may change")
+    written = []
+    for target in targets:
+        path = baseline_path(baselines, target)
+        previous = read_baseline(path) if path.is_file() else None
+        record = evaluate_target(target, protocol, quiet)
+        write_baseline(path, new_baseline(record, target, protocol, reason, previous))
+        written.append(path)
+    return written
+
+
+def format_report(result: GateResult, protocol: GateProtocol, dataset: str) -> str:
+    from tabulate import tabulate
+
+    rows = [[v.target.label, m.name, m.baseline_count, m.count, m.to_robust, m.to_broken,
+             m.margin_changes if m.passes else "", m.problem() or "ok"]
+            for v in result.verdicts for m in v.measures]
+    lines = [f"bench check on {dataset}: first {protocol.n} test points, attacks {protocol.attacks}, seed "
+             f"{protocol.seed}; red when a measure has more than {churn_limit(protocol.n)} flips (noise rate "
+             f"{NOISE_RATE:.1%}, α={ALPHA}) or as many attack outputs move, when a one-sided sign test on the "
+             f"flips has p < {ALPHA}, or an attack's passes per example change by more than {PASS_TOLERANCE:.0%}",
+             ""]
+    if rows:
+        lines += [tabulate(rows, headers=["checkpoint", "measure", "baseline", "now", "→robust", "→broken",
+                                          "outputs moved", "verdict"], tablefmt="github"), ""]
+    drift = {name for name, *_ in result.drift}
+    for name, up, down, _ in pooled(result.verdicts):
+        lines.append(f"pooled {name}: {up} →robust, {down} →broken over {len(result.verdicts)} checkpoints: "
+                     f"{'RED' if name in drift else 'ok'}")
+    red = [v for v in result.verdicts if not v.passed]
+    for v in red:
+        lines += [f"RED {v.target.label}: {problem}" for problem in v.identity]
+        lines += [f"RED {v.target.label} {m.name}: {m.problem()} (robust {m.baseline_count} → {m.count} of {m.n})"
+                  for m in v.measures if m.problem()]
+    lines += [f"RED {p}" for p in result.problems]
+    lines.append(f"{'FAIL' if result.failed else 'PASS'}: {len(result.verdicts)} checkpoints, {len(red)} red"
+                 + ("; if the change is intended, re-bless with `bench check --update-baseline --reason ...`"
+                    if result.failed else ""))
+    return "\n".join(lines)

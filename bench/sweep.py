@@ -1,0 +1,95 @@
+"""`bench sweep`: an attack set over every checkpoint, incrementally.
+
+A (checkpoint sha256, attack label and protocol, threat model, points, seed) already in a record
+is skipped unless forced; what is left for a checkpoint runs as one `bench run`. An interrupted
+checkpoint resumes from its saved progress when the sweep is started again. The sweep ends by
+rebuilding results.csv and the leaderboard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import data
+from bench.config import RunConfig
+from bench.errors import BenchError
+from bench.harness import RunResult, evaluate
+from bench.schema import load_records
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    label: str
+    todo: RunConfig | None  # the attacks still to run for this checkpoint; None when all are recorded
+    skipped: list[str]  # attack labels already recorded
+
+
+def checkpoints_in(folder: Path) -> list[Path]:
+    found = sorted(p for p in folder.glob("*.pt") if p.with_suffix(".json").is_file())
+    if not found:
+        raise BenchError(f"no checkpoints with sidecars (*.pt + *.json) in {folder}")
+    return found
+
+
+def registered_checkpoints(dataset: str) -> list[str]:
+    """Registered defenses that have a committed checkpoint for `dataset`."""
+    from defenses import DEFENSES, checkpoints
+
+    names = [name for name, d in DEFENSES.items()
+             if dataset in d.recipes and checkpoints.default_path(dataset, name, d.recipes[dataset].arch).is_file()]
+    if not names:
+        raise BenchError(f"no committed checkpoints for {dataset}: train them with `make checkpoints` or "
+                         "`bench train --defense NAME`")
+    return names
+
+
+def _sha256(cfg: RunConfig) -> str:
+    from defenses import DEFENSES, checkpoints
+
+    if cfg.checkpoint is not None:
+        return str(checkpoints.read_sidecar(cfg.checkpoint)["sha256"])
+    assert cfg.defense is not None
+    arch = DEFENSES.get(cfg.defense).recipes[cfg.dataset].arch
+    return str(checkpoints.read_sidecar(checkpoints.default_path(cfg.dataset, cfg.defense, arch))["sha256"])
+
+
+def _done(records: list[dict[str, Any]], sha: str, cfg: RunConfig, index_sha: str) -> set[tuple[str, str]]:
+    """(attack label, protocol) pairs recorded for this checkpoint under the same conditions."""
+    done = set()
+    for r in records:
+        same = (r["model"]["sha256"] == sha and r["data"]["index_sha256"] == index_sha
+                and r["threat"] == {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps}
+                and r["config"].get("seed") == cfg.seed)
+        if same:
+            done |= {(label, res["protocol"]) for label, res in r["attacks"].items()}
+    return done
+
+
+def plan(targets: list[RunConfig], force: bool) -> list[SweepItem]:
+    """`targets`: one config per checkpoint, all with the same dataset, points and results folder."""
+    if not targets:
+        return []
+    base = targets[0]
+    records = load_records(base.results_dir) if base.results_dir.is_dir() else []
+    total = len(data.load(base.dataset, data.Split.TEST, base.data_dir))
+    index_sha = data.hash_indices(data.select_indices(total, base.n, base.sample_seed))
+    items = []
+    for cfg in targets:
+        done = set() if force else _done(records, _sha256(cfg), cfg, index_sha)
+        attacks = cfg.attacks()
+        todo = [a.label for a in attacks if (a.label, a.protocol) not in done]
+        skipped = [a.label for a in attacks if (a.label, a.protocol) in done]
+        label = cfg.defense or (cfg.checkpoint.stem if cfg.checkpoint else "")
+        # a recorded label (`pgd:restarts=2,steps=50`) is also a valid --attack token
+        items.append(SweepItem(label, dataclasses.replace(cfg, attacks_text=",".join(todo)) if todo else None,
+                               skipped))
+    return items
+
+
+def run(items: list[SweepItem], on_result: Callable[[SweepItem, RunResult | None], None]) -> None:
+    for item in items:
+        on_result(item, evaluate(item.todo) if item.todo is not None else None)

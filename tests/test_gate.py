@@ -1,0 +1,124 @@
+"""`bench check`: passes on the committed baselines, and each known way of faking robustness turns it red.
+
+The mutation tests run the real gate (committed baseline, real protocol) on the PGD-AT checkpoint
+with one piece of the attack code broken in memory.
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from bench import gate
+from bench.attacks import gradient
+from bench.cli import main
+from defenses import checkpoints
+from tests.conftest import COMMITTED, REPO
+
+BASELINES = REPO / "results" / "baselines"
+
+
+def _check(capsys, *args):
+    code = main(["check", "--quiet", *args])
+    return code, capsys.readouterr().out
+
+
+def test_gate_passes_on_the_committed_baseline(capsys):
+    code, out = _check(capsys, "--defense", "pgd-at")
+    assert code == 0, out
+    assert "PASS: 1 checkpoints, 0 red" in out
+
+
+def _pgd_one_step(monkeypatch):
+    real = gradient.pgd_iterates
+    monkeypatch.setattr(gradient, "pgd_iterates", lambda *a, **k: real(*a, **{**k, "steps": 1}))
+
+
+def _no_random_start(monkeypatch):
+    monkeypatch.setattr(gradient, "random_start", lambda norm, x, eps, gen: torch.zeros_like(x))
+
+
+def _apgd_ten_iterations(monkeypatch):
+    import pyautoattack.autoattack as official
+
+    class TenIterations(official.APGDAttack):  # the torchattacks AutoAttack bug: n_iter 10, not 100
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "n_iter": 10})
+
+    monkeypatch.setattr(official, "APGDAttack", TenIterations)
+
+
+@pytest.mark.parametrize("mutate, measure", [
+    (_pgd_one_step, "pgd"),
+    (_no_random_start, "pgd"),
+    (_apgd_ten_iterations, "apgd-ce"),
+])
+def test_weakened_attacks_turn_the_gate_red(mutate, measure, monkeypatch, capsys):
+    mutate(monkeypatch)
+    code, out = _check(capsys, "--defense", "pgd-at")
+    assert code == 1, out
+    assert f"RED pgd-at {measure}:" in out and "FAIL" in out
+
+
+def _swapped(tmp_path):
+    """TRADES weights filed under pgd-at's name, next to pgd-at's committed baseline."""
+    folder, baselines = tmp_path / "ckpt", tmp_path / "baselines" / "fashion-mnist"
+    folder.mkdir()
+    baselines.mkdir(parents=True)
+    source = COMMITTED / "trades-smallcnn.pt"
+    shutil.copy(source, folder / "pgd-at.pt")
+    shutil.copy(checkpoints.sidecar_path(source), checkpoints.sidecar_path(folder / "pgd-at.pt"))
+    shutil.copy(BASELINES / "fashion-mnist" / "pgd-at.json", baselines / "pgd-at.json")
+    return folder / "pgd-at.pt", tmp_path / "baselines"
+
+
+def test_swapped_checkpoint_turns_the_gate_red(tmp_path, capsys):
+    ckpt, baselines = _swapped(tmp_path)
+    code, out = _check(capsys, "--checkpoint", str(ckpt), "--baselines", str(baselines))
+    assert code == 1 and "RED pgd-at: checkpoint changed: sha256" in out
+
+
+def test_update_needs_a_reason_and_keeps_history(natural_ckpt, tmp_path, capsys):
+    args = ["--checkpoint", str(natural_ckpt), "--baselines", str(tmp_path), "--n", "30", "--attack", "fgsm"]
+    code = main(["check", "--quiet", *args, "--update-baseline"])
+    assert code == 2 and "--reason" in capsys.readouterr().err
+    assert main(["check", "--quiet", *args, "--update-baseline", "--reason", "first"]) == 0
+    assert main(["check", "--quiet", *args, "--update-baseline", "--reason", "second"]) == 0
+    baseline = json.loads((tmp_path / "fashion-mnist" / "standard-smallcnn.json").read_text())
+    assert [h["reason"] for h in baseline["history"]] == ["first", "second"]
+    assert baseline["checkpoint"]["sha256"] == checkpoints.read_sidecar(natural_ckpt)["sha256"]
+    capsys.readouterr()
+    code, out = _check(capsys, *args)
+    assert code == 0 and "PASS" in out
+    code, out = _check(capsys, *args[:-4], "--n", "40", "--attack", "fgsm")
+    assert code == 1 and "differs from the gate's" in out  # another protocol needs a re-bless
+
+
+def test_corrupt_baseline_is_a_clear_error_naming_the_file(tmp_path, capsys):
+    (tmp_path / "fashion-mnist").mkdir()
+    bad = tmp_path / "fashion-mnist" / "pgd-at.json"
+    bad.write_text("{not json")
+    assert main(["check", "--quiet", "--defense", "pgd-at", "--baselines", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "corrupt baseline" in err
+
+
+def test_baseline_of_a_missing_checkpoint_is_named_and_the_rest_still_reported(tmp_path, capsys):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    orphan = json.loads((BASELINES / "fashion-mnist" / "pgd-at.json").read_text())
+    orphan["checkpoint"] = {"label": "retired", "path": str(tmp_path / "gone.pt"), "sha256": "0" * 64}
+    (folder / "retired.json").write_text(json.dumps(orphan))
+    code, out = _check(capsys, "--baselines", str(tmp_path))  # no other baselines here: nothing is evaluated
+    assert code == 1
+    assert f"RED {folder / 'retired.json'}: baseline for 'retired', but its checkpoint" in out
+    assert "RED pgd-at: no baseline at" in out  # every committed checkpoint is still accounted for
+
+
+def test_churn_limit_follows_the_stated_rule():
+    assert gate.churn_limit(500) == 9  # 99.9% quantile of Binomial(500, 0.5%)
+    m = gate.Measure("pgd", 500, to_robust=6, to_broken=0, baseline_count=300, count=306)
+    assert m.problem() is None  # 6 one-way flips: p = 1/64, not below α = 0.001
+    m = gate.Measure("pgd", 500, to_robust=10, to_broken=0, baseline_count=300, count=310)
+    assert "flipped" in m.problem() or "drift" in m.problem()

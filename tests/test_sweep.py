@@ -1,0 +1,93 @@
+"""`bench sweep`: incremental over checkpoints, resumable, and ends with the derived files rebuilt."""
+
+import json
+import shutil
+
+from bench import harness
+from bench.cli import main
+from defenses import checkpoints
+from tests.conftest import COMMITTED
+
+
+def _folder(natural_ckpt, tmp_path):
+    """Two different checkpoints (the sweep keys on sha256: copies of one file are one checkpoint)."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    for name, source in (("a.pt", natural_ckpt), ("b.pt", COMMITTED / "pgd-at-smallcnn.pt")):
+        shutil.copy(source, folder / name)
+        shutil.copy(checkpoints.sidecar_path(source), checkpoints.sidecar_path(folder / name))
+    return folder
+
+
+def _sweep(folder, runs, attack, *extra):
+    return main(["sweep", "--checkpoints-dir", str(folder), "--attack", attack, "--n", "24", "--batch-size", "8",
+                 "--results-dir", str(runs), "--quiet", *extra])
+
+
+def _records(runs):
+    return sorted(runs.glob("*.json"))
+
+
+def test_sweep_skips_what_is_recorded_and_force_reruns(natural_ckpt, tmp_path, capsys):
+    folder, runs = _folder(natural_ckpt, tmp_path), tmp_path / "runs"
+    assert _sweep(folder, runs, "fgsm") == 0
+    assert len(_records(runs)) == 2 and (tmp_path / "LEADERBOARD.md").is_file() and (tmp_path / "results.csv").is_file()
+    capsys.readouterr()
+    assert _sweep(folder, runs, "fgsm") == 0
+    assert "a: nothing to do (already recorded: fgsm)" in capsys.readouterr().out
+    assert len(_records(runs)) == 2
+    shutil.copy(folder / "a.pt", folder / "a-copy.pt")  # the same sha256 under another name: recorded
+    shutil.copy(checkpoints.sidecar_path(folder / "a.pt"), checkpoints.sidecar_path(folder / "a-copy.pt"))
+    assert _sweep(folder, runs, "fgsm") == 0
+    assert "a-copy: nothing to do" in capsys.readouterr().out
+    (folder / "a-copy.pt").unlink()
+    assert _sweep(folder, runs, "fgsm,pgd:steps=2") == 0  # only the new attack runs
+    newest = json.loads(_records(runs)[-1].read_text())
+    assert list(newest["attacks"]) == ["pgd:steps=2"]
+    assert _sweep(folder, runs, "fgsm", "--force") == 0
+    assert len(_records(runs)) == 6
+
+
+def test_interrupted_sweep_resumes_to_the_same_flags(natural_ckpt, tmp_path, monkeypatch, capsys):
+    folder = _folder(natural_ckpt, tmp_path)
+    assert _sweep(folder, tmp_path / "reference", "pgd:steps=3") == 0
+    reference = {json.loads(p.read_text())["model"]["label"]: json.loads(p.read_text())["per_example"]
+                 for p in _records(tmp_path / "reference")}
+
+    real, calls = harness.verify_successes, {"n": 0}
+
+    def dies_in_the_second_checkpoint(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 batches per checkpoint: the second one is half done
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(harness, "verify_successes", dies_in_the_second_checkpoint)
+    runs = tmp_path / "runs"
+    assert _sweep(folder, runs, "pgd:steps=3") == 130
+    assert len(_records(runs)) == 1 and list((runs / ".state").glob("*.json"))
+    monkeypatch.setattr(harness, "verify_successes", real)
+    capsys.readouterr()
+    assert _sweep(folder, runs, "pgd:steps=3") == 0
+    assert "a: nothing to do" in capsys.readouterr().out
+    resumed = {json.loads(p.read_text())["model"]["label"]: json.loads(p.read_text()) for p in _records(runs)}
+    assert {k: r["per_example"] for k, r in resumed.items()} == reference
+    assert resumed["b"]["config"]["resumed"] is True and not list((runs / ".state").glob("*.json"))
+
+
+def test_eps_sweep_records_one_run_per_eps_and_skips_them_next_time(natural_ckpt, tmp_path, capsys):
+    folder, runs = _folder(natural_ckpt, tmp_path), tmp_path / "runs"
+    assert _sweep(folder, runs, "fgsm", "--eps-sweep", "0.05,0.1") == 0
+    records = [json.loads(p.read_text()) for p in _records(runs)]
+    assert sorted((r["model"]["label"], r["threat"]["eps"]) for r in records) == [
+        ("a", 0.05), ("a", 0.1), ("b", 0.05), ("b", 0.1)]
+    assert {r["purpose"] for r in records} == {"eps-sweep"}
+    capsys.readouterr()
+    assert _sweep(folder, runs, "fgsm", "--eps-sweep", "0.1,0.05") == 0
+    assert capsys.readouterr().out.count("nothing to do") == 4
+
+
+def test_run_eps_sweep_needs_two_values(natural_ckpt, tmp_path, capsys):
+    code = main(["run", "--checkpoint", str(natural_ckpt), "--attack", "fgsm", "--eps-sweep", "0.1",
+                 "--results-dir", str(tmp_path), "--quiet"])
+    assert code == 2 and "at least two distinct ε" in capsys.readouterr().err
