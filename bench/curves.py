@@ -14,6 +14,13 @@ from bench.schema import WORST_CASE
 STRENGTH_FIELDS = ("steps", "restarts")
 
 
+def flags_by_index(record: dict[str, Any], attack: str) -> dict[int, bool]:
+    """Robust or not under `attack` (a label, or worst_case), by test-set index."""
+    pe = record["per_example"]
+    flags = pe["worst_case"] if attack == WORST_CASE else pe["robust"][attack]
+    return {int(i): f == "1" for i, f in zip(pe["index"], flags, strict=True)}
+
+
 @dataclass(frozen=True)
 class Point:
     x: float
@@ -26,10 +33,7 @@ class Point:
         return int(block["count"])
 
     def flags(self) -> dict[int, bool]:
-        """Robust or not, by test-set index."""
-        pe = self.record["per_example"]
-        flags = pe["worst_case"] if self.attack == WORST_CASE else pe["robust"][self.attack]
-        return {int(i): f == "1" for i, f in zip(pe["index"], flags, strict=True)}
+        return flags_by_index(self.record, self.attack)
 
     @property
     def n(self) -> int:

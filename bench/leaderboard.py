@@ -18,7 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from bench import plots, sanity
-from bench.curves import eps_curves, strength_curves
+from bench.curves import eps_curves, flags_by_index, strength_curves
 from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.schema import SCHEMA_VERSION, RunPurpose
@@ -86,7 +86,7 @@ def _worst(chosen: dict[str, dict[str, Any]]) -> Cell:
         return Cell(0, 0)
     robust = {i: True for i in shared}
     for label, r in chosen.items():
-        for i, flag in sanity.flags_by_index(r, label).items():
+        for i, flag in flags_by_index(r, label).items():
             if i in robust:
                 robust[i] = robust[i] and flag
     return Cell(sum(robust.values()), len(shared))

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.curves import Curve, Point, eps_curves, strength_curves
+from bench.curves import Curve, Point, eps_curves, flags_by_index, strength_curves
 from bench.stats import sign_test_greater, wilson_interval
 
 ALPHA = 0.05
@@ -42,11 +42,6 @@ class CheckResult:
     check: Check
     passed: bool
     detail: str
-
-
-def flags_by_index(record: dict[str, Any], attack: str) -> dict[int, bool]:
-    flags = record["per_example"]["robust"][attack]
-    return {int(i): f == "1" for i, f in zip(record["per_example"]["index"], flags, strict=True)}
 
 
 def _flips(weaker: dict[int, bool], stronger: dict[int, bool]) -> tuple[int, int]:
