@@ -47,6 +47,7 @@ NOISE_RATE = 0.005
 ALPHA = 0.001
 MARGIN_TOLERANCE = 1e-3
 PASS_TOLERANCE = 0.05
+BASELINE_FIELDS = ("protocol", "checkpoint", "threat", "index_sha256", "flags", "margins", "passes", "history")
 CLEAN = "clean"
 
 
@@ -156,6 +157,10 @@ def read_baseline(path: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: corrupt baseline, not valid JSON ({exc})") from None
     if not isinstance(baseline, dict) or baseline.get("baseline_version") != BASELINE_VERSION:
         raise BenchError(f"{path}: not a baseline of version {BASELINE_VERSION}")
+    missing = [k for k in BASELINE_FIELDS if k not in baseline]
+    if missing or not isinstance(baseline["checkpoint"], dict) or "sha256" not in baseline["checkpoint"]:
+        raise BenchError(f"{path}: incomplete baseline (missing {', '.join(missing) or 'checkpoint.sha256'}); "
+                         "restore it from version control or re-bless")
     return baseline
 
 

@@ -95,13 +95,18 @@ def test_update_needs_a_reason_and_keeps_history(natural_ckpt, tmp_path, capsys)
     assert code == 1 and "differs from the gate's" in out  # another protocol needs a re-bless
 
 
-def test_corrupt_baseline_is_a_clear_error_naming_the_file(tmp_path, capsys):
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "corrupt baseline"),
+    ('{"baseline_version": 1, "protocol": {}}', "incomplete baseline"),
+    ('{"baseline_version": 7}', "not a baseline of version 1"),
+])
+def test_bad_baseline_is_a_clear_error_naming_the_file(content, message, tmp_path, capsys):
     (tmp_path / "fashion-mnist").mkdir()
     bad = tmp_path / "fashion-mnist" / "pgd-at.json"
-    bad.write_text("{not json")
+    bad.write_text(content)
     assert main(["check", "--quiet", "--defense", "pgd-at", "--baselines", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "corrupt baseline" in err
+    assert str(bad) in err and message in err
 
 
 def test_baseline_of_a_missing_checkpoint_is_named_and_the_rest_still_reported(tmp_path, capsys):
