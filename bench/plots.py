@@ -53,10 +53,12 @@ def curve_plot(curves: Sequence[tuple[str, Curve]], title: str, xlabel: str, *, 
     """One line per (legend, curve) with 95% Wilson error bars; `ceiling` = (from x, y%, label)
     draws a bound no classifier can beat (the ε at which every input reaches the same image)."""
     fig, ax = _axes(title, xlabel)
-    for legend, curve in curves:
+    palette = [f"C{i}" for i in range(10)]  # the default cycle, with linestyles beyond ten lines
+    for i, (legend, curve) in enumerate(curves):
         xs = [p.x for p in curve.points]
-        ax.errorbar(xs, [100 * p.accuracy for p in curve.points], yerr=_errors(curve), marker="o",
-                    markersize=3, capsize=2, linewidth=1.2, label=legend)
+        ax.errorbar(xs, [100 * p.accuracy for p in curve.points], yerr=_errors(curve), marker="os^"[i // 10 % 3],
+                    markersize=3, capsize=2, linewidth=1.2, linestyle=("-", "--", ":")[i // 10 % 3],
+                    color=palette[i % 10], label=legend)
     if ceiling is not None:
         start, level, label = ceiling
         ax.axvline(start, color="grey", linestyle=":", linewidth=1)
