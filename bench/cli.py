@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -218,7 +219,8 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--defense")
     p.add_argument("--attack", help="an attack label as recorded (e.g. pgd, aa, pgd:steps=50) or worst_case")
     p.add_argument("--label", help="a checkpoint label (defense name or checkpoint file stem)")
-    p.add_argument("--purpose", choices=["evaluation", "eps-sweep"])
+    p.add_argument("--purpose", choices=["evaluation", "eps-sweep"], help="evaluation runs feed the tables, "
+                   "eps-sweep runs the ε curves")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.add_argument("--all-columns", action="store_true", help="markdown: every column, not the summary ones")
     p.set_defaults(func=_cmd_results)
@@ -425,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command with --resume to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bench results | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
