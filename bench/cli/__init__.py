@@ -1,0 +1,49 @@
+"""`bench` command line: one module per command group; strings are parsed here and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from bench.cli import catalog, check, results, run, sweep, train
+from bench.errors import BenchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Train robust classifiers and evaluate "
+                                     "them with FGSM, PGD, C&W and the official AutoAttack; derive result "
+                                     "tables, leaderboards and a CI regression gate from the run records.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run.add(sub)
+    train.add(sub)
+    results.add_results(sub)
+    results.add_leaderboard(sub)
+    sweep.add(sub)
+    check.add(sub)
+    catalog.add_ls(sub)
+    catalog.add_data(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `bench results | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`bench check`: the CI regression gate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+CHECK_EXAMPLES = """examples:
+  bench check                                       # every committed checkpoint vs results/baselines/
+  bench check --defense ancra --defense pgd-at      # a subset
+  bench check --update-baseline --reason "PGD step size now ε/4 per the paper"   # re-bless, with history
+  bench check --checkpoint ckpt/mine.pt --baselines ci/baselines                # your own CI
+exit status: 0 pass, 1 a measure moved beyond the statistical rule (report says what), 2 bad input
+"""
+
+def add(sub: argparse._SubParsersAction) -> None:
+    from bench.gate import ALPHA, NOISE_RATE, GateProtocol
+
+    default = GateProtocol()
+    p = sub.add_parser("check", help="CI regression gate: re-evaluate checkpoints and compare per-example "
+                       "flags with committed baselines",
+                       description=f"Red when a measure (clean or an attack) has more flipped points than "
+                       f"numerical noise explains (rate {NOISE_RATE:.1%}, α={ALPHA}), when flips lean one way "
+                       "(exact sign test, also pooled over checkpoints), or when a checkpoint's sha256 changed.",
+                       epilog=CHECK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--defense", action="append", default=[], help="a registered defense (repeatable)")
+    p.add_argument("--checkpoint", action="append", default=[], type=Path,
+                   help="a checkpoint file with sidecar; its label is the file stem (repeatable)")
+    p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
+    p.add_argument("--n", type=int, default=default.n, help=f"test points (default {default.n})")
+    p.add_argument("--attack", default=default.attacks, help=f"attacks (default {default.attacks})")
+    p.add_argument("--seed", type=int, default=default.seed)
+    p.add_argument("--update-baseline", action="store_true", help="re-bless: write new baselines")
+    p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from bench import gate
+
+    protocol = gate.GateProtocol(n=args.n, attacks=args.attack, seed=args.seed)
+    problems: list[str] = []
+    if args.defense or args.checkpoint:
+        targets = [gate.Target(d, args.dataset, defense=d) for d in args.defense]
+        targets += [gate.Target(c.stem, args.dataset, checkpoint=c) for c in args.checkpoint]
+    else:
+        targets, problems = gate.default_targets(args.dataset, args.baselines)
+    if args.update_baseline:
+        for path in gate.update(targets, args.baselines, protocol, args.reason, quiet=args.quiet):
+            print(f"wrote {path}")
+        return 0
+    result = gate.check(targets, args.baselines, protocol, problems, quiet=args.quiet)
+    print(gate.format_report(result, protocol, args.dataset))
+    return 1 if result.failed else 0

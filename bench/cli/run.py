@@ -1,0 +1,85 @@
+"""`bench run`: evaluate one checkpoint with a set of attacks (or one run per ε)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+RUN_EXAMPLES = """examples:
+  bench run --defense pgd-at --attack aa                    # committed checkpoint, AutoAttack
+  bench run --defense ancra --attack aa                     # any registered defense (`bench ls defenses`)
+  bench run --defense pgd-at --attack fgsm,pgd,cw,aa --n 1000
+  bench run --checkpoint checkpoints/fashion-mnist/standard-smallcnn.pt --attack pgd:steps=50,restarts=2
+  bench run --defense pgd-at --attack pgd --eps 0.2 --json   # one JSON summary on stdout
+  bench run --defense pgd-at --attack aa --resume            # continue an interrupted run
+"""
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="evaluate a checkpoint with a set of attacks",
+                       epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--defense", help="registered defense: its committed checkpoint for --dataset")
+    model.add_argument("--checkpoint", type=Path, help="a checkpoint written by `bench train` (with sidecar)")
+    p.add_argument("--sha256", help="expected sha256 of the checkpoint file")
+    p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
+    p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
+    p.add_argument("--attack", default="fgsm,pgd,cw,aa",
+                   help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "
+                        "(default: fgsm,pgd,cw,aa; `bench ls attacks` lists them)")
+    p.add_argument("--norm", help="linf or l2 (default: the dataset's default threat model)")
+    eps = p.add_mutually_exclusive_group()
+    eps.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
+    eps.add_argument("--eps-sweep", metavar="EPS,EPS,...",
+                     help="one run per ε (records marked eps-sweep: they feed the ε-curve plots and "
+                          "checks, not the leaderboard tables), e.g. 0.05,0.1,0.2,0.3,0.5")
+    p.add_argument("--n", type=int, help="number of test points (default: all)")
+    p.add_argument("--sample-seed", type=int, help="draw the --n points at random with this seed "
+                   "instead of taking the first n")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default 0)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings")
+    p.add_argument("--allow-randomized", action="store_true",
+                   help="evaluate a randomized model anyway (recorded as a warning)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bench.config import RunConfig
+    from bench.harness import evaluate
+    from bench.report import format_summary
+    from bench.schema import RunPurpose
+    from bench.threat import parse_eps_list
+
+    cfg = RunConfig.from_cli(args)
+    configs = [cfg]
+    if args.eps_sweep:
+        configs = [dataclasses.replace(cfg, threat=RunConfig.resolve_threat(cfg.dataset, args.norm, str(e)),
+                                       purpose=RunPurpose.EPS_SWEEP) for e in parse_eps_list(args.eps_sweep)]
+    for one in configs:
+        result = evaluate(one)
+        if args.json:
+            print(json.dumps(result.summary(), sort_keys=True))
+        else:
+            print(format_summary(result) + ("\n" if len(configs) > 1 else ""))
+    _rebuild_quietly(cfg.results_dir)
+    return 0
+
+
+def _rebuild_quietly(runs_dir: Path) -> None:
+    """Refresh results.csv after a run; a problem there must not hide the run's own result."""
+    from bench.derived import rebuild
+
+    try:
+        rebuild(runs_dir, with_leaderboard=False)
+    except BenchError as exc:
+        print(f"warning: results.csv not rebuilt: {exc}", file=sys.stderr)
