@@ -39,6 +39,7 @@ from bench.errors import BenchError
 from bench.files import atomic_write
 from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
+from bench.resolve import committed_defenses
 from bench.schema import WORST_CASE
 from bench.stats import binomial_quantile, sign_test_greater
 
@@ -234,13 +235,7 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
     Returns (targets, problems): a baseline whose checkpoint no longer exists is a problem
     named by its file, and does not stop the other checkpoints from being checked.
     """
-    from defenses import DEFENSES, checkpoints
-
-    targets: dict[str, Target] = {}
-    for name, defense in DEFENSES.items():
-        recipe = defense.recipes.get(dataset)
-        if recipe and checkpoints.default_path(dataset, name, recipe.arch).is_file():
-            targets[name] = Target(name, dataset, defense=name)
+    targets = {name: Target(name, dataset, defense=name) for name in committed_defenses(dataset)}
     problems = []
     for path in sorted((baselines / dataset).glob("*.json")):
         label = path.stem

@@ -21,14 +21,29 @@ class ResolvedModel:
     sidecar: dict[str, Any]
 
 
-def resolve_model(cfg: RunConfig) -> ResolvedModel:
+def committed_checkpoint(dataset: str, defense: str) -> Path | None:
+    """Where `--defense NAME` looks for `dataset` (None when the defense has no recipe for it)."""
     from defenses import DEFENSES, checkpoints
 
+    recipe = DEFENSES.get(defense).recipes.get(dataset)
+    return checkpoints.default_path(dataset, defense, recipe.arch) if recipe else None
+
+
+def committed_defenses(dataset: str) -> list[str]:
+    """Registered defenses whose committed checkpoint for `dataset` exists."""
+    from defenses import DEFENSES
+
+    return [name for name, _ in DEFENSES.items() if (path := committed_checkpoint(dataset, name)) and path.is_file()]
+
+
+def resolve_model(cfg: RunConfig) -> ResolvedModel:
+    from defenses import checkpoints
+
     if cfg.defense is not None:
-        defense = DEFENSES.get(cfg.defense)
-        if cfg.dataset not in defense.recipes:
+        committed = committed_checkpoint(cfg.dataset, cfg.defense)
+        if committed is None:
             raise BenchError(f"defense {cfg.defense!r} has no recipe for {cfg.dataset}")
-        path = checkpoints.default_path(cfg.dataset, cfg.defense, defense.recipes[cfg.dataset].arch)
+        path = committed
         if not path.is_file():
             raise BenchError(f"no checkpoint of {cfg.defense} for {cfg.dataset} at {path}: train one with "
                              f"`bench train --defense {cfg.defense} --dataset {cfg.dataset}`")

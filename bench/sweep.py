@@ -18,6 +18,7 @@ from bench import data
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.harness import RunResult, evaluate
+from bench.resolve import committed_checkpoint, committed_defenses
 from bench.schema import load_records
 
 
@@ -36,11 +37,7 @@ def checkpoints_in(folder: Path) -> list[Path]:
 
 
 def registered_checkpoints(dataset: str) -> list[str]:
-    """Registered defenses that have a committed checkpoint for `dataset`."""
-    from defenses import DEFENSES, checkpoints
-
-    names = [name for name, d in DEFENSES.items()
-             if dataset in d.recipes and checkpoints.default_path(dataset, name, d.recipes[dataset].arch).is_file()]
+    names = committed_defenses(dataset)
     if not names:
         raise BenchError(f"no committed checkpoints for {dataset}: train them with `make checkpoints` or "
                          "`bench train --defense NAME`")
@@ -48,13 +45,12 @@ def registered_checkpoints(dataset: str) -> list[str]:
 
 
 def _sha256(cfg: RunConfig) -> str:
-    from defenses import DEFENSES, checkpoints
+    from defenses import checkpoints
 
-    if cfg.checkpoint is not None:
-        return str(checkpoints.read_sidecar(cfg.checkpoint)["sha256"])
-    assert cfg.defense is not None
-    arch = DEFENSES.get(cfg.defense).recipes[cfg.dataset].arch
-    return str(checkpoints.read_sidecar(checkpoints.default_path(cfg.dataset, cfg.defense, arch))["sha256"])
+    path = cfg.checkpoint if cfg.checkpoint is not None else committed_checkpoint(cfg.dataset, str(cfg.defense))
+    if path is None:
+        raise BenchError(f"defense {cfg.defense!r} has no recipe for {cfg.dataset}")
+    return str(checkpoints.read_sidecar(path)["sha256"])
 
 
 def _done(records: list[dict[str, Any]], sha: str, cfg: RunConfig, index_sha: str) -> set[tuple[str, str]]:
