@@ -1,0 +1,37 @@
+"""RobustBench imports despite its packaging, and zoo models load offline from its directory layout."""
+
+import pytest
+import torch
+
+from bench import zoo
+from bench.errors import BenchError
+
+
+def test_robustbench_imports_with_pyautoattack_under_its_original_name():
+    rb = zoo.import_robustbench()
+    import autoattack
+    import pyautoattack
+
+    assert autoattack is pyautoattack and callable(rb.load_model)
+
+
+def test_zoo_model_loads_offline_from_a_file_in_robustbench_layout(tmp_path):
+    zoo.import_robustbench()
+    from robustbench.model_zoo.cifar10 import Wong2020FastNet
+
+    torch.manual_seed(0)
+    written = Wong2020FastNet()
+    path = zoo.zoo_path(tmp_path, "Wong2020Fast", "cifar10", "linf")
+    path.parent.mkdir(parents=True)
+    torch.save(written.state_dict(), path)
+    model = zoo.load_zoo_model("Wong2020Fast", "cifar10", "linf", tmp_path)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), written.eval()(x))
+
+
+def test_missing_zoo_weights_say_how_to_get_them_and_unknown_names_suggest(tmp_path):
+    with pytest.raises(BenchError, match="does not download"):
+        zoo.load_zoo_model("Wong2020Fast", "cifar10", "linf", tmp_path)
+    with pytest.raises(BenchError, match="Did you mean: Wong2020Fast"):
+        zoo.load_zoo_model("Wong2020Fst", "cifar10", "linf", tmp_path)
