@@ -6,12 +6,19 @@ The sanity checks and the plots both use these, so a plotted curve is exactly th
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from bench.schema import WORST_CASE
 
 STRENGTH_FIELDS = ("steps", "restarts")
+
+
+def class_share(record: dict[str, Any]) -> float:
+    """The largest class's share of a record's points: the accuracy of a constant classifier."""
+    labels = record["per_example"]["label"]
+    return max(Counter(labels).values()) / len(labels)
 
 
 def flags_by_index(record: dict[str, Any], attack: str) -> dict[int, bool]:

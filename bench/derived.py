@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import leaderboard
 from bench.schema import load_records
 from bench.table import build_table, results_lock, write_table
 
@@ -30,5 +29,7 @@ def rebuild(runs_dir: Path, *, with_leaderboard: bool = True) -> Derived:
         write_table(build_table(records), table_path)
         if not with_leaderboard:
             return Derived(table_path, None, [], len(records))
+        from bench import leaderboard  # matplotlib: only when plots are made
+
         board, plot_files = leaderboard.write(records, root)
     return Derived(table_path, board, plot_files, len(records))

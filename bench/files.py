@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
@@ -29,6 +31,19 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def read_json_object(path: Path, kind: str, error: type[Exception]) -> dict[str, Any]:
+    """A JSON object from `path`, or `error` naming the file and saying what is wrong with it."""
+    try:
+        value = json.loads(path.read_text())
+    except OSError as exc:
+        raise error(f"{path}: cannot read {kind} ({exc.strerror})") from None
+    except ValueError as exc:
+        raise error(f"{path}: corrupt {kind}, not valid JSON ({exc}); restore it from version control") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: not a {kind} (top level is not an object)")
+    return value
 
 
 def write_if_changed(path: Path, content: bytes) -> bool:

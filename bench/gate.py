@@ -36,7 +36,7 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.errors import BenchError
-from bench.files import atomic_write
+from bench.files import atomic_write, read_json_object
 from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
 from bench.resolve import committed_defenses
@@ -150,13 +150,8 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> dict
 
 
 def read_baseline(path: Path) -> dict[str, Any]:
-    try:
-        baseline = json.loads(path.read_text())
-    except OSError as exc:
-        raise BenchError(f"{path}: cannot read baseline ({exc.strerror})") from None
-    except ValueError as exc:
-        raise BenchError(f"{path}: corrupt baseline, not valid JSON ({exc})") from None
-    if not isinstance(baseline, dict) or baseline.get("baseline_version") != BASELINE_VERSION:
+    baseline = read_json_object(path, "baseline", BenchError)
+    if baseline.get("baseline_version") != BASELINE_VERSION:
         raise BenchError(f"{path}: not a baseline of version {BASELINE_VERSION}")
     missing = [k for k in BASELINE_FIELDS if k not in baseline]
     if missing or not isinstance(baseline["checkpoint"], dict) or "sha256" not in baseline["checkpoint"]:

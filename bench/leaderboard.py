@@ -10,7 +10,6 @@ mark rows; nothing is hidden. Regenerating from the same records gives the same 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from bench import plots, sanity
-from bench.curves import eps_curves, flags_by_index, strength_curves
+from bench.curves import class_share, eps_curves, flags_by_index, strength_curves
 from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.schema import SCHEMA_VERSION, RunPurpose
@@ -174,7 +173,7 @@ def _plots(key: TableKey, rows: list[Row], records: list[dict[str, Any]]) -> dic
         mine = [r for r in records if r["model"]["sha256"] == row.sha256]
         curves = eps_curves(mine, norm)
         if curves:
-            share = _class_share(curves[0].points[-1].record)
+            share = class_share(curves[0].points[-1].record)
             name = f"plots/{_slug(dataset)}-{norm}-{_slug(row.label)}-eps.png"
             files[name] = plots.curve_plot(
                 [(c.attack, c) for c in curves], f"{row.label} ({row.sha256[:12]}) on {dataset}: robust accuracy vs ε",
@@ -193,11 +192,6 @@ def _plots(key: TableKey, rows: list[Row], records: list[dict[str, Any]]) -> dic
         name = f"plots/{_slug(dataset)}-{norm}-eps-all.png"
         files[name] = plots.curve_plot(overview, f"PGD robust accuracy vs ε, {dataset}", f"{NORM_SYMBOL[norm]} ε")
     return files
-
-
-def _class_share(record: dict[str, Any]) -> float:
-    labels = record["per_example"]["label"]
-    return max(Counter(labels).values()) / len(labels)
 
 
 def _table(rows: list[Row]) -> str:

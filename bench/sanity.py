@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.curves import Curve, Point, eps_curves, flags_by_index, strength_curves
+from bench.curves import Curve, Point, class_share, eps_curves, flags_by_index, strength_curves
 from bench.stats import sign_test_greater, wilson_interval
 
 ALPHA = 0.05
@@ -87,8 +86,7 @@ def eps_curve(records: list[dict[str, Any]], norm: str, input_dim: int) -> Check
         if curve.attack != strongest:
             continue  # a single weak attack (FGSM) may not reach the collapse; the worst case must
         if top.x >= bound:
-            labels = top.record["per_example"]["label"]
-            share = max(Counter(labels).values()) / len(labels)
+            share = class_share(top.record)
             if wilson_interval(top.count, top.n)[0] > share:
                 return CheckResult(Check.EPS_CURVE, False, f"{curve.attack} leaves {_pct(top.accuracy)} robust at "
                                                            f"ε={top.x:g}, where no classifier exceeds {_pct(share)}")

@@ -15,12 +15,12 @@ Version history
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.files import read_json_object
 
 SCHEMA_VERSION = 2
 WORST_CASE = "worst_case"  # the label of "robust under every attack of the run"
@@ -108,16 +108,7 @@ def _validate(record: dict[str, Any], source: str) -> None:
 
 
 def load_record(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text())
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
-    except ValueError as exc:
-        raise RecordError(f"{path}: corrupt record, not valid JSON ({exc}); move it out of the results "
-                          "folder or restore it from version control") from None
-    if not isinstance(record, dict):
-        raise RecordError(f"{path}: not a run record (top level is not an object)")
-    return upgrade(record, str(path))
+    return upgrade(read_json_object(path, "record", RecordError), str(path))
 
 
 def load_records(directory: Path) -> list[dict[str, Any]]:

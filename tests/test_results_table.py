@@ -136,3 +136,9 @@ def test_concurrent_writers_never_corrupt_or_lose_a_record(tmp_path):
     table = pd.read_csv(tmp_path / "results.csv")
     assert table["run"].nunique() == 15  # the last rebuild saw every record
     assert not list(tmp_path.glob(".*.tmp")) and not list(runs.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", ["results", "leaderboard"])
+def test_missing_results_folder_is_a_clear_error(command, tmp_path, capsys):
+    assert main([command, "--results-dir", str(tmp_path / "nowhere")]) == 2
+    assert "no results folder at" in capsys.readouterr().err

@@ -92,3 +92,9 @@ def test_run_eps_sweep_needs_two_values(natural_ckpt, tmp_path, capsys):
     code = main(["run", "--checkpoint", str(natural_ckpt), "--attack", "fgsm", "--eps-sweep", "0.1",
                  "--results-dir", str(tmp_path), "--quiet"])
     assert code == 2 and "at least two distinct ε" in capsys.readouterr().err
+
+
+def test_folder_without_checkpoints_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "lonely.pt").write_bytes(b"no sidecar next to me")
+    assert _sweep(tmp_path, tmp_path / "runs", "fgsm") == 2
+    assert "no checkpoints with sidecars" in capsys.readouterr().err
