@@ -46,7 +46,7 @@ test-slow: data
 	$(BIN)/python -m pytest -m slow
 
 lint: install
-	$(BIN)/ruff check bench defenses tests benchmarks
+	$(BIN)/ruff check bench defenses tests benchmarks examples
 
 typecheck: install
 	$(BIN)/mypy

@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 
 from bench.attacks import Attack, build_attacks
+from bench.attacks.base import AttackContext
 from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.schema import RunPurpose
+from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel, parse_eps
 
 
@@ -22,6 +24,7 @@ class RunConfig:
     attacks_text: str
     defense: str | None = None
     checkpoint: Path | None = None
+    model: ModelSpec | None = None
     sha256: str | None = None
     data_dir: Path | None = None
     n: int | None = None
@@ -34,18 +37,30 @@ class RunConfig:
     allow_randomized: bool = False
     quiet: bool = False
     purpose: RunPurpose = RunPurpose.EVALUATION
+    extra_warnings: tuple[str, ...] = ()  # the audit's failed model checks, carried into the record
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise BenchError("--batch-size must be at least 1")
         if self.n is not None and self.n < 1:
             raise BenchError(f"--n must be between 1 and the test set size, got {self.n}")
-        if (self.defense is None) == (self.checkpoint is None):
-            raise BenchError("give exactly one of --defense NAME or --checkpoint PATH")
+        if sum(x is not None for x in (self.defense, self.checkpoint, self.model)) != 1:
+            raise BenchError("give exactly one of --defense NAME, --checkpoint PATH or --model SPEC")
         self.attacks()  # fail on a bad attack list before any data or model is loaded
 
     def attacks(self) -> list[Attack]:
-        return build_attacks(self.attacks_text, self.threat.norm)
+        return build_attacks(self.attacks_text, self.threat.norm, AttackContext(self.dataset, self.defense_name()))
+
+    def defense_name(self) -> str | None:
+        """The registered defense behind the model: named, or in the checkpoint's sidecar."""
+        if self.defense is not None:
+            return self.defense
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            from defenses.checkpoints import read_sidecar
+
+            name = read_sidecar(self.checkpoint).get("defense")
+            return str(name) if name else None
+        return None
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -70,6 +85,8 @@ class RunConfig:
 
     @classmethod
     def from_cli(cls, args: argparse.Namespace) -> RunConfig:
+        from bench.cli.model_options import model_spec
+
         dataset = args.dataset
         if args.checkpoint is not None:
             from defenses.checkpoints import read_sidecar
@@ -82,7 +99,7 @@ class RunConfig:
         DATASETS.get(dataset)
         return cls(dataset=dataset, threat=cls.resolve_threat(dataset, args.norm, args.eps),
                    attacks_text=args.attack, defense=args.defense, checkpoint=args.checkpoint,
-                   sha256=args.sha256, data_dir=args.data_dir, n=args.n, sample_seed=args.sample_seed,
+                   model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n, sample_seed=args.sample_seed,
                    seed=args.seed, batch_size=args.batch_size, device=args.device,
                    results_dir=args.results_dir, resume=args.resume,
                    allow_randomized=args.allow_randomized, quiet=args.quiet)

@@ -35,10 +35,17 @@ def preflight(model: ModelUnderTest, x: torch.Tensor, *, allow_randomized: bool 
     """Run the model guards on a sample batch; returns warnings that were allowed through."""
     warnings: list[str] = []
     saved = model.passes.snapshot()
-    with torch.no_grad():
-        x = x.to(model.device)
-        first, second = model(x), model(x)
-    model.passes = saved
+    x = x.to(model.device)
+    try:
+        with torch.no_grad():
+            first, second = model(x), model(x)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+        raise ModelGuardError(
+            f"the model fails on inputs of shape {tuple(x.shape[1:])} (N×C×H×W pixels of the chosen "
+            f"--dataset): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Wrong --dataset? "
+            "A torch.export program needs a dynamic batch dimension") from None
+    finally:
+        model.passes = saved
     _check_logits(first, x.shape[0], model.num_classes)
     scale = 1.0 + float(first.abs().max())
     if float((first - second).abs().max()) > 1e-5 * scale:

@@ -122,7 +122,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
     for a in attacks:
         prog = progress_by_attack[a.label]
         per_attack[a.label] = {
-            **_accuracy(robust[a.label]), "attack": a.name, "protocol": a.protocol,
+            **_accuracy(robust[a.label]), "attack": a.name, "protocol": a.protocol, "adaptive": a.adaptive,
             "config": dataclasses.asdict(a.config),
             "stages": [getattr(s, "component", s.label) for s in a.stages()],
             "seconds": round(prog["seconds"], 3),
@@ -140,7 +140,8 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                   "sha256": model.sha256, "arch": model.sidecar.get("arch"),
                   "paper": model.sidecar.get("paper"), "variant": model.sidecar.get("variant"),
                   "hyperparameters": model.sidecar.get("hyperparameters"),
-                  "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command")},
+                  "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command"),
+                  "source": model.source, "input": model.preprocessing.describe()},
         "data": {"dataset": cfg.dataset, "split": "test", "n": n,
                  "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
                  "sample_seed": cfg.sample_seed,
@@ -165,6 +166,12 @@ def _training_budget(sidecar: dict[str, Any]) -> dict[str, Any] | None:
             "init": recipe.get("init"), "seconds": sidecar.get("train_seconds")}
 
 
+def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device) -> ModelUnderTest:
+    """The attack-facing wrapper, with the model's declared normalization inside it."""
+    norm = resolved.preprocessing.pixel_normalization()
+    return ModelUnderTest(resolved.module.to(device), num_classes, *(norm or (None, None)))
+
+
 def evaluate(cfg: RunConfig) -> RunResult:
     attacks = cfg.attacks()
     device = cfg.torch_device()
@@ -174,7 +181,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
     indices = data.select_indices(len(test), cfg.n, cfg.sample_seed)
     x, y = test.batch(indices)
     check_input_range(x)
-    model = ModelUnderTest(resolved.module.to(device), spec.num_classes)
+    model = under_test(resolved, spec.num_classes, device)
     with model.attack_mode():
         guard_warnings = preflight(model, x[:256], allow_randomized=cfg.allow_randomized)
         clean_correct = (model.predict(x) == y).numpy()
@@ -189,7 +196,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
         for attack in attacks:
             _run_attack(model, attack, x, y, cfg, state)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
-                           guard_warnings, device, state.resumed)
+                           [*cfg.extra_warnings, *guard_warnings], device, state.resumed)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")
     state.finish()
     return RunResult(path, record)

@@ -56,6 +56,8 @@ class Row:
     worst: Cell
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
+    audit: str | None = None  # verdict of the newest `bench audit` of this checkpoint and threat model
+    audit_report: str | None = None  # its report, relative to results/
 
 
 TableKey = tuple[str, str, float]  # dataset, norm, ε
@@ -71,7 +73,8 @@ def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     chosen: dict[str, dict[str, Any]] = {}
     for r in _newest_first(records):
         for label, res in r["attacks"].items():
-            if label == res["attack"] and (label not in chosen or r["data"]["n"] > chosen[label]["data"]["n"]):
+            counted = label == res["attack"] or res.get("adaptive", False)  # default config, or adaptive
+            if counted and (label not in chosen or r["data"]["n"] > chosen[label]["data"]["n"]):
                 chosen[label] = r
     return chosen
 
@@ -206,9 +209,10 @@ def _table(rows: list[Row]) -> str:
                      row.clean.text(wn), *[row.attacks[col].text(wn) if col in row.attacks else "–"
                                            for _, col in COLUMNS],
                      others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
-                     _budget(row.budget), row.date[:10], _checks(row), links or "–"])
+                     _budget(row.budget), row.date[:10], _checks(row),
+                     f"[{row.audit}]({row.audit_report})" if row.audit else "not audited", links or "–"])
     headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
-               "worst case [95% CI]", "n", "training budget", "date", "sanity checks", "curves"]
+               "worst case [95% CI]", "n", "training budget", "date", "sanity checks", "audit", "curves"]
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
 
 
@@ -221,14 +225,40 @@ record of that checkpoint with the attack in its default configuration on the mo
 row, on the points all of them evaluated, with its 95% Wilson interval; rows are sorted by it.
 Sanity checks (rules in `bench/sanity.py`): ε-curve = robust accuracy falls with ε and reaches the
 largest class share where every input can be moved to the same image; steps = more attack steps
-never help the model; black-box = Square breaks at most 1% of what white-box attacks left robust;
-AA checks = AutoAttack raised no warning. ⚠ marks a failed check; details below each table.
+never help the model; black-box = Square (and transfer attacks) break at most 1% of what
+white-box attacks left robust; AA checks = AutoAttack raised no warning. Worst case includes the
+adaptive attacks a defense calls for (`--attack adaptive`) wherever they were run. **Audit** =
+the verdict of the newest `bench audit` (report linked), whose model probes (AA model checks,
+gradients) and adaptive gap (adaptive attacks break ≤ 1% of what standard ones left robust)
+join the checks. ⚠ marks a failed check; details below each table.
 """
 
 
-def render(records: list[dict[str, Any]]) -> tuple[str, dict[str, bytes]]:
-    """(markdown, {plot path relative to results/: PNG bytes})."""
+AUDIT_ONLY_CHECKS = (sanity.Check.AUTOATTACK_PROBE, sanity.Check.GRADIENTS, sanity.Check.ADAPTIVE)
+
+
+def attach_audits(rows: list[Row], key: TableKey, audits: list[dict[str, Any]]) -> None:
+    """The newest audit of each row's checkpoint under this threat model: its verdict, and the
+    checks only an audit can make (model probes, adaptive gap) join the row's sanity checks."""
+    dataset, norm, eps = key
+    for row in rows:
+        mine = [a for a in audits if a["model"]["sha256"] == row.sha256 and a["dataset"] == dataset
+                and a["threat"] == {"norm": norm, "eps": eps}]
+        if not mine:
+            continue
+        newest = mine[-1]
+        row.audit, row.audit_report = newest["verdict"], f"audits/{newest['_file'].removesuffix('.json')}.md"
+        for c in newest["checks"]:
+            check = sanity.Check(c["check"])
+            if check in AUDIT_ONLY_CHECKS:
+                row.checks.append(sanity.CheckResult(check, c["passed"], c["detail"]))
+
+
+def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, bytes]]:
+    """(markdown, {plot path relative to results/: PNG bytes}); `audits` oldest first."""
     current, superseded = build_rows(records)
+    for key, rows in current.items():
+        attach_audits(rows, key, audits or [])
     parts = [HEADER.format(count=len(records), schema=SCHEMA_VERSION)]
     files: dict[str, bytes] = {}
     for key, rows in current.items():
@@ -254,7 +284,9 @@ def render(records: list[dict[str, Any]]) -> tuple[str, dict[str, bytes]]:
 
 def write(records: list[dict[str, Any]], results_root: Path) -> tuple[Path, list[Path]]:
     """Write LEADERBOARD.md and its plots; plots no longer referenced are removed."""
-    markdown, files = render(records)
+    from bench.audit_report import load_audits
+
+    markdown, files = render(records, load_audits(results_root / "audits"))
     for name, content in sorted(files.items()):
         write_if_changed(results_root / name, content)
     for stale in sorted((results_root / "plots").glob("*.png")):

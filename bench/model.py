@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,6 +64,16 @@ class ModelUnderTest(nn.Module):
         if out.requires_grad:
             out.register_hook(self._count_backward(n))
         return out
+
+    def through(self, view: Callable[[nn.Module, torch.Tensor], T], x: torch.Tensor) -> T:
+        """Call `view(module, normalized x)`: how adaptive attacks reach a defense's optional
+        interfaces (auxiliary logits, logit scale) while passes are still counted — one forward
+        per call, one backward per gradient that reaches x."""
+        n = int(x.shape[0])
+        self.passes.forward += n
+        if x.requires_grad:
+            x.register_hook(self._count_backward(n))
+        return view(self.module, self.normalize(x) if self.normalize is not None else x)
 
     def _count_backward(self, n: int) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:

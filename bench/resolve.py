@@ -10,6 +10,7 @@ from torch import nn
 
 from bench.config import RunConfig
 from bench.errors import BenchError
+from bench.sources import Preprocessing, load_user_model
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class ResolvedModel:
     path: Path
     sha256: str
     sidecar: dict[str, Any]
+    source: str = "checkpoint"  # or a `bench.sources.SourceKind` value
+    preprocessing: Preprocessing = Preprocessing()
 
 
 def committed_checkpoint(dataset: str, defense: str) -> Path | None:
@@ -39,6 +42,12 @@ def committed_defenses(dataset: str) -> list[str]:
 def resolve_model(cfg: RunConfig) -> ResolvedModel:
     from defenses import checkpoints
 
+    if cfg.model is not None:
+        loaded = load_user_model(cfg.model, cfg.dataset, cfg.threat.norm.value, cfg.sha256)
+        arch = type(loaded.module).__name__
+        return ResolvedModel(loaded.module, loaded.label, loaded.path, loaded.sha256,
+                             {"arch": arch, "dataset": cfg.dataset, **loaded.meta}, loaded.kind.value,
+                             loaded.preprocessing)
     if cfg.defense is not None:
         committed = committed_checkpoint(cfg.dataset, cfg.defense)
         if committed is None:

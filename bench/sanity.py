@@ -9,8 +9,9 @@ about the attack or the model, not about which points were drawn. The rules:
   it must not exceed the largest class share of the points (95% Wilson lower bound above it).
 - Attack strength: more steps × restarts of the same attack must not raise robust accuracy
   (same sign test between consecutive strengths).
-- Black box vs white box: Square must not break more than 1% of the points every white-box
-  attack left robust (95% Wilson lower bound above 1%); AutoAttack's Square runs only on those.
+- Black box vs white box: black-box attacks (Square, long Square, transfer from a surrogate) must
+  not break more than 1% of the points every white-box attack left robust (95% Wilson lower bound
+  above 1%); AutoAttack's Square runs only on those.
 - AutoAttack's own checks: any warning it raised (randomness, softmax output, zero gradients).
 """
 
@@ -26,7 +27,7 @@ from bench.stats import sign_test_greater, wilson_interval
 
 ALPHA = 0.05
 SQUARE_ALLOWANCE = 0.01
-BLACK_BOX = ("square",)
+BLACK_BOX = ("square", "square-long", "transfer")  # attacks that never use the model's gradients
 
 
 class Check(str, enum.Enum):
@@ -34,6 +35,9 @@ class Check(str, enum.Enum):
     STRENGTH = "steps"
     BLACK_BOX = "black-box"
     AUTOATTACK = "AA checks"
+    AUTOATTACK_PROBE = "AA model checks"  # the audit runs AutoAttack's checks on the model itself
+    GRADIENTS = "gradients"
+    ADAPTIVE = "adaptive"
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,9 @@ def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
         return CheckResult(Check.BLACK_BOX, True, "no point survived the white-box attacks")
     beaten = sum(i in square_broke for i in survivors)
     low = wilson_interval(beaten, len(survivors))[0]
-    detail = f"Square broke {beaten} of {len(survivors)} points the white-box attacks left robust"
+    adaptive_black_box = any(r["attacks"][label]["attack"] in BLACK_BOX[1:] for label, r in chosen.items())
+    names = "Square and transfer attacks" if adaptive_black_box else "Square"
+    detail = f"{names} broke {beaten} of {len(survivors)} points the white-box attacks left robust"
     return CheckResult(Check.BLACK_BOX, low <= SQUARE_ALLOWANCE, detail)
 
 

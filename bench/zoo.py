@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,7 +33,10 @@ def import_robustbench() -> ModuleType:
         if alias not in sys.modules:
             sys.modules[alias] = importlib.import_module(real)
     try:
-        return importlib.import_module("robustbench")
+        with warnings.catch_warnings():  # its import-time deprecation notices are not the user's business
+            warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")
+            warnings.filterwarnings("ignore", message=".*torch.jit.interface.*is deprecated.*")
+            return importlib.import_module("robustbench")
     except ModuleNotFoundError as exc:
         hint = " (setuptools ≥ 81 dropped it: install 'setuptools<81')" if exc.name == "pkg_resources" else ""
         raise BenchError(f"robustbench cannot be imported: missing module {exc.name!r}{hint}") from None

@@ -153,22 +153,28 @@ class AncraMART(Ancra):
 _CIFAR = cifar("resnet18-ra", 120, lr=0.01, weight_decay=2e-4, milestones=(75, 90, 100),
                attack_rel_step=STEP_0007)
 _PAPER = "arXiv:2310.03358"
+# METHODS.md §1.7: the authors' training attack on final + auxiliary logits, APGD on the first
+# RA block's auxiliary logits, and a soft-mask backward through the hard argmax (BPDA-style)
+RA_ADAPTIVE = ("ra-sum", "ra-aux", "ra-bpda")
 
 DEFENSES.add("ancra", Defense(
     name="ancra", paper=_PAPER, method=Ancra, params=AncraParams,
     summary="ANCRA on TRADES (released variant): reverse attention + asymmetric negative contrast",
     recipes=per_cifar(_CIFAR, fmnist_cpu("smallcnn-ra")),
     variant="TRADES flavour (released code): CE + β·KL, aux terms λ=2, ζ·ANC, CE inner attack",
+    adaptive_attacks=RA_ADAPTIVE,
 ))
 DEFENSES.add("ancra-pgd", Defense(
     name="ancra-pgd", paper=_PAPER, method=AncraPGD, params=AncraParams,
     summary="ANCRA on PGD-AT: adversarial CE (+aux) + ζ·ANC (code not released; our reading)",
     recipes=per_cifar(_CIFAR, fmnist_cpu("smallcnn-ra")),
     variant="PGD flavour (unreleased): CE(f(x_adv)) + λ·aux CE + ζ·ANC",
+    adaptive_attacks=RA_ADAPTIVE,
 ))
 DEFENSES.add("ancra-mart", Defense(
     name="ancra-mart", paper=_PAPER, method=AncraMART, params=AncraParams,
     summary="ANCRA on MART (β = 5): MART on final and aux logits + ζ·ANC (code not released; our reading)",
     recipes={k: r.replace(params={"beta": 5.0}) for k, r in per_cifar(_CIFAR, fmnist_cpu("smallcnn-ra")).items()},
     variant="MART flavour (unreleased): MART(final) + λ·MART(aux) + ζ·ANC",
+    adaptive_attacks=RA_ADAPTIVE,
 ))

@@ -80,6 +80,8 @@ class Defense:
     params: type | None = None  # frozen dataclass of the method's hyper-parameters
     variant: str = ""  # which published variant this is, e.g. "TRADES loss (released code)"
     selection_metric: str = "robust"  # held-out metric that picks the checkpoint: robust | clean
+    # attacks its structure calls for beyond the standard ones (`--attack adaptive` adds them)
+    adaptive_attacks: tuple[str, ...] = ()
 
     def make_params(self, values: dict[str, Any]) -> Any:
         """The typed hyper-parameters from a recipe's dict; unknown names fail with suggestions."""

@@ -31,12 +31,14 @@ class RAClassifier(nn.Module):
     def head(self) -> nn.Module:
         return self.net.head
 
-    def forward_all(self, x: torch.Tensor, labels: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_all(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                    soft_mask: float | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Final logits and the auxiliary logits of every RA block.
 
         `labels` choose the mask only in train mode (as in training); in eval mode the mask is
-        always the predicted class, whatever is passed.
+        always the predicted class, whatever is passed. `soft_mask=T` (for adaptive attacks)
+        leaves every forward value unchanged but sends the backward pass through softmax(a/T)
+        instead of the piecewise-constant argmax (a straight-through, BPDA-style estimator).
         """
         head = self.net.head
         assert isinstance(head, nn.Linear), "reverse attention needs a linear head"
@@ -49,6 +51,9 @@ class RAClassifier(nn.Module):
             aux.append(a)
             j = labels if use_labels else a.argmax(1)
             row = head.weight[j]
+            if soft_mask is not None and not use_labels:
+                soft = torch.softmax(a / soft_mask, dim=1) @ head.weight
+                row = row + (soft - soft.detach())
             h = z * row.view(*row.shape, *([1] * (z.dim() - 2)))
         return head(global_pool(h)), aux
 

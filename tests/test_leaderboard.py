@@ -19,6 +19,8 @@ RESULTS = REPO / "results"
 def regenerated(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     shutil.copytree(RESULTS / "runs", root / "runs", ignore=shutil.ignore_patterns(".state"))
+    if (RESULTS / "audits").is_dir():
+        shutil.copytree(RESULTS / "audits", root / "audits")
     assert main(["leaderboard", "--results-dir", str(root / "runs")]) == 0
     return root
 

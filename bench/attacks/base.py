@@ -36,14 +36,29 @@ class AttackOutput:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AttackContext:
+    """What an attack may need beyond its config: the dataset (a transfer attack's surrogate
+    checkpoint) and the defense under test (what `adaptive` expands to)."""
+
+    dataset: str | None = None
+    defense: str | None = None
+
+
 class Attack(ABC):
     """Stateless with respect to the model: configuration in, tensors out."""
+
+    adaptive = False  # an attack a defense's structure calls for; counted in the worst case
 
     def __init__(self, name: str, version: int, config: Any) -> None:
         self.name = name
         self.version = version
         self.config = config
         self.label = name  # the column name in results; `build_attack` adds non-default params
+
+    def bind(self, context: AttackContext) -> None:
+        """Resolve what the context decides (before any data is loaded, so errors come early)."""
+        return None
 
     @property
     def protocol(self) -> str:
@@ -72,9 +87,11 @@ class AttackEntry:
     config_type: type
     build: Callable[[Any], Attack]
     norms: tuple[Norm, ...] = (Norm.LINF, Norm.L2)
+    positional: str | None = None  # the field `name:value` sets (transfer:pgd-at → surrogate)
 
 
 ATTACKS: Registry[AttackEntry] = Registry("attack")
+POSITIONAL = ""  # params key of a bare `name:value`
 
 
 def convert_param(value: str, kind: Any, key: str, name: str) -> Any:
@@ -101,6 +118,11 @@ def make_config(name: str, params: dict[str, str]) -> Any:
     fields = {f.name for f in dataclasses.fields(entry.config_type)}
     values: dict[str, Any] = {}
     for key, raw in params.items():
+        if key == POSITIONAL:
+            if entry.positional is None:
+                raise BenchError(f"bad attack parameter {raw!r} in {name}:{raw}: write key=value "
+                                 f"(parameters of {name}: {', '.join(sorted(fields)) or 'none'})")
+            key = entry.positional
         if key not in fields:
             close = difflib.get_close_matches(key, sorted(fields), n=2)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -130,32 +152,40 @@ def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
         name, _, first = token.partition(":")
         params: dict[str, str] = {}
         if first:
-            if "=" not in first:
-                raise BenchError(f"bad attack parameter {first!r} in {token!r}: write key=value")
-            key, _, value = first.partition("=")
-            params[key.strip()] = value.strip()
+            key, eq, value = first.partition("=")
+            if eq:
+                params[key.strip()] = value.strip()
+            else:
+                params[POSITIONAL] = first.strip()
         attacks.append((name.strip(), params))
     if not attacks:
         raise BenchError("no attack given: pass e.g. --attack fgsm,pgd,cw,aa")
     return attacks
 
 
-def build_attack(name: str, params: dict[str, str] | None = None) -> Attack:
+def build_attack(name: str, params: dict[str, str] | None = None,
+                 context: AttackContext | None = None) -> Attack:
     entry = ATTACKS.get(name)
-    attack = entry.build(make_config(name, params or {}))
+    params = dict(params or {})
+    if entry.positional is not None and entry.positional in params:  # one label per configuration
+        params[POSITIONAL] = params.pop(entry.positional)
+    attack = entry.build(make_config(name, params))
     if params:
-        attack.label = name + ":" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+        attack.label = name + ":" + ",".join(v if k == POSITIONAL else f"{k}={v}" for k, v in sorted(params.items()))
+    attack.bind(context or AttackContext())
     return attack
 
 
-def build_attacks(text: str, norm: Norm) -> list[Attack]:
+def build_attacks(text: str, norm: Norm, context: AttackContext | None = None) -> list[Attack]:
+    from bench.attacks.adaptive import expand_adaptive
+
     attacks = []
-    for name, params in parse_attack_list(text):
+    for name, params in expand_adaptive(parse_attack_list(text), context or AttackContext()):
         entry = ATTACKS.get(name)
         if norm not in entry.norms:
             raise BenchError(f"attack {name!r} does not support the {norm.value} threat model "
                              f"(supported: {', '.join(n.value for n in entry.norms)})")
-        attacks.append(build_attack(name, params))
+        attacks.append(build_attack(name, params, context))
     seen = [a.label for a in attacks]
     if len(set(seen)) != len(seen):
         raise BenchError(f"attack list {text!r} names the same attack twice")

@@ -18,12 +18,27 @@ from bench.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+# x_adv → (logits that decide success, per-example loss to ascend): adaptive attacks ascend one
+# thing (a surrogate's loss, auxiliary logits) while success is judged on the model's output
+Objective = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def pgd_iterates(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, eps: float,
                  steps: int, step_size: float, loss: Loss, gen: torch.Generator | None,
                  random_init: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Projected gradient ascent on `loss`.
+    """Projected gradient ascent on `loss` of `forward`'s logits (see `ascend`)."""
+    def objective(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = forward(z)
+        return logits, per_example(loss, logits, y)
+
+    return ascend(objective, x, y, norm=norm, eps=eps, steps=steps, step_size=step_size, gen=gen,
+                  random_init=random_init)
+
+
+def ascend(objective: Objective, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, eps: float,
+           steps: int, step_size: float, gen: torch.Generator | None,
+           random_init: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Projected gradient ascent on the objective's loss.
 
     Returns (final iterate, found, x_found): `found` marks examples misclassified at some iterate
     and `x_found` holds the first such iterate, so no success seen on the way is thrown away.
@@ -37,12 +52,12 @@ def pgd_iterates(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, norm: No
     x_found = x.clone()
     for _ in range(steps):
         delta.requires_grad_(True)
-        logits = forward(x + delta)
+        logits, losses = objective(x + delta)
         with torch.no_grad():
             new = (logits.argmax(1) != y) & ~found
             x_found[new] = (x + delta)[new]
             found |= new
-        grad, = torch.autograd.grad(per_example(loss, logits, y).sum(), delta)
+        grad, = torch.autograd.grad(losses.sum(), delta)
         delta = project(norm, x, delta.detach() + ascent_step(norm, grad, step_size), eps)
     return x + delta, found, x_found
 
@@ -65,6 +80,16 @@ class PGDConfig:
 class PGD(Attack):
     """PGD with restarts; each restart attacks only the points not yet broken."""
 
+    def objective(self, model: ModelUnderTest, y: torch.Tensor) -> Objective:
+        """What the iterates ascend; adaptive variants replace it, success is always the model's."""
+        loss = self.config.loss
+
+        def on_logits(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = model(z)
+            return logits, per_example(loss, logits, y)
+
+        return on_logits
+
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
         cfg: PGDConfig = self.config
@@ -74,10 +99,9 @@ class PGD(Attack):
             todo = (~success).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            final, found, x_found = pgd_iterates(
-                model, x[todo], y[todo], norm=threat.norm, eps=threat.eps, steps=cfg.steps,
-                step_size=cfg.rel_step * threat.eps, loss=cfg.loss, gen=gen,
-                random_init=cfg.random_start)
+            final, found, x_found = ascend(
+                self.objective(model, y[todo]), x[todo], y[todo], norm=threat.norm, eps=threat.eps,
+                steps=cfg.steps, step_size=cfg.rel_step * threat.eps, gen=gen, random_init=cfg.random_start)
             with torch.no_grad():
                 final_wrong = model(final).argmax(1) != y[todo]
             hit = found | final_wrong

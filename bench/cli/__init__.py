@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from bench.cli import catalog, check, results, run, sweep, train
+from bench.cli import audit, catalog, check, results, run, sweep, train
 from bench.errors import BenchError
 
 
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_leaderboard(sub)
     sweep.add(sub)
     check.add(sub)
+    audit.add_audit(sub)
+    audit.add_inspect(sub)
     catalog.add_ls(sub)
     catalog.add_data(sub)
     return parser

@@ -17,12 +17,15 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         from bench.attacks import ATTACKS
 
         for name, entry in ATTACKS.items():
-            print(f"{name:10s} {entry.summary}")
+            print(f"{name:12s} {entry.summary}")
+        print(f"{'adaptive':12s} the defense's own adaptive attacks (`bench ls defenses`), a transfer attack "
+              "from pgd-at's checkpoint and square-long")
     elif args.what == "defenses":
         from defenses import DEFENSES
 
         for name, defense in DEFENSES.items():
-            print(f"{name:10s} {defense.summary} (datasets: {', '.join(defense.recipes)})")
+            adaptive = f"; adaptive: {', '.join(defense.adaptive_attacks)}" if defense.adaptive_attacks else ""
+            print(f"{name:10s} {defense.summary} (datasets: {', '.join(defense.recipes)}{adaptive})")
     else:
         from bench.data import DATASETS
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 
 RUN_EXAMPLES = """examples:
@@ -16,15 +17,16 @@ RUN_EXAMPLES = """examples:
   bench run --checkpoint checkpoints/fashion-mnist/standard-smallcnn.pt --attack pgd:steps=50,restarts=2
   bench run --defense pgd-at --attack pgd --eps 0.2 --json   # one JSON summary on stdout
   bench run --defense pgd-at --attack aa --resume            # continue an interrupted run
+  bench run --defense ancra --attack adaptive                # the defense's own adaptive attacks + transfer + long Square
+  bench run --model robustbench:Wong2020Fast --dataset cifar10 --data-dir DATA --model-dir models --attack aa
+  bench run --model mypkg.nets:make_net --weights net.pt --mean 0.286 --std 0.353 --attack pgd
+  bench run --model exported.pt2 --attack fgsm,pgd          # TorchScript / torch.export files by path
 """
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="evaluate a checkpoint with a set of attacks",
                        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--defense", help="registered defense: its committed checkpoint for --dataset")
-    model.add_argument("--checkpoint", type=Path, help="a checkpoint written by `bench train` (with sidecar)")
-    p.add_argument("--sha256", help="expected sha256 of the checkpoint file")
+    add_model_arguments(p)
     p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
     p.add_argument("--attack", default="fgsm,pgd,cw,aa",

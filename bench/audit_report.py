@@ -1,0 +1,86 @@
+"""The audit's outputs: a markdown report for people, a JSON summary for the leaderboard."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from bench.audit import Audit, AuditConfig
+from bench.errors import BenchError
+from bench.files import atomic_write, read_json_object
+from bench.stats import wilson_interval
+
+AUDIT_SCHEMA = 1
+
+
+def _cell(k: int, n: int) -> str:
+    if n == 0:
+        return "n/a"
+    low, high = wilson_interval(k, n)
+    return f"{100 * k / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def summary(audit: Audit, cfg: AuditConfig) -> dict[str, Any]:
+    run = cfg.run
+    return {
+        "schema_version": AUDIT_SCHEMA,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"label": audit.label, "sha256": audit.sha256},
+        "dataset": run.dataset, "threat": {"norm": run.threat.norm.value, "eps": run.threat.eps},
+        "n": audit.worst["audit"][1], "seed": run.seed,
+        "verdict": audit.verdict.value, "headline": audit.headline,
+        "robust": {"standard": {k: list(v) for k, v in audit.standard.items()},
+                   "adaptive": {k: list(v) for k, v in audit.adaptive.items()},
+                   "worst_case": {k: list(v) for k, v in audit.worst.items()}},
+        "agreement": audit.agreement,
+        "checks": [{"check": c.check.value, "passed": c.passed, "detail": c.detail} for c in audit.checks],
+        "records": audit.records,
+    }
+
+
+def render(audit: Audit, cfg: AuditConfig) -> str:
+    run = cfg.run
+    lines = [f"# Audit: {audit.label} ({run.dataset}, {run.threat.norm.value} ε={run.threat.eps:g})", "",
+             f"**Verdict: {audit.verdict.value}** — {audit.headline}", "",
+             f"Model sha256 `{audit.sha256}`. Standard attacks: `{cfg.standard}`; adaptive: `{cfg.adaptive}` "
+             "(expanded below). Robust accuracy with 95% Wilson intervals on the same points.", ""]
+    if audit.standard:
+        rows = [["standard", label, _cell(*v)] for label, v in audit.standard.items()]
+        rows += [["adaptive", label, _cell(*v)] for label, v in audit.adaptive.items()]
+        rows += [["worst case", what, _cell(*v)] for what, v in audit.worst.items()]
+        lines += [tabulate(rows, headers=["kind", "attack", "robust accuracy"], tablefmt="github"), "",
+                  "## Per-example agreement (standard worst case vs adaptive worst case)", "",
+                  tabulate(list(audit.agreement.items()), headers=["points", "count"], tablefmt="github"), ""]
+    lines += ["## Checks", "",
+              tabulate([[c.check.value, "pass" if c.passed else "FAIL", c.detail] for c in audit.checks],
+                       headers=["check", "result", "detail"], tablefmt="github"), ""]
+    if audit.records:
+        lines += ["Run records used: " + ", ".join(f"`{f}`" for f in audit.records), ""]
+    return "\n".join(lines)
+
+
+def write(audit: Audit, cfg: AuditConfig) -> tuple[Path, Path]:
+    """`<audits_dir>/<date>-<dataset>-<label>.{md,json}`; an existing audit is never overwritten."""
+    info = summary(audit, cfg)
+    stem = f"{info['date'].replace(':', '').replace('-', '')}-{cfg.run.dataset}-{audit.label}"
+    cfg.audits_dir.mkdir(parents=True, exist_ok=True)
+    suffix = 0
+    while (cfg.audits_dir / f"{stem}{f'-{suffix}' if suffix else ''}.json").exists():
+        suffix += 1
+    stem += f"-{suffix}" if suffix else ""
+    md, js = cfg.audits_dir / f"{stem}.md", cfg.audits_dir / f"{stem}.json"
+    atomic_write(md, (render(audit, cfg) + "\n").encode())
+    atomic_write(js, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    return md, js
+
+
+def load_audits(audits_dir: Path) -> list[dict[str, Any]]:
+    """Every audit summary, oldest first (so the newest per model wins when folded into a dict)."""
+    if not audits_dir.is_dir():
+        return []
+    found = [{**read_json_object(p, "audit", BenchError), "_file": p.name} for p in sorted(audits_dir.glob("*.json"))]
+    return sorted(found, key=lambda a: (a["date"], a["_file"]))

@@ -1,0 +1,103 @@
+"""`bench audit` (gradient-masking audit) and `bench inspect` (what the suite knows about a model)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli.model_options import add_model_arguments, add_model_qualifiers
+from bench.errors import BenchError
+
+AUDIT_EXAMPLES = """examples:
+  bench audit --defense ancra                       # committed checkpoint: standard vs adaptive, checks
+  bench audit --defense pgd-at --n 500
+  bench audit --model examples.toy_models:rounded_smallcnn --weights checkpoints/fashion-mnist/standard-smallcnn.pt
+  bench audit --defense spat --standard fgsm,pgd --adaptive spat-scaled,square-long:queries=2000
+exit status: 0 no sign of masking, 1 a check failed (verdict says which), 2 bad input
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
+    p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
+    p.add_argument("--norm", help="linf or l2 (default: the dataset's default threat model)")
+    p.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+
+
+def add_audit(sub: argparse._SubParsersAction) -> None:
+    from bench.audit import STANDARD_ATTACKS, STRENGTH_LADDER
+
+    p = sub.add_parser("audit", help="gradient-masking audit: standard vs adaptive attacks, checks, verdict",
+                       description="Runs (or reuses from records) the standard and the adaptive attacks, "
+                       "an ε ladder and a strength ladder when none is recorded, probes the model with "
+                       "AutoAttack's checks and ours, and writes a markdown report + JSON to --audits-dir.",
+                       epilog=AUDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p)
+    _common(p)
+    p.add_argument("--n", type=int, default=200, help="test points (default 200, the first n)")
+    p.add_argument("--sample-seed", type=int, help="draw the points at random with this seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--standard", default=STANDARD_ATTACKS, help=f"standard attacks (default {STANDARD_ATTACKS})")
+    p.add_argument("--adaptive", default="adaptive",
+                   help="adaptive attacks (default: `adaptive` = the defense's own + transfer + long Square)")
+    p.add_argument("--strength", default=STRENGTH_LADDER,
+                   help=f"strength ladder run when none is recorded (default {STRENGTH_LADDER})")
+    p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
+    p.add_argument("--audits-dir", type=Path, default=None, help="default: audits/ next to --results-dir")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_audit, attack=None, resume=False, allow_randomized=False)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from bench import audit_report
+    from bench.audit import AuditConfig, Verdict, run_audit
+    from bench.config import RunConfig
+    from bench.derived import rebuild
+
+    args.attack = args.standard
+    run = RunConfig.from_cli(args)
+    cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, strength=args.strength,
+                      audits_dir=args.audits_dir or run.results_dir.parent / "audits")
+    result = run_audit(cfg)
+    md, _ = audit_report.write(result, cfg)
+    print(audit_report.render(result, cfg))
+    print(f"report: {md}")
+    if result.records:
+        try:
+            rebuild(run.results_dir, with_leaderboard=True)
+        except BenchError as exc:
+            print(f"warning: results.csv / leaderboard not rebuilt: {exc}", file=sys.stderr)
+    return 0 if result.verdict is Verdict.CONSISTENT else 1
+
+
+def add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="what the suite knows about a model: architecture, parameters, "
+                       "classes, normalization, hash, guards",
+                       epilog="MODEL: a registered defense, a `bench train` checkpoint, robustbench:NAME, "
+                       "package.module:factory (with --weights) or a TorchScript / torch.export file")
+    p.add_argument("target", metavar="MODEL")
+    add_model_qualifiers(p)
+    _common(p)
+    p.add_argument("--allow-randomized", action="store_true", help="report a randomized model as a warning")
+    p.set_defaults(func=_cmd_inspect)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from bench.config import RunConfig
+    from bench.inspect_model import describe
+    from defenses import DEFENSES
+
+    target = args.target
+    sidecar = Path(target).with_suffix(".json")
+    args.defense = target if target in DEFENSES else None
+    args.checkpoint = Path(target) if args.defense is None and Path(target).is_file() and sidecar.is_file() \
+        and '"arch"' in sidecar.read_text() else None
+    args.model = target if args.defense is None and args.checkpoint is None else None
+    args.attack, args.resume, args.quiet, args.n, args.sample_seed = "adaptive", False, True, None, None
+    args.seed, args.batch_size, args.results_dir = 0, 500, Path("results/runs")
+    for key, value in describe(RunConfig.from_cli(args)):
+        print(f"{key:20s} {value}")
+    return 0

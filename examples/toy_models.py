@@ -1,0 +1,55 @@
+"""Deliberately broken models, for `bench audit` demonstrations and its tests.
+
+Each is Fashion-MNIST's SmallCNN with one defect in front of or behind it, built by a factory
+so it can be evaluated as a user model, e.g. with the committed standard checkpoint's weights:
+
+    bench audit --model examples.toy_models:rounded_smallcnn \
+        --weights checkpoints/fashion-mnist/standard-smallcnn.pt
+
+- `rounded_smallcnn`: inputs rounded to 8 bits. Rounding has zero gradient almost everywhere, so
+  gradient attacks see nothing, yet an 8-bit grid (step 1/255) is far finer than ε = 0.1: the
+  model is exactly as robust as the CNN behind it (≈ 0% for the standard checkpoint).
+- `softmax_smallcnn`: returns probabilities instead of logits.
+- `noisy_smallcnn`: adds fresh Gaussian noise to every input (a randomized model).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.data import DATASETS
+from defenses.archs import SmallCNN
+
+ROUNDING_LEVELS = 255
+NOISE_STD = 0.1
+
+
+class RoundedInput(SmallCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.round(x * ROUNDING_LEVELS) / ROUNDING_LEVELS)
+
+
+class SoftmaxOutput(SmallCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).softmax(1)
+
+
+class NoisyInput(SmallCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x + NOISE_STD * torch.randn_like(x))
+
+
+def plain_smallcnn() -> SmallCNN:
+    return SmallCNN(DATASETS.get("fashion-mnist"))
+
+
+def rounded_smallcnn() -> RoundedInput:
+    return RoundedInput(DATASETS.get("fashion-mnist"))
+
+
+def softmax_smallcnn() -> SoftmaxOutput:
+    return SoftmaxOutput(DATASETS.get("fashion-mnist"))
+
+
+def noisy_smallcnn() -> NoisyInput:
+    return NoisyInput(DATASETS.get("fashion-mnist"))

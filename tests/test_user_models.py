@@ -1,0 +1,159 @@
+"""`--model`: user factories, TorchScript / torch.export files, RobustBench, declared inputs, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from bench import zoo
+from bench.cli import main
+from bench.errors import BenchError, ModelGuardError
+from bench.guards import preflight
+from bench.model import ModelUnderTest
+from bench.sources import InputRange, ModelSpec, SourceKind, load_user_model, sha256_file
+from defenses import checkpoints
+from tests.conftest import read_json
+
+PLAIN = "examples.toy_models:plain_smallcnn"
+
+
+def _logits(loaded_module: nn.Module, x: torch.Tensor, spec_norm: tuple | None = None) -> torch.Tensor:
+    with torch.no_grad():
+        return ModelUnderTest(loaded_module, 10, *(spec_norm or (None, None))).eval()(x)
+
+
+@pytest.fixture(scope="module")
+def reference(natural_ckpt: Path) -> nn.Module:
+    return checkpoints.load(natural_ckpt)[0]
+
+
+def test_factory_with_weights_gives_the_checkpoints_logits_and_hash(natural_ckpt, reference, points):
+    loaded = load_user_model(ModelSpec(PLAIN, weights=natural_ckpt), "fashion-mnist", "linf")
+    x = points[0][:16]
+    assert loaded.kind is SourceKind.FACTORY and loaded.sha256 == sha256_file(natural_ckpt)
+    assert torch.equal(_logits(loaded.module, x), _logits(reference, x))
+
+
+def test_torchscript_and_export_files_load_by_path(tmp_path, reference, points):
+    x = points[0][:8]
+    scripted = tmp_path / "net.ts.pt"
+    torch.jit.save(torch.jit.trace(reference.eval(), x), str(scripted))
+    exported = tmp_path / "net.pt2"
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.export.save(torch.export.export(reference.eval(), (x,), dynamic_shapes=({0: batch},)), str(exported))
+    for path, kind in ((scripted, SourceKind.TORCHSCRIPT), (exported, SourceKind.EXPORT)):
+        loaded = load_user_model(ModelSpec(str(path)), "fashion-mnist", "linf")
+        assert loaded.kind is kind and loaded.sha256 == sha256_file(path)
+        assert torch.allclose(_logits(loaded.module, x), _logits(reference, x), atol=1e-5)
+
+
+def test_declared_input_range_and_normalization_put_the_preprocessing_inside(natural_ckpt, reference, points):
+    x = points[0][:8]
+    want = _logits(reference, x)
+    for factory, extra in (("tests.user_models:bytes_smallcnn", {"input_range": InputRange.BYTE}),
+                           ("tests.user_models:normalized_smallcnn", {"mean": (0.5,), "std": (0.25,)})):
+        loaded = load_user_model(ModelSpec(factory, weights=natural_ckpt, **extra), "fashion-mnist", "linf")
+        got = _logits(loaded.module, x, loaded.preprocessing.pixel_normalization())
+        assert torch.allclose(got, want, atol=1e-4), factory
+    undeclared = load_user_model(ModelSpec("tests.user_models:bytes_smallcnn", weights=natural_ckpt),
+                                 "fashion-mnist", "linf")
+    assert not torch.allclose(_logits(undeclared.module, x), want, atol=1e-2)
+
+
+def test_a_sidecar_next_to_the_weights_declares_the_normalization(natural_ckpt, reference, points, tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(natural_ckpt.read_bytes())
+    weights.with_suffix(".json").write_text(json.dumps({"mean": [0.5], "std": [0.25]}))
+    loaded = load_user_model(ModelSpec("tests.user_models:normalized_smallcnn", weights=weights),
+                             "fashion-mnist", "linf")
+    x = points[0][:8]
+    assert torch.allclose(_logits(loaded.module, x, loaded.preprocessing.pixel_normalization()),
+                          _logits(reference, x), atol=1e-4)
+
+
+def test_robustbench_model_through_the_model_flag_offline(tmp_path):
+    zoo.import_robustbench()
+    from robustbench.model_zoo.cifar10 import Wong2020FastNet
+
+    torch.manual_seed(0)
+    net = Wong2020FastNet()
+    path = zoo.zoo_path(tmp_path, "Wong2020Fast", "cifar10", "linf")
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    loaded = load_user_model(ModelSpec("robustbench:Wong2020Fast", model_dir=tmp_path), "cifar10", "linf")
+    assert loaded.kind is SourceKind.ROBUSTBENCH and loaded.sha256 == sha256_file(path)
+    assert loaded.label == "robustbench-Wong2020Fast"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), net.eval()(x))
+    with pytest.raises(BenchError, match="sha256"):
+        load_user_model(ModelSpec("robustbench:Wong2020Fast", model_dir=tmp_path), "cifar10", "linf", "ab" * 32)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def test_hash_mismatch_is_refused(natural_ckpt):
+    with pytest.raises(BenchError, match="--sha256 expects"):
+        load_user_model(ModelSpec(PLAIN, weights=natural_ckpt), "fashion-mnist", "linf", "0" * 64)
+
+
+def test_pickle_that_needs_code_is_refused_unless_trusted(tmp_path, reference):
+    pickled = tmp_path / "whole-module.pt"
+    torch.save(reference, pickled)
+    with pytest.raises(BenchError, match="--trust-checkpoint"):
+        load_user_model(ModelSpec(str(pickled)), "fashion-mnist", "linf")
+    with pytest.raises(BenchError, match="--trust-checkpoint"):  # as --weights too
+        load_user_model(ModelSpec(PLAIN, weights=pickled), "fashion-mnist", "linf")
+    trusted = load_user_model(ModelSpec(str(pickled), trust=True), "fashion-mnist", "linf")
+    assert trusted.kind is SourceKind.PICKLE
+
+
+def test_missing_factory_module_or_non_callable_is_refused_with_suggestions():
+    with pytest.raises(BenchError, match="Did you mean: rounded_smallcnn"):
+        load_user_model(ModelSpec("examples.toy_models:rounded_smalcnn"), "fashion-mnist", "linf")
+    with pytest.raises(BenchError, match="cannot import 'examples.no_such_module'"):
+        load_user_model(ModelSpec("examples.no_such_module:net"), "fashion-mnist", "linf")
+    with pytest.raises(BenchError, match="not callable"):
+        load_user_model(ModelSpec("tests.user_models:NOT_A_FACTORY"), "fashion-mnist", "linf")
+    with pytest.raises(BenchError, match="neither a file"):
+        ModelSpec("no/such/file.pt").kind()
+
+
+def test_weights_that_do_not_fit_the_factory_are_refused(tmp_path):
+    weights = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(3, 3)}, weights)
+    with pytest.raises(BenchError, match="does not fit"):
+        load_user_model(ModelSpec(PLAIN, weights=weights), "fashion-mnist", "linf")
+
+
+def test_wrong_input_shape_is_refused_before_any_attack(points):
+    loaded = load_user_model(ModelSpec("tests.user_models:cifar_shaped_mlp"), "fashion-mnist", "linf")
+    with pytest.raises(ModelGuardError, match=r"fails on inputs of shape \(1, 28, 28\)"):
+        preflight(ModelUnderTest(loaded.module, 10), points[0][:8])
+
+
+def test_cli_refusals_exit_2_with_the_reason(capsys, natural_ckpt):
+    assert main(["run", "--model", "tests.user_models:cifar_shaped_mlp", "--attack", "fgsm", "--n", "5",
+                 "--results-dir", "/nonexistent/never-written"]) == 2
+    assert "fails on inputs of shape" in capsys.readouterr().err
+    assert main(["run", "--defense", "pgd-at", "--weights", str(natural_ckpt), "--n", "5"]) == 2
+    assert "only apply to --model" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_bench_run_and_inspect_a_user_model(tmp_path, capsys, natural_ckpt):
+    runs = tmp_path / "runs"
+    assert main(["run", "--model", PLAIN, "--weights", str(natural_ckpt), "--attack", "fgsm", "--n", "20",
+                 "--results-dir", str(runs), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = read_json(summary["record"])
+    assert record["model"]["source"] == "factory" and record["model"]["label"] == "plain_smallcnn"
+    assert record["model"]["sha256"] == sha256_file(natural_ckpt)
+    assert main(["inspect", PLAIN, "--weights", str(natural_ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "312,202" in out and "passed" in out and sha256_file(natural_ckpt) in out

@@ -1,0 +1,39 @@
+"""Factories for `--model tests.user_models:NAME` in the tests (importable from the repository root)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.data import DATASETS
+from defenses.archs import SmallCNN
+
+
+def cifar_shaped_mlp() -> nn.Module:
+    """Expects 3×32×32 inputs: the wrong-input-shape refusal."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+
+
+class ExpectsBytes(SmallCNN):
+    """A SmallCNN fed with 0-255 pixels: it rescales to [0, 1] first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x / 255.0)
+
+
+def bytes_smallcnn() -> nn.Module:
+    return ExpectsBytes(DATASETS.get("fashion-mnist"))
+
+
+class ExpectsNormalized(SmallCNN):
+    """A SmallCNN fed with (x - 0.5) / 0.25: it undoes that first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x * 0.25 + 0.5)
+
+
+def normalized_smallcnn() -> nn.Module:
+    return ExpectsNormalized(DATASETS.get("fashion-mnist"))
+
+
+NOT_A_FACTORY = 3
