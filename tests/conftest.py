@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,3 +58,30 @@ def committed_robust() -> ModelUnderTest:
 @pytest.fixture(scope="session")
 def points(fmnist_test: data.ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
     return fmnist_test.batch(slice(0, 200))
+
+
+def _write_tiny_cifar10(root, n_per_batch=16):
+    """torchvision's CIFAR-10 layout (pickled batches) with random images: no network needed."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 "labels": rng.integers(0, 10, n_per_batch).tolist()}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar(tmp_path_factory):
+    from torchvision.datasets import cifar
+
+    root = tmp_path_factory.mktemp("cifar")
+    _write_tiny_cifar10(root)
+    # The fake files cannot match torchvision's md5 list; skip only that check.
+    original = cifar.check_integrity
+    cifar.check_integrity = lambda *args, **kwargs: True
+    yield root
+    cifar.check_integrity = original

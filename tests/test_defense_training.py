@@ -1,8 +1,6 @@
 """Every registered defense trains on real Fashion-MNIST and on a tiny CIFAR-shaped set, and reloads."""
 
-import pickle
 
-import numpy as np
 import pytest
 import torch
 
@@ -102,33 +100,6 @@ def test_interrupted_training_of_stateful_methods_resumes_to_the_same_weights(na
     a = torch.load(tmp_path / "straight.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _write_tiny_cifar10(root, n_per_batch=16):
-    """torchvision's CIFAR-10 layout (pickled batches) with random images: no network needed."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, n_per_batch).tolist()}
-        with open(folder / name, "wb") as handle:
-            pickle.dump(batch, handle)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
-
-
-@pytest.fixture(scope="module")
-def tiny_cifar(tmp_path_factory):
-    from torchvision.datasets import cifar
-
-    root = tmp_path_factory.mktemp("cifar")
-    _write_tiny_cifar10(root)
-    # The fake files cannot match torchvision's md5 list; skip only that check.
-    original = cifar.check_integrity
-    cifar.check_integrity = lambda *args, **kwargs: True
-    yield root
-    cifar.check_integrity = original
 
 
 def test_every_defense_runs_its_cifar10_recipe_on_resnet18(tiny_cifar, tmp_path):

@@ -94,6 +94,22 @@ def test_robustbench_model_through_the_model_flag_offline(tmp_path):
         load_user_model(ModelSpec("robustbench:Wong2020Fast", model_dir=tmp_path), "cifar10", "linf", "ab" * 32)
 
 
+def test_bench_run_evaluates_a_robustbench_model_end_to_end(tmp_path, tiny_cifar, capsys):
+    zoo.import_robustbench()
+    from robustbench.model_zoo.cifar10 import Wong2020FastNet
+
+    torch.manual_seed(0)
+    path = zoo.zoo_path(tmp_path / "zoo", "Wong2020Fast", "cifar10", "linf")
+    path.parent.mkdir(parents=True)
+    torch.save(Wong2020FastNet().state_dict(), path)
+    assert main(["run", "--model", "robustbench:Wong2020Fast", "--model-dir", str(tmp_path / "zoo"),
+                 "--dataset", "cifar10", "--threat", "Linf", "--data-dir", str(tiny_cifar), "--attack", "fgsm",
+                 "--n", "6", "--results-dir", str(tmp_path / "runs"), "--quiet", "--json"]) == 0
+    record = read_json(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["record"])
+    assert record["model"]["source"] == "robustbench" and record["model"]["sha256"] == sha256_file(path)
+    assert record["threat"] == {"norm": "linf", "eps": 8 / 255}
+
+
 # ----------------------------------------------------------------------------- refusals
 
 def test_hash_mismatch_is_refused(natural_ckpt):

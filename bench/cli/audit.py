@@ -21,7 +21,8 @@ exit status: 0 no sign of masking, 1 a check failed (verdict says which), 2 bad 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
-    p.add_argument("--norm", help="linf or l2 (default: the dataset's default threat model)")
+    p.add_argument("--norm", "--threat", dest="norm", help="threat model: linf (Linf) or l2 (L2); default: the "
+                   "dataset's default. Also picks the RobustBench zoo (robustbench:NAME)")
     p.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 

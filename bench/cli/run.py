@@ -32,7 +32,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack", default="fgsm,pgd,cw,aa",
                    help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "
                         "(default: fgsm,pgd,cw,aa; `bench ls attacks` lists them)")
-    p.add_argument("--norm", help="linf or l2 (default: the dataset's default threat model)")
+    p.add_argument("--norm", "--threat", dest="norm", help="threat model: linf (Linf) or l2 (L2); default: the "
+                   "dataset's default. Also picks the RobustBench zoo (robustbench:NAME)")
     eps = p.add_mutually_exclusive_group()
     eps.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
     eps.add_argument("--eps-sweep", metavar="EPS,EPS,...",
