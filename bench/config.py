@@ -99,7 +99,8 @@ class RunConfig:
         DATASETS.get(dataset)
         return cls(dataset=dataset, threat=cls.resolve_threat(dataset, args.norm, args.eps),
                    attacks_text=args.attack, defense=args.defense, checkpoint=args.checkpoint,
-                   model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n, sample_seed=args.sample_seed,
+                   model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n,
+                   sample_seed=args.sample_seed,
                    seed=args.seed, batch_size=args.batch_size, device=args.device,
                    results_dir=args.results_dir, resume=args.resume,
                    allow_randomized=args.allow_randomized, quiet=args.quiet)

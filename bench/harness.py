@@ -141,7 +141,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                   "paper": model.sidecar.get("paper"), "variant": model.sidecar.get("variant"),
                   "hyperparameters": model.sidecar.get("hyperparameters"),
                   "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command"),
-                  "source": model.source, "input": model.preprocessing.describe()},
+                  "source": model.source, "input": model.input_description()},
         "data": {"dataset": cfg.dataset, "split": "test", "n": n,
                  "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
                  "sample_seed": cfg.sample_seed,

@@ -61,8 +61,7 @@ def describe(cfg: RunConfig) -> list[tuple[str, str]]:
                                                        (None, type(module).__name__) else "")),
         ("parameters", f"{params:,}"), ("defense", str(side.get("defense") or "–")),
         ("dataset", f"{cfg.dataset}: input {spec.shape}, {spec.num_classes} classes; the model returns {classes}"),
-        ("input", resolved.preprocessing.describe() if resolved.source != "checkpoint"
-         else "[0, 1] pixels; normalization inside the architecture"),
+        ("input", resolved.input_description()),
         ("adaptive interfaces", ", ".join(interfaces) or "none"),
         ("--attack adaptive", ", ".join(adaptive)),
         ("guards", f"{guards} — on {where}"),

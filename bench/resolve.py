@@ -23,6 +23,11 @@ class ResolvedModel:
     source: str = "checkpoint"  # or a `bench.sources.SourceKind` value
     preprocessing: Preprocessing = Preprocessing()
 
+    def input_description(self) -> str:
+        if self.source == "checkpoint":  # our architectures normalize inside
+            return "[0, 1] pixels; normalization inside the architecture"
+        return self.preprocessing.describe()
+
 
 def committed_checkpoint(dataset: str, defense: str) -> Path | None:
     """Where `--defense NAME` looks for `dataset` (None when the defense has no recipe for it)."""

@@ -83,8 +83,8 @@ class Preprocessing:
         return [m / scale for m in self.mean], [s / scale for s in self.std]
 
     def describe(self) -> str:
-        norm = "none" if self.mean is None else f"mean {list(self.mean)}, std {list(self.std or ())}"
-        return f"inputs {self.input_range.value}, normalization {norm}"
+        norm = "none declared" if self.mean is None else f"mean {list(self.mean)}, std {list(self.std or ())}"
+        return f"pixels in {self.input_range.value} for the model, normalization {norm} (applied inside the wrapper)"
 
 
 @dataclass(frozen=True)

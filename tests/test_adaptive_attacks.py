@@ -106,3 +106,13 @@ def test_adaptive_refusals_are_clear(points):
     for name in ("ra-sum", "ra-aux", "spat-scaled"):
         with pytest.raises(BenchError, match="needs a model"), plain.attack_mode():
             build_attack(name).stages()[0].run(plain, x, y, LINF, seed=0)
+
+
+def test_a_sweep_plans_each_defenses_own_adaptive_attacks(tmp_path):
+    from bench.config import RunConfig
+    from bench.sweep import plan
+
+    targets = [RunConfig("fashion-mnist", LINF, "adaptive", defense=d, results_dir=tmp_path) for d in ("ancra", "pgd-at")]
+    ancra, pgd_at = plan(targets, force=False)
+    assert ancra.todo is not None and ancra.todo.attacks_text == "ra-sum,ra-aux,ra-bpda,transfer,square-long"
+    assert pgd_at.todo is not None and pgd_at.todo.attacks_text == "transfer:trades,square-long"
