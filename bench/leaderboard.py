@@ -56,8 +56,7 @@ class Row:
     worst: Cell
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
-    audit: str | None = None  # verdict of the newest `bench audit` of this checkpoint and threat model
-    audit_report: str | None = None  # its report, relative to results/
+    audit: dict[str, Any] | None = None  # the newest `bench audit` summary of this checkpoint and threat
 
 
 TableKey = tuple[str, str, float]  # dataset, norm, ε
@@ -197,6 +196,31 @@ def _plots(key: TableKey, rows: list[Row], records: list[dict[str, Any]]) -> dic
     return files
 
 
+def _audit_link(audit: dict[str, Any]) -> str:
+    return f"[{audit['verdict']}](audits/{audit['_file'].removesuffix('.json')}.md)"
+
+
+def _pct_pair(pair: list[int] | None) -> str:
+    return f"{100 * pair[0] / pair[1]:.1f}" if pair and pair[1] else "–"
+
+
+def _audit_table(rows: list[Row]) -> str:
+    """Standard vs adaptive, per audited checkpoint, on the audit's own points."""
+    body = []
+    for row in rows:
+        if row.audit is None:
+            continue
+        robust = row.audit["robust"]
+        worst = robust["worst_case"]
+        adaptive = ", ".join(f"{label} {_pct_pair(pair)}" for label, pair in robust["adaptive"].items())
+        body.append([f"`{row.label}`", row.audit["n"], _pct_pair(robust["standard"].get("aa")),
+                     _pct_pair(worst["standard"]), adaptive or "–", _pct_pair(worst["adaptive"]),
+                     f"**{_pct_pair(worst['audit'])}**", _audit_link(row.audit)])
+    headers = ["checkpoint", "n", "AutoAttack", "standard worst case", "adaptive attacks", "adaptive worst case",
+               "audit worst case", "verdict"]
+    return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)) if body else ""
+
+
 def _table(rows: list[Row]) -> str:
     body = []
     for rank, row in enumerate(rows, 1):
@@ -210,7 +234,7 @@ def _table(rows: list[Row]) -> str:
                                            for _, col in COLUMNS],
                      others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
                      _budget(row.budget), row.date[:10], _checks(row),
-                     f"[{row.audit}]({row.audit_report})" if row.audit else "not audited", links or "–"])
+                     _audit_link(row.audit) if row.audit else "not audited", links or "–"])
     headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
                "worst case [95% CI]", "n", "training budget", "date", "sanity checks", "audit", "curves"]
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
@@ -246,8 +270,7 @@ def attach_audits(rows: list[Row], key: TableKey, audits: list[dict[str, Any]]) 
                 and a["threat"] == {"norm": norm, "eps": eps}]
         if not mine:
             continue
-        newest = mine[-1]
-        row.audit, row.audit_report = newest["verdict"], f"audits/{newest['_file'].removesuffix('.json')}.md"
+        row.audit = newest = mine[-1]
         for c in newest["checks"]:
             check = sanity.Check(c["check"])
             if check in AUDIT_ONLY_CHECKS:
@@ -266,6 +289,11 @@ def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = 
         files.update(_plots(key, rows, records))
         parts.append(f"## {dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}\n")
         parts.append(_table(rows) + "\n")
+        audit_table = _audit_table(rows)
+        if audit_table:
+            parts.append("Gradient-masking audits (`bench audit`, newest per checkpoint; robust accuracy in % on "
+                         "the audit's points, standard = FGSM, PGD, C&W, AutoAttack):\n")
+            parts.append(audit_table + "\n")
         failures = [(row, c) for row in rows for c in row.checks if not c.passed]
         if failures:
             parts.append("Failed sanity checks:\n")

@@ -108,7 +108,9 @@ def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
 
     def audit(verdict, date, passed):
         return {"model": {"sha256": "a" * 64}, "dataset": "fashion-mnist", "threat": {"norm": "linf", "eps": 0.1},
-                "verdict": verdict, "date": date, "_file": f"{date}.json",
+                "verdict": verdict, "date": date, "_file": f"{date}.json", "n": 100,
+                "robust": {"standard": {"aa": [60, 100]}, "adaptive": {"ra-aux": [51, 100]},
+                           "worst_case": {"standard": [60, 100], "adaptive": [51, 100], "audit": [50, 100]}},
                 "checks": [{"check": "adaptive", "passed": passed, "detail": "adaptive attacks broke 9 of 60"},
                            {"check": "ε-curve", "passed": False, "detail": "recomputed from records, not copied"}]}
 
@@ -117,3 +119,5 @@ def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
     row = next(line for line in markdown.splitlines() if re.match(r"\| 1 ", line))
     assert "[overstated by standard attacks](audits/2026-02-01.md)" in row and "⚠ adaptive" in row
     assert "recomputed" not in markdown
+    audit_row = next(line for line in markdown.splitlines() if line.startswith("| `good`"))
+    assert re.search(r"\| 60.0 +\|", audit_row) and "ra-aux 51.0" in audit_row and "**50.0**" in audit_row
