@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.files import sha256_file
 
 FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 ROBUSTBENCH_PREFIX = "robustbench:"
@@ -145,14 +146,6 @@ def file_kind(path: Path) -> SourceKind:
         if any("/code/" in n for n in names):
             return SourceKind.TORCHSCRIPT
     return SourceKind.PICKLE
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_sha256(path: Path, expected: str | None) -> str:

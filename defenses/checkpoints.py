@@ -6,7 +6,6 @@ which architecture, dataset, defense and recipe produced it, and the file's sha2
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -19,19 +18,11 @@ from torch import nn
 
 from bench.data import DATASETS
 from bench.errors import BenchError
-from bench.files import atomic_write
+from bench.files import atomic_write, sha256_file
 from defenses.archs import ARCHS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = Path(os.environ.get("BENCH_CHECKPOINT_DIR", REPO_ROOT / "checkpoints"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sidecar_path(path: Path) -> Path:
