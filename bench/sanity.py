@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,11 +152,19 @@ def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
     return CheckResult(Check.BLACK_BOX, low <= SQUARE_ALLOWANCE, detail)
 
 
+def _distinct(messages: list[str]) -> list[str]:
+    """One line per kind of warning: AutoAttack repeats a check per batch with other counts."""
+    kinds: dict[str, list[str]] = {}
+    for m in messages:
+        kinds.setdefault(re.sub(r"\d+", "#", m.split(" See ")[0]), []).append(m.split(" See ")[0])
+    return [same[0] + (f" (and {len(same) - 1} more like it)" if len(same) > 1 else "") for same in kinds.values()]
+
+
 def autoattack_warnings(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
     ran = [label for label, r in chosen.items() if r["attacks"][label]["protocol"].startswith(("aa", "apgd", "fab"))]
     if not ran:
         return None
     warned = sorted({w for label in ran for w in chosen[label]["attacks"][label].get("warnings", [])})
     if warned:
-        return CheckResult(Check.AUTOATTACK, False, "; ".join(warned))
+        return CheckResult(Check.AUTOATTACK, False, "; ".join(_distinct(warned)))
     return CheckResult(Check.AUTOATTACK, True, "no warnings")
