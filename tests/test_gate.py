@@ -31,8 +31,8 @@ def test_gate_passes_on_the_committed_baseline(capsys):
 
 
 def _pgd_one_step(monkeypatch):
-    real = gradient.pgd_iterates
-    monkeypatch.setattr(gradient, "pgd_iterates", lambda *a, **k: real(*a, **{**k, "steps": 1}))
+    real = gradient.ascend  # the loop every PGD-family attack runs
+    monkeypatch.setattr(gradient, "ascend", lambda *a, **k: real(*a, **{**k, "steps": 1}))
 
 
 def _no_random_start(monkeypatch):
