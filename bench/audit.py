@@ -28,7 +28,7 @@ from bench.attacks import Attack
 from bench.attacks.autoattack import AA_LOGGER, captured_autoattack_log
 from bench.config import RunConfig
 from bench.curves import eps_curves, flags_by_index, strength_curves
-from bench.errors import ModelGuardError
+from bench.errors import ModelGuardError, ModelInputError
 from bench.guards import preflight
 from bench.harness import evaluate, under_test
 from bench.model import ModelUnderTest
@@ -121,7 +121,8 @@ def _gradient_probe(model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps
 
 def probe(resolved: ResolvedModel, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor
           ) -> tuple[list[sanity.CheckResult], str | None]:
-    """(checks, reason the model cannot be evaluated or None)."""
+    """(checks, reason the model cannot be evaluated or None). A model that cannot run on the
+    dataset's inputs is the user's input error (ModelInputError), raised as in `bench run`."""
     spec = data.DATASETS.get(cfg.dataset)
     model = under_test(resolved, spec.num_classes, cfg.torch_device())
     x, y = x.to(model.device), y.to(model.device)
@@ -129,11 +130,11 @@ def probe(resolved: ResolvedModel, cfg: RunConfig, x: torch.Tensor, y: torch.Ten
         try:
             preflight(model, x)
             refused = None
-        except ModelGuardError as exc:
+        except ModelInputError:
+            raise
+        except ModelGuardError as exc:  # probabilities, randomness, NaN: the probes say more
             refused = str(exc)
-        results = [_aa_probe(model, x, y)]
-        if refused is None or "randomized" in refused:
-            results.append(_gradient_probe(model, x, y, cfg.threat.eps))
+        results = [_aa_probe(model, x, y), _gradient_probe(model, x, y, cfg.threat.eps)]
     return results, refused
 
 

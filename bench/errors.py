@@ -12,3 +12,7 @@ class VerificationError(BenchError):
 
 class ModelGuardError(BenchError):
     """The model under test breaks a contract the attacks rely on (logits out, determinism...)."""
+
+
+class ModelInputError(ModelGuardError):
+    """The model cannot even run on the dataset's inputs (wrong shape, static-batch export)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.errors import ModelGuardError
+from bench.errors import ModelGuardError, ModelInputError
 from bench.model import ModelUnderTest
 
 
@@ -40,7 +40,7 @@ def preflight(model: ModelUnderTest, x: torch.Tensor, *, allow_randomized: bool 
         with torch.no_grad():
             first, second = model(x), model(x)
     except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
-        raise ModelGuardError(
+        raise ModelInputError(
             f"the model fails on inputs of shape {tuple(x.shape[1:])} (N×C×H×W pixels of the chosen "
             f"--dataset): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Wrong --dataset? "
             "A torch.export program needs a dynamic batch dimension") from None

@@ -28,7 +28,8 @@ from bench.stats import sign_test_greater, wilson_interval
 
 ALPHA = 0.05
 SQUARE_ALLOWANCE = 0.01
-BLACK_BOX = ("square", "square-long", "transfer")  # attacks that never use the model's gradients
+ADAPTIVE_BLACK_BOX = ("square-long", "transfer")
+BLACK_BOX = ("square", *ADAPTIVE_BLACK_BOX)  # attacks that never use the model's gradients
 
 
 class Check(str, enum.Enum):
@@ -146,7 +147,7 @@ def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
         return CheckResult(Check.BLACK_BOX, True, "no point survived the white-box attacks")
     beaten = sum(i in square_broke for i in survivors)
     low = wilson_interval(beaten, len(survivors))[0]
-    adaptive_black_box = any(r["attacks"][label]["attack"] in BLACK_BOX[1:] for label, r in chosen.items())
+    adaptive_black_box = any(r["attacks"][label]["attack"] in ADAPTIVE_BLACK_BOX for label, r in chosen.items())
     names = "Square and transfer attacks" if adaptive_black_box else "Square"
     detail = f"{names} broke {beaten} of {len(survivors)} points the white-box attacks left robust"
     return CheckResult(Check.BLACK_BOX, low <= SQUARE_ALLOWANCE, detail)

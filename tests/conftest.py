@@ -85,3 +85,19 @@ def tiny_cifar(tmp_path_factory):
     cifar.check_integrity = lambda *args, **kwargs: True
     yield root
     cifar.check_integrity = original
+
+
+def write_zoo_model(model_dir: Path) -> tuple[torch.nn.Module, Path]:
+    """A RobustBench zoo architecture (Wong2020Fast) with seeded weights, saved in robustbench's
+    layout under `model_dir`, as a download would have left it."""
+    from bench import zoo
+
+    zoo.import_robustbench()
+    from robustbench.model_zoo.cifar10 import Wong2020FastNet
+
+    torch.manual_seed(0)
+    net = Wong2020FastNet()
+    path = zoo.zoo_path(model_dir, "Wong2020Fast", "cifar10", "linf")
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    return net, path

@@ -54,6 +54,13 @@ def test_a_random_model_is_flagged_and_not_evaluable(points):
     assert refused is not None and "randomized" in refused
 
 
+def test_auditing_a_model_of_the_wrong_input_shape_is_an_input_error(tmp_path, capsys):
+    assert main(["audit", "--model", "tests.user_models:cifar_shaped_mlp", "--n", "10",
+                 "--results-dir", str(tmp_path / "runs")]) == 2
+    assert "fails on inputs of shape (1, 28, 28)" in capsys.readouterr().err
+    assert not (tmp_path / "audits").exists()
+
+
 def test_adaptive_gap_allows_noise_not_a_real_gap():
     robust = np.ones(100, dtype=bool)
     assert _adaptive_gap(robust, robust).passed

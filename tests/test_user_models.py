@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench import zoo
 from bench.cli import main
 from bench.errors import BenchError, ModelGuardError
 from bench.guards import preflight
 from bench.model import ModelUnderTest
-from bench.sources import InputRange, ModelSpec, SourceKind, load_user_model, sha256_file
+from bench.sources import InputRange, ModelSpec, Preprocessing, SourceKind, load_user_model, sha256_file
 from defenses import checkpoints
-from tests.conftest import read_json
+from tests.conftest import read_json, write_zoo_model
 
 PLAIN = "examples.toy_models:plain_smallcnn"
 
@@ -76,14 +75,7 @@ def test_a_sidecar_next_to_the_weights_declares_the_normalization(natural_ckpt, 
 
 
 def test_robustbench_model_through_the_model_flag_offline(tmp_path):
-    zoo.import_robustbench()
-    from robustbench.model_zoo.cifar10 import Wong2020FastNet
-
-    torch.manual_seed(0)
-    net = Wong2020FastNet()
-    path = zoo.zoo_path(tmp_path, "Wong2020Fast", "cifar10", "linf")
-    path.parent.mkdir(parents=True)
-    torch.save(net.state_dict(), path)
+    net, path = write_zoo_model(tmp_path)
     loaded = load_user_model(ModelSpec("robustbench:Wong2020Fast", model_dir=tmp_path), "cifar10", "linf")
     assert loaded.kind is SourceKind.ROBUSTBENCH and loaded.sha256 == sha256_file(path)
     assert loaded.label == "robustbench-Wong2020Fast"
@@ -95,13 +87,7 @@ def test_robustbench_model_through_the_model_flag_offline(tmp_path):
 
 
 def test_bench_run_evaluates_a_robustbench_model_end_to_end(tmp_path, tiny_cifar, capsys):
-    zoo.import_robustbench()
-    from robustbench.model_zoo.cifar10 import Wong2020FastNet
-
-    torch.manual_seed(0)
-    path = zoo.zoo_path(tmp_path / "zoo", "Wong2020Fast", "cifar10", "linf")
-    path.parent.mkdir(parents=True)
-    torch.save(Wong2020FastNet().state_dict(), path)
+    _, path = write_zoo_model(tmp_path / "zoo")
     assert main(["run", "--model", "robustbench:Wong2020Fast", "--model-dir", str(tmp_path / "zoo"),
                  "--dataset", "cifar10", "--threat", "Linf", "--data-dir", str(tiny_cifar), "--attack", "fgsm",
                  "--n", "6", "--results-dir", str(tmp_path / "runs"), "--quiet", "--json"]) == 0
@@ -126,6 +112,18 @@ def test_pickle_that_needs_code_is_refused_unless_trusted(tmp_path, reference):
         load_user_model(ModelSpec(PLAIN, weights=pickled), "fashion-mnist", "linf")
     trusted = load_user_model(ModelSpec(str(pickled), trust=True), "fashion-mnist", "linf")
     assert trusted.kind is SourceKind.PICKLE
+
+
+def test_bad_input_declarations_are_refused(capsys, natural_ckpt):
+    with pytest.raises(BenchError, match="both --mean and --std"):
+        Preprocessing(mean=(0.5,))
+    with pytest.raises(BenchError, match="--mean has 3 values but --std has 1"):
+        Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25,))
+    with pytest.raises(BenchError, match="must be positive"):
+        Preprocessing(mean=(0.5,), std=(0.0,))
+    assert main(["run", "--model", PLAIN, "--weights", str(natural_ckpt), "--mean", "0.5;0.4", "--std", "1",
+                 "--attack", "fgsm", "--n", "5"]) == 2
+    assert "comma-separated numbers" in capsys.readouterr().err
 
 
 def test_missing_factory_module_or_non_callable_is_refused_with_suggestions():

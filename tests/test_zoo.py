@@ -5,6 +5,7 @@ import torch
 
 from bench import zoo
 from bench.errors import BenchError
+from tests.conftest import write_zoo_model
 
 
 def test_robustbench_imports_with_pyautoattack_under_its_original_name():
@@ -16,14 +17,7 @@ def test_robustbench_imports_with_pyautoattack_under_its_original_name():
 
 
 def test_zoo_model_loads_offline_from_a_file_in_robustbench_layout(tmp_path):
-    zoo.import_robustbench()
-    from robustbench.model_zoo.cifar10 import Wong2020FastNet
-
-    torch.manual_seed(0)
-    written = Wong2020FastNet()
-    path = zoo.zoo_path(tmp_path, "Wong2020Fast", "cifar10", "linf")
-    path.parent.mkdir(parents=True)
-    torch.save(written.state_dict(), path)
+    written, _ = write_zoo_model(tmp_path)
     model = zoo.load_zoo_model("Wong2020Fast", "cifar10", "linf", tmp_path)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

@@ -71,10 +71,13 @@ def training_scale(module: nn.Module) -> Iterator[None]:
             setattr(m, SCALE_FLAG, flag)
 
 
-def scaled_logits(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
+def _require_scale(module: nn.Module, label: str) -> None:
     if not any(isinstance(getattr(m, SCALE_FLAG, None), bool) for m in module.modules()):
-        raise BenchError(f"spat-scaled needs a model with a `{SCALE_FLAG}` logit-scale switch (SPAT's cosine "
+        raise BenchError(f"{label} needs a model with a `{SCALE_FLAG}` logit-scale switch (SPAT's cosine "
                          f"head); {type(module).__name__} has none")
+
+
+def scaled_logits(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
     with training_scale(module):
         logits: torch.Tensor = module(z)
     return logits
@@ -191,9 +194,14 @@ class Transfer(PGD):
     adaptive = True
 
     def bind(self, context: AttackContext) -> None:
-        self._surrogate = load_surrogate(self.config.surrogate, context.dataset)
+        """Only find and check the surrogate's file here (configs build attacks often); its
+        weights load once, when the attack first runs."""
+        self._surrogate_path = surrogate_path(self.config.surrogate, context.dataset)
+        self._surrogate: nn.Module | None = None
 
     def objective(self, model: ModelUnderTest, y: torch.Tensor) -> Objective:
+        if self._surrogate is None:
+            self._surrogate = load_surrogate(self._surrogate_path)
         surrogate = self._surrogate.to(model.device)
         loss = self.config.loss
 
@@ -205,8 +213,8 @@ class Transfer(PGD):
         return on_surrogate
 
 
-def load_surrogate(surrogate: str, dataset: str | None) -> nn.Module:
-    """A checkpoint path, or a registered defense's committed checkpoint for `dataset`; frozen."""
+def surrogate_path(surrogate: str, dataset: str | None) -> Path:
+    """A checkpoint path, or a registered defense's committed checkpoint for `dataset`."""
     from bench.resolve import committed_checkpoint
     from defenses import checkpoints
 
@@ -219,9 +227,17 @@ def load_surrogate(surrogate: str, dataset: str | None) -> nn.Module:
             raise BenchError(f"transfer:{surrogate}: no committed {dataset} checkpoint of {surrogate!r}; "
                              "name a defense with one (`bench ls defenses`) or a checkpoint path")
         path = committed
-    module, meta = checkpoints.load(path)
-    if dataset is not None and meta["dataset"] != dataset:
-        raise BenchError(f"transfer surrogate {path} was trained on {meta['dataset']}, not {dataset}")
+    trained_on = checkpoints.read_sidecar(path)["dataset"]
+    if dataset is not None and trained_on != dataset:
+        raise BenchError(f"transfer surrogate {path} was trained on {trained_on}, not {dataset}")
+    return path
+
+
+def load_surrogate(path: Path) -> nn.Module:
+    """The surrogate's verified weights, frozen, in eval mode."""
+    from defenses import checkpoints
+
+    module, _ = checkpoints.load(path)
     for p in module.parameters():
         p.requires_grad_(False)
     return module.eval()
@@ -306,7 +322,7 @@ ATTACKS.add("ra-bpda", AttackEntry(
     ViewAPGDConfig, lambda cfg: ViewAPGD("ra-bpda", cfg, soft_mask_logits, _require_aux)))
 ATTACKS.add("spat-scaled", AttackEntry(
     "adaptive (cosine head): official APGD-CE then APGD-T on the training-scale (s·cos) logits",
-    ViewAPGDConfig, lambda cfg: ViewAPGD("spat-scaled", cfg, scaled_logits)))
+    ViewAPGDConfig, lambda cfg: ViewAPGD("spat-scaled", cfg, scaled_logits, _require_scale)))
 ATTACKS.add("transfer", AttackEntry(
     "adaptive (any model): PGD-50 on a surrogate checkpoint (transfer:DEFENSE or transfer:PATH, "
     "default pgd-at), each iterate checked on the model", TransferConfig,

@@ -86,16 +86,27 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _is_bench_checkpoint(path: Path) -> bool:
+    """A file with a valid `bench train` sidecar; anything else is a --model spec."""
+    from defenses.checkpoints import read_sidecar
+
+    if not path.is_file():
+        return False
+    try:
+        read_sidecar(path)
+    except BenchError:
+        return False
+    return True
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from bench.config import RunConfig
     from bench.inspect_model import describe
     from defenses import DEFENSES
 
     target = args.target
-    sidecar = Path(target).with_suffix(".json")
     args.defense = target if target in DEFENSES else None
-    args.checkpoint = Path(target) if args.defense is None and Path(target).is_file() and sidecar.is_file() \
-        and '"arch"' in sidecar.read_text() else None
+    args.checkpoint = Path(target) if args.defense is None and _is_bench_checkpoint(Path(target)) else None
     args.model = target if args.defense is None and args.checkpoint is None else None
     args.attack, args.resume, args.quiet, args.n, args.sample_seed = "adaptive", False, True, None, None
     args.seed, args.batch_size, args.results_dir = 0, 500, Path("results/runs")
