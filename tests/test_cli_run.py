@@ -26,7 +26,7 @@ def test_json_summary_and_record(natural_ckpt, tmp_path, capsys):
     assert 0.0 <= summary["robust_accuracy"]["worst_case"] <= summary["clean_accuracy"] <= 1.0
     record = read_json(summary["record"])
     assert record["schema_version"] == 2 and record["purpose"] == "evaluation" and record["model"]["sha256"] and record["data"]["index_sha256"]
-    assert record["attacks"]["pgd:steps=5"]["protocol"] == "pgd/v1"
+    assert record["attacks"]["pgd:steps=5"]["protocol"] == "pgd/v2"
     flags = record["per_example"]
     worst = [a == "1" and b == "1" for a, b in zip(flags["robust"]["fgsm"], flags["robust"]["pgd:steps=5"], strict=True)]
     assert [c == "1" for c in flags["worst_case"]] == worst

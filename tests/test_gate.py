@@ -35,8 +35,8 @@ def _pgd_one_step(monkeypatch):
     monkeypatch.setattr(gradient, "ascend", lambda *a, **k: real(*a, **{**k, "steps": 1}))
 
 
-def _no_random_start(monkeypatch):
-    monkeypatch.setattr(gradient, "random_start", lambda norm, x, eps, gen: torch.zeros_like(x))
+def _no_random_start(monkeypatch):  # PGD's per-example random start (bench.attacks.noise)
+    monkeypatch.setattr(gradient, "ball_start", lambda norm, x, eps, gens: torch.zeros_like(x))
 
 
 def _apgd_ten_iterations(monkeypatch):

@@ -312,7 +312,7 @@ def expand_adaptive(pairs: list[tuple[str, dict[str, str]]], context: AttackCont
 
 ATTACKS.add("ra-sum", AttackEntry(
     "adaptive (reverse attention): PGD-50 on CE(final) + Σ CE(auxiliary logits), ANCRA's training attack",
-    RASumConfig, lambda cfg: RASum("ra-sum", 1, cfg)))
+    RASumConfig, lambda cfg: RASum("ra-sum", 2, cfg)))
 ATTACKS.add("ra-aux", AttackEntry(
     "adaptive (reverse attention): official APGD-CE then APGD-T on the first RA block's auxiliary logits",
     ViewAPGDConfig, lambda cfg: ViewAPGD("ra-aux", cfg, first_aux_logits, _require_aux)))
@@ -326,7 +326,7 @@ ATTACKS.add("spat-scaled", AttackEntry(
 ATTACKS.add("transfer", AttackEntry(
     "adaptive (any model): PGD-50 on a surrogate checkpoint (transfer:DEFENSE or transfer:PATH, "
     "default pgd-at), each iterate checked on the model", TransferConfig,
-    lambda cfg: Transfer("transfer", 1, cfg), positional="surrogate"))
+    lambda cfg: Transfer("transfer", 2, cfg), positional="surrogate"))
 ATTACKS.add("square-long", AttackEntry(
     "adaptive (any model): official Square, margin loss, 10000 queries (square-long:queries=N)",
     LongSquareConfig, lambda cfg: LongSquare("square-long", 1, cfg)))

@@ -49,6 +49,11 @@ class Attack(ABC):
     """Stateless with respect to the model: configuration in, tensors out."""
 
     adaptive = False  # an attack a defense's structure calls for; counted in the worst case
+    # each example's outcome depends on the run seed and the example only, not on which other
+    # examples share its batch: such attacks can be cascaded and sharded with identical flags
+    batch_independent = False
+    # gradient-free: the harness runs it under inference mode, on batches as large as fit
+    forward_only = False
 
     def __init__(self, name: str, version: int, config: Any) -> None:
         self.name = name
@@ -69,8 +74,15 @@ class Attack(ABC):
         robust, in order, batch by batch (AutoAttack has four; a plain attack is its own stage)."""
         return [self]
 
+    def independent_of_batch(self, threat: ThreatModel) -> bool:
+        """Whether each example's outcome depends only on the run seed and the example."""
+        return self.batch_independent
+
     def batch_seed(self, run_seed: int, batch_index: int) -> int:
-        """The seed for one batch, so that a resumed run redraws exactly the same randomness."""
+        """The seed for one batch, so that a resumed run redraws exactly the same randomness
+        (batch-independent attacks derive per-example seeds from the run seed instead)."""
+        if self.batch_independent:
+            return run_seed
         return (run_seed * 1_000_003 + batch_index * 7919 + sum(map(ord, self.label))) % (2**63)
 
     @abstractmethod

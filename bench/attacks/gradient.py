@@ -13,6 +13,7 @@ import torch
 
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
 from bench.attacks.losses import Loss, per_example
+from bench.attacks.noise import ball_start, example_generators
 from bench.attacks.norms import ascent_step, project, random_start
 from bench.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
@@ -31,23 +32,22 @@ def pgd_iterates(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, norm: No
         logits = forward(z)
         return logits, per_example(loss, logits, y)
 
-    return ascend(objective, x, y, norm=norm, eps=eps, steps=steps, step_size=step_size, gen=gen,
-                  random_init=random_init)
+    if random_init:
+        assert gen is not None, "a random start needs a generator"
+        start = random_start(norm, x, eps, gen)
+    else:
+        start = torch.zeros_like(x)
+    return ascend(objective, x, y, norm=norm, eps=eps, steps=steps, step_size=step_size, start=start)
 
 
 def ascend(objective: Objective, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, eps: float,
-           steps: int, step_size: float, gen: torch.Generator | None,
-           random_init: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Projected gradient ascent on the objective's loss.
+           steps: int, step_size: float, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Projected gradient ascent on the objective's loss from the perturbation `start`.
 
     Returns (final iterate, found, x_found): `found` marks examples misclassified at some iterate
     and `x_found` holds the first such iterate, so no success seen on the way is thrown away.
     """
-    if random_init:
-        assert gen is not None, "a random start needs a generator"
-        delta = random_start(norm, x, eps, gen)
-    else:
-        delta = torch.zeros_like(x)
+    delta = start
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     x_found = x.clone()
     for _ in range(steps):
@@ -78,7 +78,13 @@ class PGDConfig:
 
 
 class PGD(Attack):
-    """PGD with restarts; each restart attacks only the points not yet broken."""
+    """PGD with restarts; each restart attacks only the points not yet broken.
+
+    Version 2: random starts are drawn per example (`noise`), so an example's outcome no longer
+    depends on the batch it is attacked in (v1 drew one stream per batch).
+    """
+
+    batch_independent = True
 
     def objective(self, model: ModelUnderTest, y: torch.Tensor) -> Objective:
         """What the iterates ascend; adaptive variants replace it, success is always the model's."""
@@ -93,15 +99,17 @@ class PGD(Attack):
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
         cfg: PGDConfig = self.config
-        gen = torch.Generator(device=x.device).manual_seed(seed)
+        gens = example_generators(x, y, seed)
         x_adv, success = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(cfg.restarts):
             todo = (~success).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
+            start = (ball_start(threat.norm, x[todo], threat.eps, [gens[j] for j in todo.tolist()])
+                     if cfg.random_start else torch.zeros_like(x[todo]))
             final, found, x_found = ascend(
                 self.objective(model, y[todo]), x[todo], y[todo], norm=threat.norm, eps=threat.eps,
-                steps=cfg.steps, step_size=cfg.rel_step * threat.eps, gen=gen, random_init=cfg.random_start)
+                steps=cfg.steps, step_size=cfg.rel_step * threat.eps, start=start)
             with torch.no_grad():
                 final_wrong = model(final).argmax(1) != y[todo]
             hit = found | final_wrong
@@ -117,6 +125,8 @@ class FGSMConfig:
 
 class FGSM(Attack):
     """One step of size ε (L∞: sign of the gradient; L2: normalized gradient, i.e. FGM)."""
+
+    batch_independent = True  # deterministic
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
@@ -139,6 +149,6 @@ class CWConfig(PGDConfig):
 ATTACKS.add("fgsm", AttackEntry("FGSM (FGM for L2): one gradient step of size ε", FGSMConfig,
                                 lambda cfg: FGSM("fgsm", 1, cfg)))
 ATTACKS.add("pgd", AttackEntry("PGD-20, step ε/4, random start, CE loss (all configurable)", PGDConfig,
-                               lambda cfg: PGD("pgd", 1, cfg)))
+                               lambda cfg: PGD("pgd", 2, cfg)))
 ATTACKS.add("cw", AttackEntry("C&W margin loss optimized by PGD-30, step ε/4, random start", CWConfig,
-                              lambda cfg: PGD("cw", 1, cfg)))
+                              lambda cfg: PGD("cw", 2, cfg)))
