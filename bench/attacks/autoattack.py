@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -66,10 +67,16 @@ def captured_autoattack_log() -> Iterator[_Capture]:
 class AutoAttackStage(Attack):
     """One official component (apgd-ce, apgd-t, fab-t, square, ...) of one AutoAttack version."""
 
-    def __init__(self, label: str, aa_version: str, component: str) -> None:
+    def __init__(self, label: str, aa_version: str, component: str,
+                 tune: Callable[[Any], None] | None = None) -> None:
         super().__init__(label, 1, OfficialConfig())
         self.aa_version = aa_version
         self.component = component
+        self.tune = tune  # a derived protocol's budget change on the official object (aa-fast)
+        # FAB-T's single restart starts at the clean point; the others draw their random starts
+        # (APGD) or initial stripes (Square) for the whole batch at once
+        self.batch_independent = component == "fab-t"
+        self.forward_only = component == "square"
 
     def batch_seed(self, run_seed: int, batch_index: int) -> int:
         return run_seed  # AutoAttack reseeds every batch with the same seed
@@ -82,6 +89,8 @@ class AutoAttackStage(Attack):
             aa = AutoAttack(model, device=model.device, eps=threat.eps, norm=threat.norm.autoattack_name,
                             seed=seed, version=self.aa_version)
             aa.attacks_to_run = [self.component]
+            if self.tune is not None:
+                self.tune(aa)
             x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=x.shape[0])
         warnings = []
         for record in capture.records:
@@ -99,6 +108,7 @@ class AutoAttackEnsemble(Attack):
     def __init__(self, label: str, aa_version: str, components: tuple[str, ...]) -> None:
         super().__init__(label, 1, OfficialConfig())
         self._stages = [AutoAttackStage(label, aa_version, c) for c in components]
+        self.batch_independent = all(s.batch_independent for s in self._stages)
 
     def stages(self) -> list[Attack]:
         return list(self._stages)
