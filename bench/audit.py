@@ -33,7 +33,7 @@ from bench.guards import preflight
 from bench.harness import evaluate, under_test
 from bench.model import ModelUnderTest
 from bench.resolve import ResolvedModel, resolve_model
-from bench.schema import RunPurpose, load_records
+from bench.schema import RunPurpose, has_per_attack_flags, load_records
 from bench.stats import wilson_interval
 
 STANDARD_ATTACKS = "fgsm,pgd,cw,aa"
@@ -146,7 +146,7 @@ def _covering(records: list[dict[str, Any]], sha: str, cfg: RunConfig, indices: 
     best = None
     for r in records:
         res = r["attacks"].get(attack.label)
-        if (r["model"]["sha256"] != sha or res is None or res["protocol"] != attack.protocol
+        if (r["model"]["sha256"] != sha or res is None or not has_per_attack_flags(r) or res["protocol"] != attack.protocol
                 or r["threat"] != {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps}
                 or r["config"].get("seed") != cfg.seed or not indices <= set(map(int, r["per_example"]["index"]))):
             continue
@@ -163,6 +163,7 @@ def ensure_recorded(cfg: RunConfig, sha: str, indices: set[int]) -> dict[str, di
     missing = [a.label for a in attacks if a.label not in chosen]
     if missing:
         result = evaluate(dataclasses.replace(cfg, attacks_text=",".join(missing), resume=None))
+        assert result.record_path is not None, "the audit runs in one process"
         record = {**result.record, "_file": result.record_path.name}
         chosen.update({label: record for label in missing})
     return {a.label: chosen[a.label] for a in attacks}

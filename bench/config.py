@@ -12,6 +12,7 @@ from bench.attacks import Attack, build_attacks
 from bench.attacks.base import AttackContext
 from bench.data import DATASETS
 from bench.errors import BenchError
+from bench.model import Precision, Speed
 from bench.schema import RunPurpose
 from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel, parse_eps
@@ -32,6 +33,8 @@ class RunConfig:
     seed: int = 0
     batch_size: int = 500
     device: str = "auto"
+    speed: Speed = Speed()
+    save_adv: bool = False  # keep the adversarial examples (worst case) next to the record
     results_dir: Path = Path("results/runs")
     resume: bool | None = False  # None: continue saved progress when there is some (sweeps)
     allow_randomized: bool = False
@@ -48,6 +51,11 @@ class RunConfig:
             raise BenchError("give exactly one of --defense NAME, --checkpoint PATH or --model SPEC")
         self.attacks()  # fail on a bad attack list before any data or model is loaded
 
+    @property
+    def cascade(self) -> bool:
+        """Only the worst case is asked for: each attack runs on what the earlier ones left robust."""
+        return self.purpose is RunPurpose.WORST_CASE
+
     def attacks(self) -> list[Attack]:
         return build_attacks(self.attacks_text, self.threat.norm, AttackContext(self.dataset, self.defense_name()))
 
@@ -61,6 +69,10 @@ class RunConfig:
             name = read_sidecar(self.checkpoint).get("defense")
             return str(name) if name else None
         return None
+
+    def check_speed(self, device: torch.device) -> None:
+        if self.speed.precision is Precision.FP16 and device.type != "cuda":
+            raise BenchError("--precision fp16 needs CUDA; on CPU use bf16 (or fp32)")
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -102,5 +114,8 @@ class RunConfig:
                    model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n,
                    sample_seed=args.sample_seed,
                    seed=args.seed, batch_size=args.batch_size, device=args.device,
+                   speed=Speed(Precision(getattr(args, "precision", "fp32")), getattr(args, "channels_last", False),
+                               getattr(args, "compile", False)),  # `bench run` only
+                   save_adv=getattr(args, "save_adv", False),
                    results_dir=args.results_dir, resume=args.resume,
                    allow_randomized=args.allow_randomized, quiet=args.quiet)

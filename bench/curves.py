@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.schema import WORST_CASE
+from bench.schema import WORST_CASE, has_per_attack_flags
 
 STRENGTH_FIELDS = ("steps", "restarts")
 
@@ -59,7 +59,8 @@ class Curve:
 
 
 def _newest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(records, key=lambda r: (r["provenance"]["date"], r["_file"]))
+    """Records with per-attack flags, oldest first."""
+    return sorted(filter(has_per_attack_flags, records), key=lambda r: (r["provenance"]["date"], r["_file"]))
 
 
 def eps_curves(records: list[dict[str, Any]], norm: str) -> list[Curve]:

@@ -3,13 +3,15 @@
 Per example the harness keeps: clean-correct, robust under each attack, which attack (or
 AutoAttack component) broke it first, and the true-class margin at each attack's output (a
 fingerprint of what the attack did, which the CI gate compares); the worst case is robust under
-all attacks. Each attack
-runs as a cascade of stages over the still-robust points, batch by batch; progress is saved
-after every batch so that `--resume` continues to identical flags.
+all attacks. Each attack runs as a cascade of stages over the still-robust points, batch by
+batch; progress is saved after every batch so that `--resume` continues to identical flags.
+With `--cascade` the attacks themselves form one cascade: each attacks only what the earlier
+ones left robust (same seeds, so the worst case is the same; per-attack flags become cumulative).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -20,16 +22,19 @@ import numpy as np
 import torch
 
 from bench import data
-from bench.attacks import Attack
+from bench.adversarials import AdversarialStore
+from bench.attacks import Attack, AttackOutput
 from bench.config import RunConfig
 from bench.guards import check_input_range, preflight
-from bench.model import ModelUnderTest
+from bench.model import ModelUnderTest, Speed
 from bench.progress import progress
 from bench.provenance import stamp
 from bench.records import ResumeState, write_record
 from bench.resolve import ResolvedModel, resolve_model
 from bench.schema import WORST_CASE, portable_path
+from bench.shards import Shard, join
 from bench.stats import wilson_interval
+from bench.threat import ThreatModel
 from bench.verify import verify_successes
 
 MARGIN_DECIMALS = 4  # per-example margins at the attack's output: a fingerprint, not a statistic
@@ -37,7 +42,7 @@ MARGIN_DECIMALS = 4  # per-example margins at the attack's output: a fingerprint
 
 @dataclass
 class RunResult:
-    record_path: Path
+    record_path: Path | None  # None on torchrun ranks other than 0 (rank 0 writes the record)
     record: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
@@ -47,7 +52,9 @@ class RunResult:
         return {"dataset": r["data"]["dataset"], "defense": r["model"]["defense"],
                 "checkpoint": r["model"]["path"], "n": r["data"]["n"],
                 "threat": r["threat"], "clean_accuracy": r["clean"]["accuracy"],
-                "robust_accuracy": robust, "warnings": r["warnings"], "record": str(self.record_path)}
+                "robust_accuracy": robust, "warnings": r["warnings"], "record": str(self.record_path),
+                **({"adversarial_examples": str(adv)} if self.record_path is not None
+                   and (adv := self.record_path.with_suffix(".adv.pt")).is_file() else {})}
 
 
 def _fresh_progress(clean_correct: torch.Tensor) -> dict[str, Any]:
@@ -57,41 +64,121 @@ def _fresh_progress(clean_correct: torch.Tensor) -> dict[str, Any]:
             "seconds": 0.0, "warnings": []}
 
 
+def _execution_order(attacks: list[Attack], cfg: RunConfig) -> list[Attack]:
+    """A cascade runs batch-dependent attacks (official AutoAttack) first, on every clean-correct
+    point as a plain run would, and then the batch-independent ones on what is left, so its worst
+    case is identical to a plain run's."""
+    if not cfg.cascade:
+        return attacks
+    return sorted(attacks, key=lambda a: a.independent_of_batch(cfg.threat))
+
+
+def _start_from(prog: dict[str, Any], survivors: torch.Tensor) -> None:
+    """Cascade: an attack that has not started yet attacks only what earlier attacks left robust."""
+    if prog["stage"] == 0 and prog["batch"] == 0 and prog["stage_alive"] is None:
+        prog["alive"] = (torch.tensor(prog["alive"], dtype=torch.bool) & survivors).int().tolist()
+
+
+def _run_stage(stage: Attack, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+               seed: int) -> AttackOutput:
+    """Forward-only stages run under inference mode; a batch-independent one that runs out of
+    GPU memory is split in halves (same outcomes, since no example depends on its batch)."""
+    try:
+        with torch.inference_mode() if stage.forward_only else contextlib.nullcontext():
+            return stage.run(model, x, y, threat, seed)
+    except torch.OutOfMemoryError:
+        if not stage.independent_of_batch(threat) or x.shape[0] < 2:
+            raise
+        torch.cuda.empty_cache()
+        half = x.shape[0] // 2
+        first, second = (_run_stage(stage, model, x[s], y[s], threat, seed) for s in (slice(None, half), slice(half, None)))
+        return AttackOutput(torch.cat([first.x_adv, second.x_adv]), torch.cat([first.success, second.success]),
+                            _names(first) + _names(second),
+                            first.warnings + [w for w in second.warnings if w not in first.warnings])
+
+
+def _names(out: AttackOutput) -> list[str | None]:
+    return out.broken_by if out.broken_by is not None else [None] * out.success.shape[0]
+
+
+@dataclass
+class BatchResult:
+    """One attacked batch, in plain values (gathered across torchrun ranks)."""
+
+    batch: int
+    ids: list[int]
+    margins: list[float]
+    broken: list[tuple[int, str | None]]  # (position in batch, component)
+    forward: int
+    backward: int
+    seconds: float
+    warnings: list[str]
+    x_adv: torch.Tensor | None  # only with --save-adv
+
+
+def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
+                  ids: torch.Tensor, b: int, cfg: RunConfig) -> BatchResult:
+    before, start = model.passes.snapshot(), time.time()
+    xb, yb = x[ids].to(model.device), y[ids].to(model.device)
+    out = _run_stage(stage, model, xb, yb, cfg.threat, stage.batch_seed(cfg.seed, b))
+    spent = model.passes.since(before)
+    verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, label)
+    margins = model.true_class_margin(out.x_adv, yb).tolist()
+    names = _names(out)
+    broken = [(j, names[j]) for j in out.success.cpu().nonzero().squeeze(1).tolist()]
+    return BatchResult(b, ids.tolist(), margins, broken, spent.forward, spent.backward, time.time() - start,
+                       out.warnings, out.x_adv.detach().cpu() if cfg.save_adv else None)
+
+
+def _apply(prog: dict[str, Any], alive: torch.Tensor, label: str, stage: str, r: BatchResult,
+           store: AdversarialStore | None) -> None:
+    for j, point in enumerate(r.ids):
+        prog["margin"][point] = round(r.margins[j], MARGIN_DECIMALS)
+    for j, component in r.broken:
+        alive[r.ids[j]] = False
+        prog["broken_by"][r.ids[j]] = f"{label}/{component}" if component else label
+    prog["warnings"] += [w for w in r.warnings if w not in prog["warnings"]]
+    if store is not None and r.x_adv is not None:
+        success = torch.zeros(len(r.ids), dtype=torch.bool)
+        success[[j for j, _ in r.broken]] = True
+        store.add(torch.tensor(r.ids), r.x_adv, success)
+        store.save()
+    prog.update(alive=alive.int().tolist(), batch=r.batch + 1, forward=prog["forward"] + r.forward,
+                backward=prog["backward"] + r.backward, seconds=prog["seconds"] + r.seconds)
+    cost = prog.setdefault("stage_cost", {}).setdefault(stage, {"seconds": 0.0, "forward": 0, "backward": 0,
+                                                                 "attacked": 0, "broken": 0})
+    cost.update(seconds=round(cost["seconds"] + r.seconds, 3), forward=cost["forward"] + r.forward,
+                backward=cost["backward"] + r.backward, attacked=cost["attacked"] + len(r.ids),
+                broken=cost["broken"] + len(r.broken))
+
+
 def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-                cfg: RunConfig, state: ResumeState) -> dict[str, Any]:
-    """Run one attack's stages over the points still robust to it; returns its progress entry."""
+                cfg: RunConfig, state: ResumeState, store: AdversarialStore | None, shard: Shard) -> dict[str, Any]:
+    """Run one attack's stages over the points still robust to it; returns its progress entry.
+    One process saves progress after every batch; sharded runs after every stage."""
     prog = state.progress[attack.label]
     prog.setdefault("margin", [None] * len(prog["alive"]))  # states saved before margins were kept
     alive = torch.tensor(prog["alive"], dtype=torch.bool)
-    device = model.device
     for s, stage in enumerate(attack.stages()):
         if s < prog["stage"]:
             continue
         if prog["stage_alive"] is None:
             prog["stage_alive"] = alive.int().tolist()
         todo = torch.tensor(prog["stage_alive"], dtype=torch.bool).nonzero().squeeze(1)
-        chunks = todo.split(cfg.batch_size) if todo.numel() else ()  # split() of nothing gives one empty chunk
+        size = max(todo.numel(), 1) if stage.forward_only and stage.independent_of_batch(cfg.threat) else cfg.batch_size
+        chunks = todo.split(size) if todo.numel() else ()  # split() of nothing gives one empty chunk
         name = getattr(stage, "component", stage.label)
-        for b in progress(range(prog["batch"], len(chunks)), desc=f"{attack.label} {name}",
-                          disable=cfg.quiet, total=len(chunks) - prog["batch"]):
-            ids = chunks[b]
-            before, start = model.passes.snapshot(), time.time()
-            xb, yb = x[ids].to(device), y[ids].to(device)
-            out = stage.run(model, xb, yb, cfg.threat, stage.batch_seed(cfg.seed, b))
-            spent = model.passes.since(before)
-            verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, attack.label)
-            margins = model.true_class_margin(out.x_adv, yb).tolist()
-            for j, point in enumerate(ids.tolist()):
-                prog["margin"][point] = round(margins[j], MARGIN_DECIMALS)
-            for j in out.success.cpu().nonzero().squeeze(1).tolist():
-                point, component = int(ids[j]), out.broken_by[j] if out.broken_by else None
-                alive[point] = False
-                prog["broken_by"][point] = f"{attack.label}/{component}" if component else attack.label
-            prog["warnings"] += [w for w in out.warnings if w not in prog["warnings"]]
-            prog.update(alive=alive.int().tolist(), batch=b + 1, forward=prog["forward"] + spent.forward,
-                        backward=prog["backward"] + spent.backward,
-                        seconds=prog["seconds"] + time.time() - start)
+        mine = [b for b in range(prog["batch"], len(chunks)) if shard.mine(b)]
+        done = []
+        for b in progress(mine, desc=f"{attack.label} {name}", disable=cfg.quiet or not shard.writes):
+            result = _attack_batch(stage, attack.label, model, x, y, chunks[b], b, cfg)
+            if shard.sharded:
+                done.append(result)
+                continue
+            _apply(prog, alive, attack.label, name, result, store)
             state.save()
+        for result in sorted(shard.gather(done), key=lambda r: r.batch):
+            _apply(prog, alive, attack.label, name, result, store)
         prog.update(stage=s + 1, batch=0, stage_alive=None)
         state.save()
     return prog
@@ -108,7 +195,8 @@ def _flags(values: np.ndarray) -> str:
 
 def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], indices: np.ndarray,
                   y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, Any],
-                  guard_warnings: list[str], device: torch.device, resumed: bool) -> dict[str, Any]:
+                  guard_warnings: list[str], device: torch.device, resumed: bool, world_size: int
+                  ) -> dict[str, Any]:
     n = len(indices)
     robust = {a.label: np.array(progress_by_attack[a.label]["alive"], dtype=bool) & clean_correct
               for a in attacks}
@@ -125,6 +213,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
             **_accuracy(robust[a.label]), "attack": a.name, "protocol": a.protocol, "adaptive": a.adaptive,
             "config": dataclasses.asdict(a.config),
             "stages": [getattr(s, "component", s.label) for s in a.stages()],
+            "stage_cost": prog.get("stage_cost", {}),  # per stage: seconds, passes, points attacked/broken
             "seconds": round(prog["seconds"], 3),
             "passes": {"forward": prog["forward"], "backward": prog["backward"],
                        "forward_per_example": prog["forward"] / n, "backward_per_example": prog["backward"] / n},
@@ -132,7 +221,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
     warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label]["warnings"]]
     return {
         "config": {"attacks": cfg.attacks_text, "seed": cfg.seed, "batch_size": cfg.batch_size,
-                   "device": cfg.device, "resumed": resumed},
+                   "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size},
         "threat": {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps},
         "purpose": cfg.purpose.value,
         "model": {"label": model.label, "defense": cfg.defense or model.sidecar.get("defense"),
@@ -146,7 +235,8 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                  "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
                  "sample_seed": cfg.sample_seed,
                  "index_sha256": data.hash_indices(indices)},
-        "provenance": {**stamp(device), "precision": "fp32"},
+        "provenance": {**stamp(device), "precision": cfg.speed.precision.value,
+                       "channels_last": cfg.speed.channels_last, "compile": cfg.speed.compile},
         "clean": _accuracy(clean_correct, "accuracy"), "attacks": per_attack, "worst_case": _accuracy(worst),
         "warnings": warnings,
         "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": _flags(clean_correct),
@@ -166,37 +256,51 @@ def _training_budget(sidecar: dict[str, Any]) -> dict[str, Any] | None:
             "init": recipe.get("init"), "seconds": sidecar.get("train_seconds")}
 
 
-def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device) -> ModelUnderTest:
+def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device, speed: Speed | None = None
+               ) -> ModelUnderTest:
     """The attack-facing wrapper, with the model's declared normalization inside it."""
-    norm = resolved.preprocessing.pixel_normalization()
-    return ModelUnderTest(resolved.module.to(device), num_classes, *(norm or (None, None)))
+    mean, std = resolved.preprocessing.pixel_normalization() or (None, None)
+    return ModelUnderTest(resolved.module.to(device), num_classes, mean, std, speed=speed or Speed())
 
 
 def evaluate(cfg: RunConfig) -> RunResult:
     attacks = cfg.attacks()
-    device = cfg.torch_device()
+    shard = join()
+    device = shard.device(cfg.torch_device())
     resolved = resolve_model(cfg)
     spec = data.DATASETS.get(cfg.dataset)
     test = data.load(cfg.dataset, data.Split.TEST, cfg.data_dir)
     indices = data.select_indices(len(test), cfg.n, cfg.sample_seed)
     x, y = test.batch(indices)
     check_input_range(x)
-    model = under_test(resolved, spec.num_classes, device)
+    cfg.check_speed(device)
+    model = under_test(resolved, spec.num_classes, device, cfg.speed)
     with model.attack_mode():
         guard_warnings = preflight(model, x[:256], allow_randomized=cfg.allow_randomized)
         clean_correct = (model.predict(x) == y).numpy()
         key = {"model_sha256": resolved.sha256, "index_sha256": data.hash_indices(indices),
                "dataset": cfg.dataset, "threat": [cfg.threat.norm.value, cfg.threat.eps],
                "attacks": [[a.protocol, a.label, repr(a.config)] for a in attacks],
-               "seed": cfg.seed, "batch_size": cfg.batch_size}
-        state = ResumeState(cfg.results_dir / ".state", f"{cfg.dataset}-{resolved.label}", key)
+               "seed": cfg.seed, "batch_size": cfg.batch_size, "cascade": cfg.cascade,
+               "precision": cfg.speed.precision.value}
+        state = ResumeState(cfg.results_dir / ".state", f"{cfg.dataset}-{resolved.label}", key, write=shard.writes)
+        store = (AdversarialStore(state.path.with_suffix(".adv.pt"), x, indices)
+                 if cfg.save_adv and shard.writes else None)
         for attack in attacks:
             state.progress[attack.label] = _fresh_progress(torch.from_numpy(clean_correct))
         state.start(cfg.resume)
-        for attack in attacks:
-            _run_attack(model, attack, x, y, cfg, state)
+        survivors = torch.from_numpy(clean_correct).clone()  # from_numpy shares memory
+        for attack in _execution_order(attacks, cfg):
+            if cfg.cascade and attack.independent_of_batch(cfg.threat):
+                _start_from(state.progress[attack.label], survivors)
+            prog = _run_attack(model, attack, x, y, cfg, state, store, shard)
+            survivors &= torch.tensor(prog["alive"], dtype=torch.bool)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
-                           [*cfg.extra_warnings, *guard_warnings], device, state.resumed)
+                           [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world)
+    if not shard.writes:
+        return RunResult(None, record)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")
+    if store is not None:
+        store.finish(path)
     state.finish()
     return RunResult(path, record)

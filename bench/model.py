@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -11,6 +12,28 @@ import torch
 from torch import nn
 
 T = TypeVar("T")
+
+
+class Precision(str, enum.Enum):
+    """The attack's arithmetic. Below fp32 the forward/backward runs under autocast; logits are
+    cast to fp32 before any loss, and every claimed success is re-verified in fp32."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}[self]
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How the model is run; none of it may change what is measured beyond float effects."""
+
+    precision: Precision = Precision.FP32
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass
@@ -50,20 +73,51 @@ class ModelUnderTest(nn.Module):
     """
 
     def __init__(self, module: nn.Module, num_classes: int,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 speed: Speed = Speed()) -> None:
         super().__init__()
         self.module = module
         self.num_classes = num_classes
         self.normalize = Normalize(mean, std) if mean is not None and std is not None else None
         self.passes = PassCounter()
+        self.speed = speed
+        self._precision = speed.precision
+        if speed.channels_last:
+            self.module.to(memory_format=torch.channels_last)
+        # the compiled graph shares the module's parameters; interfaces (forward_all, ...) stay
+        # eager. Bound methods, not modules, so nothing is registered twice.
+        self._eager: Callable[[torch.Tensor], torch.Tensor] = module.__call__
+        self._run = self._eager
+        if speed.compile:
+            compiled: nn.Module = torch.compile(module, dynamic=True)  # type: ignore[assignment]
+            self._run = compiled.__call__
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])
         self.passes.forward += n
-        out = self.module(self.normalize(x) if self.normalize is not None else x)
+        z = self.normalize(x) if self.normalize is not None else x
+        if self.speed.channels_last and z.ndim == 4:
+            z = z.contiguous(memory_format=torch.channels_last)
+        if self._precision is Precision.FP32:
+            out = self._run(z)
+        else:
+            with torch.autocast(device_type=z.device.type, dtype=self._precision.dtype):
+                out = self._run(z)
+            out = out.float()
         if out.requires_grad:
             out.register_hook(self._count_backward(n))
         return out
+
+    @contextlib.contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """The reference model for the duration — fp32, eager (not compiled): how successes are
+        verified, clean accuracy measured and margins recorded."""
+        saved = self._precision, self._run
+        self._precision, self._run = Precision.FP32, self._eager
+        try:
+            yield
+        finally:
+            self._precision, self._run = saved
 
     def through(self, view: Callable[[nn.Module, torch.Tensor], T], x: torch.Tensor) -> T:
         """Call `view(module, normalized x)`: how adaptive attacks reach a defense's optional
@@ -111,7 +165,8 @@ class ModelUnderTest(nn.Module):
         """z_y − max_{j≠y} z_j per example (negative = misclassified), not counted as a pass: the
         harness records it at every attack's output as a fingerprint of what the attack did."""
         saved = self.passes.snapshot()
-        logits = self(x.to(self.device)).float()
+        with self.full_precision():
+            logits = self(x.to(self.device)).float()
         self.passes = saved
         true = logits.gather(1, y.to(logits.device)[:, None]).squeeze(1)
         others = logits.scatter(1, y.to(logits.device)[:, None], float("-inf"))
@@ -121,7 +176,8 @@ class ModelUnderTest(nn.Module):
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Predicted labels (not counted as attack passes: used for bookkeeping and verification)."""
         saved = self.passes.snapshot()
-        preds = [self(x[i:i + batch_size].to(self.device)).argmax(1).cpu()
-                 for i in range(0, x.shape[0], batch_size)]
+        with self.full_precision():
+            preds = [self(x[i:i + batch_size].to(self.device)).argmax(1).cpu()
+                     for i in range(0, x.shape[0], batch_size)]
         self.passes = saved
         return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)

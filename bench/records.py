@@ -39,8 +39,9 @@ class ResumeState:
     """Progress of an unfinished run, saved after every batch, keyed by what decides the outcome
     (model sha256, data-index hash, threat model, attack protocols and configs, seed, batch size)."""
 
-    def __init__(self, directory: Path, model_label: str, key: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, model_label: str, key: dict[str, Any], write: bool = True) -> None:
         self.directory = directory
+        self.write = write  # False on torchrun ranks other than 0: they read the state, never write it
         self.model_label = model_label
         self.key = key
         self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json"
@@ -81,7 +82,10 @@ class ResumeState:
         return "\n".join(lines)
 
     def save(self) -> None:
+        if not self.write:
+            return
         atomic_write(self.path, json.dumps({"key": self.key, "progress": self.progress}).encode())
 
     def finish(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.write:
+            self.path.unlink(missing_ok=True)

@@ -7,7 +7,8 @@ Version history
 - 1: the vertical slice's records.
 - 2: `model.label` (the short name used for rows and files), `data.sample_seed` (structured, was
   only inside the `data.selection` text), `purpose` (evaluation or eps-sweep: sweeps feed the
-  plots, not the leaderboard's tables), and checkpoint paths relative to the repository when
+  plots, not the leaderboard's tables; worst-case: a cascade run, whose per-attack flags are
+  cumulative, so only its worst case is read), and checkpoint paths relative to the repository when
   the checkpoint lies inside it (so records compare across clones); optionally
   `per_example.margin` (true-class margin at each attack's output, 4 decimals).
 """
@@ -30,6 +31,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class RunPurpose(str, enum.Enum):
     EVALUATION = "evaluation"
     EPS_SWEEP = "eps-sweep"
+    WORST_CASE = "worst-case"  # a cascade (`--cascade`): per-attack flags are cumulative
+
+
+def has_per_attack_flags(record: dict[str, Any]) -> bool:
+    """Whether each attack's flags are its own (not a cascade's "robust to this and all before")."""
+    return record["purpose"] != RunPurpose.WORST_CASE.value
 
 
 class RecordError(BenchError):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
+from bench.model import Precision
+from defenses import distributed
 
 RUN_EXAMPLES = """examples:
   bench run --defense pgd-at --attack aa                    # committed checkpoint, AutoAttack
@@ -17,10 +20,13 @@ RUN_EXAMPLES = """examples:
   bench run --checkpoint checkpoints/fashion-mnist/standard-smallcnn.pt --attack pgd:steps=50,restarts=2
   bench run --defense pgd-at --attack pgd --eps 0.2 --json   # one JSON summary on stdout
   bench run --defense pgd-at --attack aa --resume            # continue an interrupted run
+  bench run --defense pgd-at --attack fgsm,pgd,cw,aa-fast --cascade   # worst case only, far fewer passes
   bench run --defense ancra --attack adaptive                # the defense's own adaptive attacks + transfer + long Square
   bench run --model robustbench:Wong2020Fast --dataset cifar10 --data-dir DATA --model-dir models --attack aa
   bench run --model mypkg.nets:make_net --weights net.pt --mean 0.286 --std 0.353 --attack pgd
   bench run --model exported.pt2 --attack fgsm,pgd          # TorchScript / torch.export files by path
+  torchrun --nproc-per-node 4 -m bench run --defense pgd-at --attack aa --points 1000   # 4 ranks
+  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 -m bench run --defense pgd-at --attack aa
 """
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -39,12 +45,29 @@ def add(sub: argparse._SubParsersAction) -> None:
     eps.add_argument("--eps-sweep", metavar="EPS,EPS,...",
                      help="one run per ε (records marked eps-sweep: they feed the ε-curve plots and "
                           "checks, not the leaderboard tables), e.g. 0.05,0.1,0.2,0.3,0.5")
-    p.add_argument("--n", type=int, help="number of test points (default: all)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--individual", action="store_true",
+                      help="every attack on every clean-correct point: per-attack columns (the default)")
+    mode.add_argument("--cascade", action="store_true",
+                      help="only the worst case: each attack runs on what the earlier ones left robust "
+                           "(same flags as --individual, fewer passes; recorded as purpose worst-case, "
+                           "whose per-attack columns are cumulative, so it feeds no per-attack table)")
+    p.add_argument("--n", "--points", dest="n", type=int, help="number of test points (default: all); under "
+                   "torchrun write --points (torchrun takes --n for an abbreviation of its own options)")
     p.add_argument("--sample-seed", type=int, help="draw the --n points at random with this seed "
                    "instead of taking the first n")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default 0)")
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    p.add_argument("--precision", choices=[p.value for p in Precision], default="fp32",
+                   help="attack arithmetic: fp32 (default), bf16 or fp16 (CUDA) under autocast; losses in "
+                        "fp32 and every success re-verified in fp32")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (pays on GPUs "
+                   "with tensor cores; measure with benchmarks/attack_speed.py)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model for the attacks "
+                   "(verification stays eager fp32)")
+    p.add_argument("--save-adv", action="store_true", help="also save the worst case's adversarial examples "
+                   "(a .pt next to the record); otherwise they are not kept")
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings")
     p.add_argument("--allow-randomized", action="store_true",
@@ -64,17 +87,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.threat import parse_eps_list
 
     cfg = RunConfig.from_cli(args)
+    if args.cascade:
+        if args.eps_sweep:
+            raise BenchError("--cascade answers the worst case only; an ε sweep needs per-attack flags")
+        cfg = dataclasses.replace(cfg, purpose=RunPurpose.WORST_CASE)
     configs = [cfg]
     if args.eps_sweep:
         configs = [dataclasses.replace(cfg, threat=RunConfig.resolve_threat(cfg.dataset, args.norm, str(e)),
                                        purpose=RunPurpose.EPS_SWEEP) for e in parse_eps_list(args.eps_sweep)]
     for one in configs:
         result = evaluate(one)
+        if result.record_path is None:  # a torchrun rank other than 0: rank 0 reports
+            continue
         if args.json:
             print(json.dumps(result.summary(), sort_keys=True))
         else:
             print(format_summary(result) + ("\n" if len(configs) > 1 else ""))
-    _rebuild_quietly(cfg.results_dir)
+        if args.save_adv and not args.json:
+            print(f"adversarial examples: {result.record_path.with_suffix('.adv.pt')}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        _rebuild_quietly(cfg.results_dir)
+    distributed.teardown()
     return 0
 
 

@@ -1,0 +1,45 @@
+"""`--save-adv`: the first adversarial example found for each point, kept only when asked.
+
+Saved next to the resume state after every batch (so a resumed run keeps what it found before the
+interruption) and moved next to the record at the end: `<record>.adv.pt`, a dict of the test-set
+`index`, the `x_adv` tensor (clean input where nothing broke the point) and `broken` flags.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.files import atomic_write
+
+
+class AdversarialStore:
+    def __init__(self, path: Path, x: torch.Tensor, indices: np.ndarray) -> None:
+        self.path = path
+        self.indices = torch.as_tensor(indices)
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            self.x_adv, self.broken = saved["x_adv"], saved["broken"]
+        else:
+            self.x_adv, self.broken = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool)
+
+    def add(self, ids: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor) -> None:
+        """Keep the first success per point (later attacks do not replace it)."""
+        new = success.cpu() & ~self.broken[ids]
+        self.x_adv[ids[new]] = x_adv.detach().float().cpu()[new]
+        self.broken[ids[new]] = True
+
+    def save(self, path: Path | None = None) -> Path:
+        buffer = io.BytesIO()
+        torch.save({"index": self.indices, "x_adv": self.x_adv, "broken": self.broken}, buffer)
+        target = path or self.path
+        atomic_write(target, buffer.getvalue())
+        return target
+
+    def finish(self, record_path: Path) -> Path:
+        final = self.save(record_path.with_suffix(".adv.pt"))
+        self.path.unlink(missing_ok=True)
+        return final
