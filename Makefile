@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install data demo test test-slow lint typecheck check leaderboard checkpoints curves bench-overhead clean-venv
+.PHONY: install data demo test test-slow lint typecheck check leaderboard checkpoints curves bench-overhead perf clean-venv
 
 install: $(STAMP)
 
@@ -67,6 +67,11 @@ curves: data
 
 bench-overhead: data
 	$(BIN)/python benchmarks/harness_overhead.py
+
+# results/perf.md: our attacks vs torchattacks / pyautoattack, aa-fast vs aa on every committed
+# checkpoint, cascade, torchrun shards, peak RSS (README: duration). Run it on an otherwise idle machine.
+perf: data
+	$(BIN)/python benchmarks/perf.py
 
 clean-venv:
 	rm -rf $(VENV)

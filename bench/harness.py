@@ -288,7 +288,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
                  if cfg.save_adv and shard.writes else None)
         for attack in attacks:
             state.progress[attack.label] = _fresh_progress(torch.from_numpy(clean_correct))
-        state.start(cfg.resume)
+        state.start(cfg.resume, before_write=shard.barrier)
         survivors = torch.from_numpy(clean_correct).clone()  # from_numpy shares memory
         for attack in _execution_order(attacks, cfg):
             if cfg.cascade and attack.independent_of_batch(cfg.threat):

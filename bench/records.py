@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,11 @@ class ResumeState:
         self.progress: dict[str, Any] = {}
         self.resumed = False
 
-    def start(self, resume: bool | None) -> None:
+    def start(self, resume: bool | None, before_write: Callable[[], None] = lambda: None) -> None:
         """resume: True continues (and requires) saved progress, False refuses to overwrite it,
-        None continues it when present (sweeps, which are resumed by running them again)."""
+        None continues it when present (sweeps, which are resumed by running them again).
+        `before_write` runs after the decision and before the first save: torchrun ranks wait
+        there, so that none of them reads the fresh state rank 0 is about to write."""
         if self.path.exists():
             if resume is False:
                 raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
@@ -60,9 +63,11 @@ class ResumeState:
                 raise BenchError(f"{self.path} does not match this run; delete it")
             self.progress = saved["progress"]
             self.resumed = True
+            before_write()
             return
         if resume is True:
             raise BenchError(self._nothing_to_resume())
+        before_write()
         self.save()  # from now on an interruption, however early, leaves a state to resume
 
     def _nothing_to_resume(self) -> str:

@@ -44,6 +44,9 @@ class Shard:
         dist.all_gather_object(everyone, items)
         return [item for part in everyone for item in (part or [])]
 
+    def barrier(self) -> None:
+        distributed.barrier()
+
     def device(self, device: torch.device) -> torch.device:
         """One GPU per local rank when the device was not pinned to an index."""
         if self.sharded and device.type == "cuda" and device.index is None:

@@ -1,0 +1,449 @@
+"""Speed against peers and the hardware, measured in one run; writes results/perf.md (+ .json).
+
+Sections (each on the committed Fashion-MNIST checkpoints, the same points for every tool):
+1. bare model cost per example (forward; forward+backward with an input gradient);
+2. FGSM / PGD / C&W-L2: ours vs torchattacks — time ratio, robust accuracy, passes per example,
+   and the hardware-limit figure (passes × bare cost per pass at that batch ÷ wall time);
+3. our APGD vs pyautoattack's APGD on every committed checkpoint — time ratio, per-example
+   agreement, passes per example;
+4. aa-fast vs the official aa on every committed checkpoint — time ratio and accuracy difference
+   (aa is run here for the checkpoints in --aa-fresh; for the others the committed aa record of
+   the same points, protocol and seed supplies flags and its recorded time);
+5. `--cascade` vs a plain run, 2 torchrun ranks vs 1, aa's harness overhead, peak RSS of a
+   full 10 000-point AA run, and a ResNet-18 on CIFAR-shaped inputs (larger-model picture).
+
+Usage: python benchmarks/perf.py              (all sections, about an hour on 2 cores)
+       python benchmarks/perf.py --quick      (small n, a few checkpoints: minutes, for a look)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from bench import data
+from bench.attacks import build_attack
+from bench.config import RunConfig
+from bench.files import atomic_write
+from bench.harness import evaluate
+from bench.model import ModelUnderTest
+from bench.resolve import committed_checkpoint, committed_defenses
+from bench.schema import RunPurpose, load_records
+from bench.threat import Norm, ThreatModel
+from defenses import checkpoints
+
+REPO = Path(__file__).resolve().parent.parent
+DATASET = "fashion-mnist"
+LINF = ThreatModel(Norm.LINF, 0.1)
+L2 = ThreatModel(Norm.L2, 1.5)
+
+
+# ------------------------------------------------------------------ measuring
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "gpu": gpu, "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def load(defense: str) -> ModelUnderTest:
+    path = committed_checkpoint(DATASET, defense)
+    assert path is not None
+    module, _ = checkpoints.load(path)
+    model = ModelUnderTest(module, 10)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def clean_correct_points(model: ModelUnderTest, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = data.load(DATASET, data.Split.TEST).batch(slice(0, n))
+    keep = model.predict(x) == y
+    return x[keep], y[keep]
+
+
+@dataclass
+class BareCost:
+    forward: float  # seconds per example
+    forward_backward: float
+
+
+def bare_cost(model: ModelUnderTest, x: torch.Tensor, seconds: float = 2.0) -> BareCost:
+    """Seconds per example of the bare module at this batch: forward, and forward+input gradient."""
+    module = model.module
+
+    def per_example(step: Callable[[], object]) -> float:
+        step()
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            step()
+            count += 1
+        return (time.perf_counter() - start) / (count * x.shape[0])
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return module(x)
+
+    def forward_backward() -> object:
+        z = x.clone().requires_grad_(True)
+        return torch.autograd.grad(module(z).sum(), z)
+
+    return BareCost(per_example(forward), per_example(forward_backward))
+
+
+@dataclass
+class Timed:
+    seconds: float
+    robust: torch.Tensor  # per example
+    forward: int
+    backward: int
+
+    def hardware_limit(self, cost: BareCost) -> float:
+        """Share of the wall time the bare model would need for these passes (1.0 = no overhead)."""
+        return (self.backward * cost.forward_backward + (self.forward - self.backward) * cost.forward) / self.seconds
+
+
+def timed(model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, run: Callable[[], torch.Tensor],
+          threat: ThreatModel) -> Timed:
+    """Run an attack returning adversarial inputs; robust = still correct and within ε."""
+    before = model.passes.snapshot()
+    start = time.perf_counter()
+    x_adv = run()
+    seconds = time.perf_counter() - start
+    spent = model.passes.since(before)
+    from bench.attacks.norms import distance
+
+    inside = distance(threat.norm, x_adv, x) <= threat.eps + 1e-5
+    robust = (model.predict(x_adv) == y) | ~inside
+    return Timed(seconds, robust, spent.forward, spent.backward)
+
+
+def ours(name: str, params: dict[str, str] | None, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
+         threat: ThreatModel) -> Callable[[], torch.Tensor]:
+    attack = build_attack(name, params)
+    return lambda: attack.run(model, x, y, threat, 0).x_adv
+
+
+# ------------------------------------------------------------------ sections
+
+def section_single_attacks(n: int) -> list[dict[str, Any]]:
+    import torchattacks
+
+    model = load("pgd-at")
+    x, y = clean_correct_points(model, n)
+    cost = bare_cost(model, x)
+    eps = LINF.eps
+    pairs = [
+        ("FGSM", LINF, ours("fgsm", None, model, x, y, LINF), lambda: torchattacks.FGSM(model, eps=eps)(x, y)),
+        ("PGD-20, step ε/4", LINF, ours("pgd", None, model, x, y, LINF),
+         lambda: torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=20, random_start=True)(x, y)),
+        ("C&W-L2, c=1, 100 Adam steps", L2,
+         ours("cw-l2", {"binary_steps": "1", "steps": "100", "initial_const": "1"}, model, x, y, L2),
+         lambda: torchattacks.CW(model, c=1, kappa=0, steps=100, lr=0.01)(x, y)),
+        ("C&W∞ (margin PGD-30)", LINF, ours("cw", None, model, x, y, LINF), None),
+    ]
+    rows = []
+    for label, threat, mine, theirs in pairs:
+        a = timed(model, x, y, mine, threat)
+        row = {"attack": label, "points": len(y), "ours_s": a.seconds, "ours_robust": float(a.robust.float().mean()),
+               "ours_passes": (a.forward + a.backward) / len(y), "hardware_limit": a.hardware_limit(cost)}
+        if theirs is not None:
+            b = timed(model, x, y, theirs, threat)
+            row.update(torchattacks_s=b.seconds, torchattacks_robust=float(b.robust.float().mean()),
+                       torchattacks_passes=(b.forward + b.backward) / len(y), ratio=b.seconds / a.seconds)
+        rows.append(row)
+        print(f"  {label}: {row}", flush=True)
+    return rows
+
+
+def section_apgd(n: int, defenses: list[str]) -> list[dict[str, Any]]:
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+
+    rows = []
+    jobs: list[tuple[str, str]] = [(d, "apgd-ce") for d in defenses] + [("pgd-at", "apgd-t")]
+    for defense, which in jobs:
+        model = load(defense)
+        x, y = clean_correct_points(model, n)
+        cost = bare_cost(model, x)
+        if which == "apgd-ce":
+            official = APGDAttack(model, n_iter=100, norm="Linf", eps=LINF.eps, seed=0, loss="ce", device="cpu")
+            mine = ours("apgd", None, model, x, y, LINF)
+        else:
+            official = APGDAttack_targeted(model, n_iter=100, norm="Linf", eps=LINF.eps, seed=0, device="cpu",
+                                           n_target_classes=9)
+            mine = ours("apgd-targeted", None, model, x, y, LINF)
+        b = timed(model, x, y, functools.partial(official.perturb, x, y), LINF)
+        a = timed(model, x, y, mine, LINF)
+        row = {"defense": defense, "attack": which, "points": len(y),
+               "ours_s": a.seconds, "pyautoattack_s": b.seconds, "ratio": b.seconds / a.seconds,
+               "ours_robust": float(a.robust.float().mean()), "pyautoattack_robust": float(b.robust.float().mean()),
+               "agreement": float((a.robust == b.robust).float().mean()),
+               "ours_passes": a.backward / len(y), "pyautoattack_passes": b.backward / len(y),
+               "ours_hardware_limit": a.hardware_limit(cost), "pyautoattack_hardware_limit": b.hardware_limit(cost)}
+        rows.append(row)
+        print(f"  {row}", flush=True)
+    return rows
+
+
+def _run(attacks: str, defense: str, n: int, results: Path, **extra: Any) -> dict[str, Any]:
+    cfg = RunConfig(dataset=DATASET, threat=LINF, attacks_text=attacks, defense=defense, n=n,
+                    results_dir=results, quiet=True, **extra)
+    return evaluate(cfg).record
+
+
+def _recorded_aa(defense: str, n: int) -> dict[str, Any] | None:
+    """The newest committed aa record of this checkpoint covering the first n points (seed 0)."""
+    path = committed_checkpoint(DATASET, defense)
+    sha = checkpoints.read_sidecar(path)["sha256"] if path else None
+    best = None
+    for r in load_records(REPO / "results" / "runs"):
+        res = r["attacks"].get("aa")
+        if (res is None or r["model"]["sha256"] != sha or r["threat"] != {"norm": "linf", "eps": LINF.eps}
+                or r["config"].get("seed") != 0 or r["per_example"]["index"][:n] != list(range(n))
+                or r["data"]["n"] != n):
+            continue
+        if best is None or r["provenance"]["date"] > best["provenance"]["date"]:
+            best = r
+    return best
+
+
+def section_aa_fast(n: int, defenses: list[str], fresh: set[str], tmp: Path) -> list[dict[str, Any]]:
+    rows = []
+    for defense in defenses:
+        fast = _run("aa-fast", defense, n, tmp / f"fast-{defense}")
+        source = "measured here"
+        official = None if defense in fresh else _recorded_aa(defense, n)
+        if official is None:
+            official = _run("aa", defense, n, tmp / f"aa-{defense}")
+        else:
+            source = f"committed record, {official['provenance']['date'][:10]}"
+        a, b = fast["attacks"]["aa-fast"], official["attacks"]["aa"]
+        flags_a, flags_b = fast["per_example"]["robust"]["aa-fast"], official["per_example"]["robust"]["aa"]
+        row = {"defense": defense, "points": n, "aa_s": b["seconds"], "aa_fast_s": a["seconds"],
+               "ratio": b["seconds"] / a["seconds"], "aa_robust": b["robust_accuracy"],
+               "aa_fast_robust": a["robust_accuracy"], "difference_pts": 100 * (a["robust_accuracy"] - b["robust_accuracy"]),
+               "agreement": sum(p == q for p, q in zip(flags_a, flags_b, strict=True)) / n,
+               "aa_time_source": source, "aa_fast_stage_cost": a.get("stage_cost")}
+        rows.append(row)
+        print(f"  {row}", flush=True)
+    return rows
+
+
+def section_cascade(n: int, tmp: Path) -> dict[str, Any]:
+    attacks = "fgsm,pgd,cw,aa-fast"
+    plain = _run(attacks, "pgd-at", n, tmp / "plain")
+    cascade = _run(attacks, "pgd-at", n, tmp / "cascade", purpose=RunPurpose.WORST_CASE)
+    seconds = [sum(a["seconds"] for a in r["attacks"].values()) for r in (plain, cascade)]
+    row = {"attacks": attacks, "points": n, "plain_s": seconds[0], "cascade_s": seconds[1],
+           "ratio": seconds[0] / seconds[1],
+           "identical_worst_case": plain["per_example"]["worst_case"] == cascade["per_example"]["worst_case"],
+           "worst_case": plain["worst_case"]["robust_accuracy"]}
+    print(f"  {row}", flush=True)
+    return row
+
+
+def _bench_cli(args: list[str], nproc: int = 1, env: dict[str, str] | None = None) -> float:
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *launcher, "-m", "bench", "run", *args, "--quiet"], check=True,
+                   env={**os.environ, **(env or {})}, capture_output=True)
+    return time.perf_counter() - start
+
+
+def section_shards(n: int, tmp: Path) -> dict[str, Any]:
+    common = ["--defense", "pgd-at", "--attack", "fgsm,pgd,apgd-ce", "--points", str(n), "--batch-size", "50"]
+    one_s = _bench_cli([*common, "--results-dir", str(tmp / "one")], env={"OMP_NUM_THREADS": "2"})
+    two_s = _bench_cli([*common, "--results-dir", str(tmp / "two")], nproc=2, env={"OMP_NUM_THREADS": "1"})
+    one, two = (json.loads(next((tmp / d).glob("*.json")).read_text()) for d in ("one", "two"))
+    row = {"attacks": "fgsm,pgd,apgd-ce", "points": n, "one_process_s": one_s, "two_ranks_s": two_s,
+           "identical_per_example": one["per_example"] == two["per_example"],
+           "identical_passes": all(one["attacks"][k]["passes"] == two["attacks"][k]["passes"] for k in one["attacks"])}
+    print(f"  {row}", flush=True)
+    return row
+
+
+def section_rss(n: int, tmp: Path) -> dict[str, Any]:
+    """Peak RSS of `bench run --attack aa` on n points in a child process (the standard CNN: every
+    point is attacked by every APGD-CE iteration, so the batches are full; other stages get nothing)."""
+    # a wrapper process whose only child is the run, so no earlier child's peak is counted
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "bench", "run", "--defense", "standard",
+                           "--attack", "aa", "--points", str(n), "--results-dir", str(tmp), "--quiet"],
+                          check=True, capture_output=True, text=True)
+    row = {"attack": "aa", "defense": "standard", "points": n, "batch_size": 500,
+           "seconds": time.perf_counter() - start, "peak_rss_mib": int(done.stdout.split()[-1]) / 1024}
+    print(f"  {row}", flush=True)
+    return row
+
+
+def section_overhead(n: int, tmp: Path) -> dict[str, Any]:
+    from pyautoattack import AutoAttack
+
+    record = _run("aa", "pgd-at", n, tmp / "overhead", batch_size=n)
+    model = load("pgd-at")
+    x, y = data.load(DATASET, data.Split.TEST).batch(slice(0, n))
+    attack = AutoAttack(model, device="cpu", eps=LINF.eps, norm="Linf", seed=0, version="standard")
+    start = time.perf_counter()
+    _, y_adv = attack.run_standard_evaluation(x, y, batch_size=n)
+    direct = time.perf_counter() - start
+    ours_s = record["attacks"]["aa"]["seconds"]
+    row = {"points": n, "harness_s": ours_s, "direct_s": direct, "ratio": ours_s / direct,
+           "harness_robust": record["attacks"]["aa"]["robust_accuracy"], "direct_robust": float((y_adv == y).float().mean())}
+    print(f"  {row}", flush=True)
+    return row
+
+
+def section_resnet(n: int) -> dict[str, Any]:
+    """ResNet-18 (random weights) on CIFAR-shaped random inputs labelled by its own predictions."""
+    import torchattacks
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = ModelUnderTest(resnet18(num_classes=10), 10)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(n, 3, 32, 32)
+    y = model.predict(x)
+    threat = ThreatModel(Norm.LINF, 8 / 255)
+    cost = bare_cost(model, x, seconds=3.0)
+    a = timed(model, x, y, ours("pgd", {"steps": "10"}, model, x, y, threat), threat)
+    b = timed(model, x, y, lambda: torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=10,
+                                                     random_start=True)(x, y), threat)
+    row = {"model": "ResNet-18, 3×32×32", "points": n, "attack": "PGD-10", "ours_s": a.seconds,
+           "torchattacks_s": b.seconds, "ratio": b.seconds / a.seconds, "ours_hardware_limit": a.hardware_limit(cost),
+           "torchattacks_hardware_limit": b.hardware_limit(cost), "fwd_bwd_ms_per_example": 1000 * cost.forward_backward}
+    print(f"  {row}", flush=True)
+    return row
+
+
+# ------------------------------------------------------------------ report
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """columns: (key, header, format)."""
+    body = [[("" if r.get(k) is None else format(r[k], f) if f else r[k]) for k, _, f in columns] for r in rows]
+    return tabulate(body, headers=[h for _, h, _ in columns], tablefmt="github", disable_numparse=True)
+
+
+def render(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    out = ["# Performance: our attacks against peers and the hardware", "",
+           f"Regenerate: `{command}` (writes this file and `results/perf.json`).", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB, "
+           f"GPU: {m['gpu']}; torch {m['torch']}, Python {m['python']}; measured {m['date']}.", "",
+           "Hardware limit = (passes × the bare model's measured cost per pass at the same batch) ÷ wall time: "
+           "1.0 means no time is spent outside the model's own forward/backward passes.", ""]
+    if "single" in results:
+        out += ["## FGSM, PGD, C&W: ours vs torchattacks (pgd-at checkpoint, clean-correct points of the first "
+                f"{results['args']['n']})", "",
+                _table(results["single"], [("attack", "attack", ""), ("points", "points", ""),
+                                           ("ours_s", "ours s", ".2f"), ("torchattacks_s", "torchattacks s", ".2f"),
+                                           ("ratio", "speed-up", ".2f"), ("ours_robust", "ours robust", ".3f"),
+                                           ("torchattacks_robust", "torchattacks robust", ".3f"),
+                                           ("ours_passes", "ours passes/ex", ".1f"),
+                                           ("torchattacks_passes", "torchattacks passes/ex", ".1f"),
+                                           ("hardware_limit", "ours hardware limit", ".2f")]), ""]
+    if "apgd" in results:
+        out += ["## Our APGD vs pyautoattack's APGD (same points and seed; 100 iterations)", "",
+                _table(results["apgd"], [("defense", "checkpoint", ""), ("attack", "attack", ""), ("points", "points", ""),
+                                         ("ours_s", "ours s", ".1f"), ("pyautoattack_s", "pyautoattack s", ".1f"),
+                                         ("ratio", "speed-up", ".2f"), ("agreement", "per-example agreement", ".4f"),
+                                         ("ours_robust", "ours robust", ".3f"), ("pyautoattack_robust", "official robust", ".3f"),
+                                         ("ours_passes", "ours fwd+bwd/ex", ".1f"),
+                                         ("pyautoattack_passes", "official fwd+bwd/ex", ".1f"),
+                                         ("ours_hardware_limit", "ours hw limit", ".2f"),
+                                         ("pyautoattack_hardware_limit", "official hw limit", ".2f")]), ""]
+    if "aa_fast" in results:
+        out += ["## aa-fast vs the official aa (first points of the test set, seed 0)", "",
+                _table(results["aa_fast"], [("defense", "checkpoint", ""), ("points", "points", ""),
+                                            ("aa_s", "aa s", ".1f"), ("aa_fast_s", "aa-fast s", ".1f"),
+                                            ("ratio", "speed-up", ".2f"), ("aa_robust", "aa robust", ".3f"),
+                                            ("aa_fast_robust", "aa-fast robust", ".3f"),
+                                            ("difference_pts", "difference (pts)", "+.1f"),
+                                            ("agreement", "per-example agreement", ".3f"),
+                                            ("aa_time_source", "aa time from", "")]), ""]
+    for key, title in (("cascade", "`--cascade` vs a plain run (pgd-at)"),
+                       ("shards", "torchrun: 2 gloo ranks vs 1 process (pgd-at)"),
+                       ("overhead", "`aa` through the harness vs a direct pyautoattack call (pgd-at, one batch)"),
+                       ("rss", "Peak resident memory of a full AutoAttack run"),
+                       ("resnet", "Larger model: ResNet-18 on CIFAR-shaped random inputs, PGD ours vs torchattacks")):
+        if key in results:
+            out += [f"## {title}", "", _table([results[key]], [(k, k, ".3f" if isinstance(v, float) else "")
+                                                               for k, v in results[key].items()]), ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=500, help="test points for the single-attack and APGD sections")
+    parser.add_argument("--aa-n", type=int, default=200, help="test points for aa-fast vs aa (default 200: the "
+                        "committed aa records cover them)")
+    parser.add_argument("--aa-fresh", default="pgd-at,ancra,trades",
+                        help="checkpoints whose official aa is re-run here for timing (the rest use their records)")
+    parser.add_argument("--defenses", help="comma-separated committed checkpoints (default: all)")
+    parser.add_argument("--rss-n", type=int, default=10000, help="points of the peak-RSS AutoAttack run")
+    parser.add_argument("--sections", default="single,apgd,aa_fast,cascade,shards,overhead,rss,resnet")
+    parser.add_argument("--quick", action="store_true", help="n=100, aa-n=40, rss-n=1000, two checkpoints "
+                        "(the other flags still apply)")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.aa_n, args.rss_n = 100, 40, 1000
+        args.defenses = args.defenses or "standard,pgd-at"
+    defenses = args.defenses.split(",") if args.defenses else committed_defenses(DATASET)
+    sections = set(args.sections.split(","))
+    results: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}}
+    print(f"machine: {results['machine']}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("single", lambda: section_single_attacks(args.n)),
+            ("apgd", lambda: section_apgd(args.n, defenses)),
+            ("aa_fast", lambda: section_aa_fast(args.aa_n, defenses, set(args.aa_fresh.split(",")), tmp / "aa")),
+            ("cascade", lambda: section_cascade(min(args.aa_n, 100), tmp / "cascade")),
+            ("shards", lambda: section_shards(min(200, args.n), tmp / "shards")),
+            ("overhead", lambda: section_overhead(min(100, args.aa_n), tmp / "overhead")),
+            ("rss", lambda: section_rss(args.rss_n, tmp / "rss")),
+            ("resnet", lambda: section_resnet(32 if not args.quick else 8)),
+        ]
+        for key, step in steps:
+            if key in sections:
+                print(f"{key} ...", flush=True)
+                start = time.perf_counter()
+                results[key] = step()
+                results.setdefault("section_seconds", {})[key] = round(time.perf_counter() - start, 1)
+    command = "make perf" if not args.quick else "python benchmarks/perf.py --quick"
+    atomic_write(args.out, (render(results, command) + "\n").encode())
+    atomic_write(args.out.with_suffix(".json"), (json.dumps(results, indent=1, default=str) + "\n").encode())
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
