@@ -249,11 +249,12 @@ class APGDTargeted(_SeededLikeAutoAttack):
         clean point; aa-fast: the point where APGD-CE got closest to the boundary)."""
         cfg: APGDTargetedConfig = self.config
         starts = StartNoise(x, y, seed, cfg.per_example_start)
+        with torch.no_grad():  # one forward for all target ranks (the official code: one per rank)
+            ranked = model(rank_at).sort(dim=1).indices
 
         def one(rows: torch.Tensor, rank: int) -> _Run:
             xs, ys = x[rows], y[rows]
-            with torch.no_grad():
-                target = model(rank_at[rows]).sort(dim=1).indices[:, -(rank + 2)]
+            target = ranked[rows, -(rank + 2)]
             return apgd_single_run(model, xs, ys, norm=threat.norm, eps=threat.eps, steps=cfg.steps,
                                    rho=cfg.rho, noise=starts.draw(threat.norm, xs.shape, rows, x.device),
                                    loss_of=LossOf("dlr-targeted", ys, target))
