@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.errors import BenchError
 from bench.files import atomic_write
+from bench.untrusted import load_tensors
 
 
 class AdversarialStore:
@@ -21,8 +23,13 @@ class AdversarialStore:
         self.path = path
         self.indices = torch.as_tensor(indices)
         if path.is_file():
-            saved = torch.load(path, weights_only=True)
-            self.x_adv, self.broken = saved["x_adv"], saved["broken"]
+            saved = load_tensors(path, trust=False, what="saved adversarial examples", trustable=False)
+            if not (isinstance(saved, dict) and isinstance(saved.get("x_adv"), torch.Tensor)
+                    and isinstance(saved.get("broken"), torch.Tensor) and saved["x_adv"].shape == x.shape
+                    and saved["broken"].shape == (x.shape[0],)):
+                raise BenchError(f"saved adversarial examples {path} do not fit this run (shape or content): "
+                                 "delete the file to start over")
+            self.x_adv, self.broken = saved["x_adv"], saved["broken"].bool()
         else:
             self.x_adv, self.broken = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool)
 

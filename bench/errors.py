@@ -16,3 +16,12 @@ class ModelGuardError(BenchError):
 
 class ModelInputError(ModelGuardError):
     """The model cannot even run on the dataset's inputs (wrong shape, static-batch export)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The line of an exception's message worth showing in a one-line error (never empty)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line:  # the weights-only unpickler's reason
+            return line
+    return lines[0] if lines else type(exc).__name__

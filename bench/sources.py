@@ -19,10 +19,11 @@ import enum
 import hashlib
 import importlib
 import json
+import math
 import os
-import pickle
 import re
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,12 +33,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.files import sha256_file
+from bench.untrusted import check_export, load_tensors, readable_file, refusal
 
 FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 ROBUSTBENCH_PREFIX = "robustbench:"
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
+MODEL_FILE_SUFFIXES = (".pt", ".pt2", ".pth", ".ts", ".jit", ".pkl", ".bin", ".ckpt")
 
 
 class InputRange(str, enum.Enum):
@@ -110,7 +113,10 @@ class ModelSpec:
             return SourceKind.ROBUSTBENCH
         path = Path(self.text)
         if path.is_file():
+            readable_file(path, "--model")
             return file_kind(path)
+        if path.exists() or "/" in self.text or path.suffix in MODEL_FILE_SUFFIXES:
+            readable_file(path, "--model")  # a directory, or a file that is not there
         if FACTORY_SPEC.match(self.text):
             return SourceKind.FACTORY
         raise BenchError(f"--model {self.text!r} is neither a file nor robustbench:NAME nor package.module:factory")
@@ -131,9 +137,12 @@ def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise BenchError(f"{flag} takes comma-separated numbers, e.g. 0.4914,0.4822,0.4465; got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise BenchError(f"{flag} takes comma-separated finite numbers, e.g. 0.4914,0.4822,0.4465; got {text!r}")
+    return values
 
 
 def file_kind(path: Path) -> SourceKind:
@@ -154,24 +163,6 @@ def check_sha256(path: Path, expected: str | None) -> str:
         raise BenchError(f"{path} has sha256 {actual[:16]}… but --sha256 expects {expected[:16]}…: "
                          "the file is corrupt, truncated or not the one you meant")
     return actual
-
-
-def torch_load(path: Path, trust: bool) -> Any:
-    """`torch.load` with weights_only=True; code-carrying pickles only when the user trusts them."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not trust:
-            reason = str(exc).split("Please file an issue")[0].splitlines()
-            detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line), "")
-            raise BenchError(f"{path} needs arbitrary code to unpickle ({detail or 'not plain tensors'}), so it "
-                             "could run anything when loaded: refused. Pass --trust-checkpoint only if you trust "
-                             "where the file comes from, or save a state_dict and use "
-                             "--model package.module:factory --weights FILE") from None
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        raise BenchError(f"{path} is not a readable PyTorch file (corrupt or truncated?): "
-                         f"{str(exc).splitlines()[0]}") from None
 
 
 def state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -220,6 +211,9 @@ def import_factory(text: str) -> Callable[[], Any]:
         except ModuleNotFoundError as exc:
             raise BenchError(f"cannot import {module_name!r} for --model {text}: no module {exc.name!r} "
                              "(run from the folder that holds it, or install its package)") from None
+        except Exception as exc:  # the user's module fails on import (syntax error, its own exception)
+            raise BenchError(f"importing {module_name!r} for --model {text} failed: "
+                             f"{type(exc).__name__}: {first_line(exc)}") from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -273,17 +267,21 @@ def _as_module(obj: Any, what: str) -> nn.Module:
 
 
 def _load_factory(spec: ModelSpec, expected: str | None) -> LoadedModel:
-    module = _as_module(import_factory(spec.text)(), f"factory {spec.text}")
+    factory = import_factory(spec.text)
+    try:
+        built = factory()
+    except Exception as exc:  # the user's own code failed: say where, in one line
+        raise BenchError(f"factory {spec.text} raised {type(exc).__name__}: {first_line(exc)}") from None
+    module = _as_module(built, f"factory {spec.text}")
     if spec.weights is None:
         digest = state_dict_sha256(module)
         if expected is not None and digest != expected.lower():
             raise BenchError(f"{spec.text}'s weights have sha256 {digest[:16]}… but --sha256 expects {expected[:16]}…")
         path = Path(spec.text)
     else:
-        if not spec.weights.is_file():
-            raise BenchError(f"--weights {spec.weights} does not exist")
+        readable_file(spec.weights, "--weights")
         digest = check_sha256(spec.weights, expected)
-        state = state_dict_of(torch_load(spec.weights, spec.trust), spec.weights)
+        state = state_dict_of(load_tensors(spec.weights, trust=spec.trust, what="--weights"), spec.weights)
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -298,37 +296,57 @@ def _load_file(spec: ModelSpec, expected: str | None) -> LoadedModel:
     path = Path(spec.text)
     digest = check_sha256(path, expected)
     kind = file_kind(path)
-    if kind is SourceKind.TORCHSCRIPT:
-        module = _as_module(torch.jit.load(str(path), map_location="cpu"), str(path))
-    elif kind is SourceKind.EXPORT:
-        try:
-            module = ExportedModel(torch.export.load(str(path)).module())
-        except Exception as exc:  # torch.export raises many types for a foreign archive
-            raise BenchError(f"{path} is not a loadable torch.export program: {str(exc).splitlines()[0]}") from None
-    else:
-        obj = torch_load(path, spec.trust)
-        if not isinstance(obj, nn.Module):
-            raise BenchError(f"{path} holds weights, not a model: give the code that builds it with "
-                             f"--model package.module:factory --weights {path}")
-        module = obj
+    loader = FILE_LOADERS[kind]
+    module = loader(path, spec.trust)
     return LoadedModel(module, kind, path.stem, path, digest, declared_preprocessing(spec, path.with_suffix(".json")))
 
 
+def _torchscript(path: Path, trust: bool) -> nn.Module:
+    if not trust:
+        raise refusal(path, "a TorchScript archive is a program", "loading compiles and runs its TorchScript "
+                      "code; the published weights_only bypass CVE-2025-32434 went through this path")
+    try:
+        return _as_module(torch.jit.load(str(path), map_location="cpu"), str(path))
+    except BenchError:
+        raise
+    except Exception as exc:  # a damaged archive raises RuntimeError, ValueError, …
+        raise BenchError(f"{path} is not a loadable TorchScript archive (corrupt or truncated?): "
+                         f"{first_line(exc)}") from None
+
+
+def _exported(path: Path, trust: bool) -> nn.Module:
+    if not trust:
+        check_export(path)  # refuses what torch.export.load would unpickle or evaluate as code
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ExportedModel(torch.export.load(str(path)).module())
+    except Exception as exc:  # torch.export raises many types for a foreign archive
+        raise BenchError(f"{path} is not a loadable torch.export program: {first_line(exc)}") from None
+
+
+def _pickled(path: Path, trust: bool) -> nn.Module:
+    obj = load_tensors(path, trust=trust, what="model file")
+    if not isinstance(obj, nn.Module):
+        raise BenchError(f"{path} holds weights ({type(obj).__name__}), not a model: give the code that builds "
+                         f"it with --model package.module:factory --weights {path}")
+    return obj
+
+
+FILE_LOADERS: dict[SourceKind, Callable[[Path, bool], nn.Module]] = {
+    SourceKind.TORCHSCRIPT: _torchscript, SourceKind.EXPORT: _exported, SourceKind.PICKLE: _pickled}
+
+
 def _load_robustbench(spec: ModelSpec, dataset: str, norm: str, expected: str | None) -> LoadedModel:
-    from bench.zoo import ZOO_DATASETS, ZOO_THREATS, load_zoo_model, zoo_path
+    from bench.zoo import load_zoo_model
 
     name = spec.text[len(ROBUSTBENCH_PREFIX):]
     if spec.mean is not None or spec.input_range is not None:
         raise BenchError("RobustBench models normalize inside and take [0, 1] pixels: drop --mean/--std/--input-range")
-    path = zoo_path(spec.model_dir, name, dataset, norm) if norm in ZOO_THREATS and dataset in ZOO_DATASETS else None
-    digest = ""
-    if path is not None and path.is_file():  # hash and the weights_only check before robustbench reads it
-        digest = check_sha256(path, expected)
-        torch_load(path, spec.trust)
-    module = load_zoo_model(name, dataset, norm, spec.model_dir)  # unknown names and missing files fail here
-    assert path is not None
-    return LoadedModel(module, SourceKind.ROBUSTBENCH, f"robustbench-{name}", path, digest, Preprocessing(),
-                       {"zoo": f"{dataset}/{norm}/{name}"})
+    zoo = load_zoo_model(name, dataset, norm, spec.model_dir, trust=spec.trust, expected_sha256=expected)
+    return LoadedModel(zoo.module, SourceKind.ROBUSTBENCH, f"robustbench-{name}", zoo.path, zoo.sha256,
+                       Preprocessing(), {"zoo": f"{dataset}/{norm}/{name}",
+                                         **({"members": [f.name for f in zoo.files]} if len(zoo.files) > 1 else {})})
 
 
 def load_user_model(spec: ModelSpec, dataset: str, norm: str, expected_sha256: str | None = None) -> LoadedModel:

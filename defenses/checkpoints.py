@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from torch import nn
 
 from bench.data import DATASETS
 from bench.errors import BenchError
-from bench.files import atomic_write, sha256_file
+from bench.files import atomic_write, read_json_object, sha256_file
+from bench.untrusted import load_tensors, readable_file
 from defenses.archs import ARCHS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,25 +53,17 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not side.is_file():
         raise BenchError(f"{path} has no sidecar {side.name}: it says which architecture and dataset "
                          "the weights belong to (checkpoints written by `bench train` have one)")
-    try:
-        meta: dict[str, Any] = json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"sidecar {side} is not valid JSON: {exc}") from None
+    meta = read_json_object(side, "checkpoint sidecar", BenchError)
     for key in ("arch", "dataset", "sha256"):
         if key not in meta:
             raise BenchError(f"sidecar {side} lacks the field {key!r}")
+        if not isinstance(meta[key], str):
+            raise BenchError(f"sidecar {side}: {key} must be a string, not {type(meta[key]).__name__}")
     return meta
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        with open(path, "rb") as handle:
-            head = handle.read(64).lstrip().lower()
-        what = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "not a PyTorch checkpoint"
-        raise BenchError(f"{path} is {what} (or is corrupt) and cannot be loaded safely: "
-                         f"{str(exc).splitlines()[0]}") from None
+    state = load_tensors(path, trust=False, what="checkpoint", trustable=False)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BenchError(f"{path} does not hold a state_dict of tensors")
     return state
@@ -79,8 +71,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load(path: Path, expected_sha256: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Build the sidecar's architecture and load the verified weights into it (strict)."""
-    if not path.is_file():
-        raise BenchError(f"checkpoint {path} does not exist")
+    readable_file(path, "checkpoint")
     meta = read_sidecar(path)
     actual = sha256_file(path)
     for source, expected in (("sidecar", meta["sha256"]), ("--sha256", expected_sha256)):

@@ -25,10 +25,11 @@ from torch import nn
 from bench import data as bench_data
 from bench.attacks.gradient import pgd_iterates
 from bench.attacks.losses import Loss
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.progress import progress
 from bench.provenance import stamp
 from bench.threat import Norm
+from bench.untrusted import load_tensors
 from defenses import checkpoints, distributed
 from defenses.archs import ARCHS
 from defenses.augment import crop_flip
@@ -55,6 +56,7 @@ class TrainJob:
 def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path | None = None,
                 **kwargs: Any) -> TrainJob:
     entry = DEFENSES.get(defense)
+    bench_data.DATASETS.get(dataset)
     if dataset not in entry.recipes:
         raise BenchError(f"{defense} has no recipe for {dataset} (recipes: {', '.join(entry.recipes)})")
     recipe = entry.recipes[dataset].replace(**overrides)
@@ -145,15 +147,23 @@ def _restore(job: TrainJob, state_file: Path, method: Method, optimizer: torch.o
     if not job.resume:
         raise BenchError(f"an interrupted run left {state_file}: pass --resume to continue it, "
                          "or delete the file to start over")
-    saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    saved = load_tensors(state_file, trust=False, what="training state", trustable=False)
+    parts = ("key", "method", "optimizer", "scheduler", "aux_optimizers", "progress")
+    if not isinstance(saved, dict) or any(part not in saved for part in parts):
+        raise BenchError(f"training state {state_file} is incomplete (not written by `bench train`?): "
+                         "delete it to start over")
     if saved["key"] != _job_key(job):
         raise BenchError(f"{state_file} belongs to a different training job (defense, dataset or "
                          "recipe differ); delete it or use the original settings")
-    method.load_state_dict(saved["method"])
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    for name, state in saved["aux_optimizers"].items():
-        method.aux_optimizers[name].load_state_dict(state)
+    try:
+        method.load_state_dict(saved["method"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        for name, state in saved["aux_optimizers"].items():
+            method.aux_optimizers[name].load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise BenchError(f"training state {state_file} does not fit this job ({first_line(exc)}): "
+                         "delete it to start over") from None
     log.info("resuming %s at epoch %d", job.defense, saved["progress"]["epoch"])
     progress_state: dict[str, Any] = saved["progress"]
     return progress_state

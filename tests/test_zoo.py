@@ -18,7 +18,7 @@ def test_robustbench_imports_with_pyautoattack_under_its_original_name():
 
 def test_zoo_model_loads_offline_from_a_file_in_robustbench_layout(tmp_path):
     written, _ = write_zoo_model(tmp_path)
-    model = zoo.load_zoo_model("Wong2020Fast", "cifar10", "linf", tmp_path)
+    model = zoo.load_zoo_model("Wong2020Fast", "cifar10", "linf", tmp_path).module
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), written.eval()(x))
