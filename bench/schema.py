@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.files import read_json_object
+from bench.record_rules import problems
 
 SCHEMA_VERSION = 2
 WORST_CASE = "worst_case"  # the label of "robust under every attack of the run"
@@ -69,15 +70,10 @@ def _v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
 # version v → function that turns a v record into a v+1 record
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
-REQUIRED = {"threat": ("norm", "eps"), "model": ("sha256", "label", "path"), "data": ("dataset", "n"),
-            "clean": ("accuracy",), "worst_case": ("robust_accuracy",), "provenance": ("date",),
-            "per_example": ("index", "clean_correct", "robust", "worst_case")}
-
-
 def upgrade(record: dict[str, Any], source: str) -> dict[str, Any]:
     """Bring a parsed record to SCHEMA_VERSION; `source` names it in errors."""
     version = record.get("schema_version")
-    if not isinstance(version, int):
+    if isinstance(version, bool) or not isinstance(version, int):
         raise RecordError(f"{source}: not a run record (no integer schema_version)")
     if version > SCHEMA_VERSION:
         raise RecordError(f"{source}: schema_version {version} is newer than this bench understands "
@@ -87,7 +83,7 @@ def upgrade(record: dict[str, Any], source: str) -> dict[str, Any]:
             record = MIGRATIONS[version](record)
             version += 1
             record["schema_version"] = version
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise RecordError(f"{source}: cannot migrate from schema {record.get('schema_version')}: "
                           f"missing or malformed {exc}") from None
     _validate(record, source)
@@ -95,23 +91,9 @@ def upgrade(record: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _validate(record: dict[str, Any], source: str) -> None:
-    for section, keys in REQUIRED.items():
-        block = record.get(section)
-        missing = [k for k in keys if not isinstance(block, dict) or k not in block]
-        if missing:
-            raise RecordError(f"{source}: record lacks {section}.{', '.join(missing)}")
-    attacks = record.get("attacks")
-    if not isinstance(attacks, dict) or set(attacks) != set(record["per_example"]["robust"]):
-        raise RecordError(f"{source}: attacks and per-example flags do not match")
-    n = record["data"]["n"]
-    flags = [record["per_example"]["clean_correct"], record["per_example"]["worst_case"],
-             *record["per_example"]["robust"].values()]
-    if any(len(f) != n or set(f) - {"0", "1"} for f in flags) or len(record["per_example"]["index"]) != n:
-        raise RecordError(f"{source}: per-example flags are not {n} 0/1 characters each")
-    try:
-        RunPurpose(record["purpose"])
-    except (KeyError, ValueError):
-        raise RecordError(f"{source}: unknown purpose {record.get('purpose')!r}") from None
+    problem = problems(record)
+    if problem is not None:
+        raise RecordError(f"{source}: not a valid run record: {problem}")
 
 
 def load_record(path: Path) -> dict[str, Any]:

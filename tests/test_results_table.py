@@ -43,9 +43,9 @@ def test_sampled_selection_migrates_to_its_seed():
 @pytest.mark.parametrize("damage, message", [
     (lambda r: r.update(schema_version=99), "schema_version 99 is newer than this bench understands"),
     (lambda r: r.pop("schema_version"), "no integer schema_version"),
-    (lambda r: r["per_example"].update(worst_case="01"), "per-example flags are not"),
-    (lambda r: r.pop("clean"), "lacks clean.accuracy"),
-    (lambda r: r["per_example"]["robust"].pop("aa"), "attacks and per-example flags do not match"),
+    (lambda r: r["per_example"].update(worst_case="01"), "per_example.worst_case: has 2 entries"),
+    (lambda r: r.pop("clean"), "clean: is missing"),
+    (lambda r: r["per_example"]["robust"].pop("aa"), "the attacks and the per-example flags name different"),
 ])
 def test_bad_records_are_refused_naming_the_file(tmp_path, damage, message):
     raw = json.loads(V1_RECORD.read_text())
@@ -57,16 +57,16 @@ def test_bad_records_are_refused_naming_the_file(tmp_path, damage, message):
     assert str(path) in str(info.value)
 
 
-def _runs_copy(tmp_path: Path, count: int = 4) -> Path:
+def _runs_copy(tmp_path: Path, committed: Path, count: int = 4) -> Path:
     runs = tmp_path / "runs"
     runs.mkdir()
-    for path in sorted(RUNS.glob("*.json"))[:count]:
+    for path in sorted((committed / "runs").glob("*.json"))[:count]:
         shutil.copy(path, runs / path.name)
     return runs
 
 
-def test_corrupt_record_stops_the_rebuild_and_loses_nothing(tmp_path, capsys):
-    runs = _runs_copy(tmp_path)
+def test_corrupt_record_stops_the_rebuild_and_loses_nothing(tmp_path, capsys, committed):
+    runs = _runs_copy(tmp_path, committed)
     rebuild(runs)
     derived = {p: p.read_bytes() for p in [tmp_path / "results.csv", tmp_path / "LEADERBOARD.md"]}
     (runs / "2099-01-01T000000Z-broken.json").write_text('{"schema_version": 2, "model": ')
@@ -76,8 +76,8 @@ def test_corrupt_record_stops_the_rebuild_and_loses_nothing(tmp_path, capsys):
     assert {p: p.read_bytes() for p in derived} == derived
 
 
-def test_table_has_a_row_per_attack_plus_worst_case():
-    records = schema.load_records(RUNS)
+def test_table_has_a_row_per_attack_plus_worst_case(committed):
+    records = schema.load_records(committed / "runs")
     table = build_table(records)
     first = records[0]
     rows = table[table["run"] == Path(first["_file"]).stem]
@@ -92,8 +92,8 @@ def test_table_has_a_row_per_attack_plus_worst_case():
         table["ci95_high"]).all()
 
 
-def test_filters_and_unknown_values():
-    table = build_table(schema.load_records(RUNS))
+def test_filters_and_unknown_values(committed):
+    table = build_table(schema.load_records(committed / "runs"))
     only = filter_table(table, defense="ancra", attack="aa")
     assert len(only) >= 1 and set(only["defense"]) == {"ancra"} and set(only["attack"]) == {"aa"}
     with pytest.raises(BenchError, match="no results with defense 'ancr'"):
@@ -101,8 +101,9 @@ def test_filters_and_unknown_values():
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json"])
-def test_bench_results_formats(fmt, capsys):
-    assert main(["results", "--defense", "pgd-at", "--attack", "worst_case", "--format", fmt]) == 0
+def test_bench_results_formats(fmt, capsys, committed):
+    assert main(["results", "--results-dir", str(committed / "runs"), "--defense", "pgd-at", "--attack",
+                 "worst_case", "--format", fmt]) == 0
     out = capsys.readouterr().out
     if fmt == "json":
         rows = json.loads(out)
@@ -121,10 +122,10 @@ def _writer(runs: str, template: str, count: int) -> None:
         rebuild(Path(runs), with_leaderboard=False)
 
 
-def test_concurrent_writers_never_corrupt_or_lose_a_record(tmp_path):
+def test_concurrent_writers_never_corrupt_or_lose_a_record(tmp_path, committed):
     runs = tmp_path / "runs"
     runs.mkdir()
-    template = str(sorted(RUNS.glob("*standard*.json"))[-1])
+    template = str(sorted((committed / "runs").glob("*standard*.json"))[-1])
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(str(runs), template, 5)) for _ in range(3)]
     for p in procs:

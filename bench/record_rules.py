@@ -1,0 +1,214 @@
+"""What a valid run record is: every field's type and range, and summaries that agree with the flags.
+
+Records are read back by the table, the leaderboard, the audit and the gate; a record that breaks
+any rule here is refused with its file name and the field, before any derived file is touched.
+The rules are data (`RECORD`), built from small checkers, so the shape of a record is written down
+once. `problems(record)` returns the first broken rule, or None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.threat import Norm
+
+Checker = Callable[[Any, str], None]
+
+
+class Broken(Exception):
+    """One broken rule: `where` is the field's dotted path."""
+
+
+def _fail(where: str, message: str) -> None:
+    raise Broken(f"{where}: {message}")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def string(*, nonempty: bool = False, choices: tuple[str, ...] | None = None, length: int | None = None) -> Checker:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, str):
+            _fail(where, f"must be a string, not {_kind(value)}")
+        if nonempty and not value:
+            _fail(where, "must not be empty")
+        if choices is not None and value not in choices:
+            _fail(where, f"{value!r} is not one of {', '.join(choices)}")
+        if length is not None and len(value) != length:
+            _fail(where, f"must have {length} characters, has {len(value)}")
+    return check
+
+
+def integer(*, lo: int | None = None) -> Checker:
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(where, f"must be an integer, not {_kind(value)}")
+        if lo is not None and value < lo:
+            _fail(where, f"must be at least {lo}, is {value}")
+    return check
+
+
+def number(*, lo: float | None = None, hi: float | None = None, positive: bool = False) -> Checker:
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(where, f"must be a number, not {_kind(value)}")
+        if not math.isfinite(value):
+            _fail(where, f"must be finite, is {value}")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            _fail(where, f"must lie in [{lo}, {hi}], is {value}")
+        if positive and value <= 0:
+            _fail(where, f"must be positive, is {value}")
+    return check
+
+
+def boolean(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        _fail(where, f"must be true or false, not {_kind(value)}")
+
+
+def anything(value: Any, where: str) -> None:
+    return None
+
+
+def json_object(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        _fail(where, f"must be an object, not {_kind(value)}")
+
+
+def nullable(inner: Checker) -> Checker:
+    def check(value: Any, where: str) -> None:
+        if value is not None:
+            inner(value, where)
+    return check
+
+
+def list_of(inner: Checker, *, length: int | None = None) -> Checker:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, list):
+            _fail(where, f"must be a list, not {_kind(value)}")
+        if length is not None and len(value) != length:
+            _fail(where, f"must have {length} entries, has {len(value)}")
+        for i, item in enumerate(value):
+            inner(item, f"{where}[{i}]")
+    return check
+
+
+def map_of(inner: Checker) -> Checker:
+    def check(value: Any, where: str) -> None:
+        json_object(value, where)
+        for key, item in value.items():
+            inner(item, f"{where}.{key}")
+    return check
+
+
+@dataclass(frozen=True)
+class Obj:
+    """An object with required and optional fields (others are allowed: later schema additions)."""
+
+    required: Mapping[str, Checker]
+    optional: Mapping[str, Checker] = field(default_factory=dict)
+
+    def __call__(self, value: Any, where: str) -> None:
+        json_object(value, where)
+        for key, check in self.required.items():
+            if key not in value:
+                _fail(f"{where}.{key}".lstrip("."), "is missing")
+            check(value[key], f"{where}.{key}".lstrip("."))
+        for key, check in self.optional.items():
+            if key in value:
+                check(value[key], f"{where}.{key}".lstrip("."))
+
+
+def flags(value: Any, where: str) -> None:
+    string()(value, where)
+    if set(value) - {"0", "1"}:
+        _fail(where, "must be 0/1 characters only")
+
+
+UNIT = number(lo=0.0, hi=1.0)
+INTERVAL = list_of(UNIT, length=2)
+ACCURACY_FIELDS = {"count": integer(lo=0), "ci95": INTERVAL}
+ATTACK = Obj(
+    {"robust_accuracy": UNIT, "attack": string(nonempty=True), "protocol": string(nonempty=True),
+     "config": json_object, "seconds": number(lo=0.0),
+     "passes": Obj({"forward_per_example": number(lo=0.0), "backward_per_example": number(lo=0.0)},
+                   {"forward": integer(lo=0), "backward": integer(lo=0)})},
+    {**ACCURACY_FIELDS, "adaptive": boolean, "stages": list_of(string()), "stage_cost": json_object,
+     "warnings": list_of(string())})
+RECORD = Obj({
+    "schema_version": integer(lo=1),
+    "purpose": string(choices=("evaluation", "eps-sweep", "worst-case")),
+    "config": Obj({"attacks": string(nonempty=True), "seed": integer(lo=0)},
+                  {"batch_size": integer(lo=1), "device": string(), "resumed": boolean, "cascade": boolean,
+                   "world_size": integer(lo=1)}),
+    "threat": Obj({"norm": string(choices=tuple(n.value for n in Norm)), "eps": number(positive=True)}),
+    "model": Obj({"label": string(nonempty=True), "path": string(nonempty=True), "sha256": string(nonempty=True)},
+                 {"defense": nullable(string()), "arch": nullable(string()), "paper": nullable(string()),
+                  "variant": nullable(string()), "hyperparameters": nullable(json_object),
+                  "training_budget": nullable(json_object), "trained_by": nullable(string()),
+                  "source": string(), "input": string()}),
+    "data": Obj({"dataset": string(nonempty=True), "n": integer(lo=1)},
+                {"split": string(), "selection": string(), "sample_seed": nullable(integer(lo=0)),
+                 "index_sha256": string(length=64)}),
+    "provenance": Obj({"date": string(nonempty=True)},
+                      {"device": nullable(string()), "git_sha": nullable(string()), "precision": string(),
+                       "versions": map_of(nullable(string())), "channels_last": boolean, "compile": boolean}),
+    "clean": Obj({"accuracy": UNIT}, ACCURACY_FIELDS),
+    "attacks": map_of(ATTACK),
+    "worst_case": Obj({"robust_accuracy": UNIT}, ACCURACY_FIELDS),
+    "per_example": Obj({"index": list_of(integer(lo=0)), "clean_correct": flags, "robust": map_of(flags),
+                        "worst_case": flags},
+                       {"label": list_of(integer(lo=0)), "broken_first_by": list_of(nullable(string())),
+                        "margin": map_of(list_of(nullable(number())))}),
+}, {"warnings": list_of(string())})
+
+TOLERANCE = 1e-9  # accuracies are count / n written by Python: equal up to float rounding
+
+
+def _agree(where: str, summary: dict[str, Any], key: str, bits: str) -> None:
+    n, count = len(bits), bits.count("1")
+    if abs(summary[key] - count / n) > TOLERANCE:
+        _fail(f"{where}.{key}", f"says {summary[key]} but its per-example flags give {count}/{n}")
+    if "count" in summary and summary["count"] != count:
+        _fail(f"{where}.count", f"says {summary['count']} but its per-example flags have {count}")
+
+
+def _consistent(record: dict[str, Any]) -> None:
+    n, pe = record["data"]["n"], record["per_example"]
+    if set(record["attacks"]) != set(pe["robust"]):
+        _fail("attacks", "the attacks and the per-example flags name different attacks")
+    sized = {"per_example.index": pe["index"], "per_example.clean_correct": pe["clean_correct"],
+             "per_example.worst_case": pe["worst_case"],
+             **{f"per_example.robust.{a}": f for a, f in pe["robust"].items()},
+             **{f"per_example.{k}": pe[k] for k in ("label", "broken_first_by") if k in pe},
+             **{f"per_example.margin.{a}": m for a, m in pe.get("margin", {}).items()}}
+    for where, values in sized.items():
+        if len(values) != n:
+            _fail(where, f"has {len(values)} entries but data.n is {n}")
+    if len(set(pe["index"])) != n:
+        _fail("per_example.index", "names a test point twice")
+    clean = pe["clean_correct"]
+    _agree("clean", record["clean"], "accuracy", clean)
+    worst = [c == "1" for c in clean]
+    for label, bits in pe["robust"].items():
+        if any(b == "1" and c == "0" for b, c in zip(bits, clean, strict=True)):
+            _fail(f"per_example.robust.{label}", "counts a point robust that is not even classified correctly")
+        _agree(f"attacks.{label}", record["attacks"][label], "robust_accuracy", bits)
+        worst = [w and b == "1" for w, b in zip(worst, bits, strict=True)]
+    if pe["worst_case"] != "".join("1" if w else "0" for w in worst):
+        _fail("per_example.worst_case", "is not robust-under-every-attack of the per-attack flags")
+    _agree("worst_case", record["worst_case"], "robust_accuracy", pe["worst_case"])
+
+
+def problems(record: Any) -> str | None:
+    """The first rule the record breaks (field path and what is wrong), or None."""
+    try:
+        RECORD(record, "")
+        _consistent(record)
+    except Broken as exc:
+        return str(exc)
+    return None
