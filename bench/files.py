@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BenchError
+
 
 def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write `data` to `path` through a synced temporary file in the same folder.
@@ -45,6 +47,27 @@ def read_json_object(path: Path, kind: str, error: type[Exception]) -> dict[str,
     if not isinstance(value, dict):
         raise error(f"{path}: not a {kind} (top level is not an object)")
     return value
+
+
+def ensure_writable_dir(path: Path, what: str) -> None:
+    """Create `path` if needed and prove a file can be written there, before any expensive work."""
+    if path.exists() and not path.is_dir():
+        raise BenchError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise BenchError(f"{what} {path} is not writable ({exc.strerror})") from None
+
+
+def ensure_writable_file(path: Path, what: str, *, overwrite: bool = True) -> None:
+    """The folder of `path` takes a new file; an existing `path` only when it may be replaced."""
+    if path.is_dir():
+        raise BenchError(f"{what} {path} is a folder, not a file name")
+    if path.exists() and not overwrite:
+        raise BenchError(f"{what} {path} exists: pass --overwrite to replace it (its sidecar too)")
+    ensure_writable_dir(path.parent, f"the folder of {what}")
 
 
 def write_if_changed(path: Path, content: bytes) -> bool:

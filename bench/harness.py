@@ -25,6 +25,7 @@ from bench import data
 from bench.adversarials import AdversarialStore
 from bench.attacks import Attack, AttackOutput
 from bench.config import RunConfig
+from bench.files import ensure_writable_dir
 from bench.guards import check_input_range, preflight
 from bench.model import ModelUnderTest, Speed
 from bench.progress import progress
@@ -266,6 +267,8 @@ def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device, 
 def evaluate(cfg: RunConfig) -> RunResult:
     attacks = cfg.attacks()
     shard = join()
+    if shard.writes:  # before any model, data or attack work: where the record and progress go
+        ensure_writable_dir(cfg.results_dir, "--results-dir")
     device = shard.device(cfg.torch_device())
     resolved = resolve_model(cfg)
     spec = data.DATASETS.get(cfg.dataset)
@@ -289,12 +292,23 @@ def evaluate(cfg: RunConfig) -> RunResult:
         for attack in attacks:
             state.progress[attack.label] = _fresh_progress(torch.from_numpy(clean_correct))
         state.start(cfg.resume, before_write=shard.barrier)
-        survivors = torch.from_numpy(clean_correct).clone()  # from_numpy shares memory
-        for attack in _execution_order(attacks, cfg):
-            if cfg.cascade and attack.independent_of_batch(cfg.threat):
-                _start_from(state.progress[attack.label], survivors)
-            prog = _run_attack(model, attack, x, y, cfg, state, store, shard)
-            survivors &= torch.tensor(prog["alive"], dtype=torch.bool)
+        try:
+            return _attack_and_record(cfg, resolved, attacks, model, x, y, indices, clean_correct,
+                                      guard_warnings, device, state, store, shard)
+        finally:
+            state.release()  # an interrupted run keeps its state, for --resume
+
+
+def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[Attack], model: ModelUnderTest,
+                       x: torch.Tensor, y: torch.Tensor, indices: np.ndarray, clean_correct: np.ndarray,
+                       guard_warnings: list[str], device: torch.device, state: ResumeState,
+                       store: AdversarialStore | None, shard: Shard) -> RunResult:
+    survivors = torch.from_numpy(clean_correct).clone()  # from_numpy shares memory
+    for attack in _execution_order(attacks, cfg):
+        if cfg.cascade and attack.independent_of_batch(cfg.threat):
+            _start_from(state.progress[attack.label], survivors)
+        prog = _run_attack(model, attack, x, y, cfg, state, store, shard)
+        survivors &= torch.tensor(prog["alive"], dtype=torch.bool)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
                            [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world)
     if not shard.writes:

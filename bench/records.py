@@ -6,14 +6,15 @@ it can never overwrite another record, and written completely before it appears.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.files import atomic_write
 from bench.provenance import now_iso
 from bench.schema import SCHEMA_VERSION
@@ -36,9 +37,23 @@ def state_key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+# what each part of the resume key is called on the command line, for refusals that say what to change
+KEY_FLAGS = {"model_sha256": "the model file", "index_sha256": "the evaluated points (--n, --sample-seed)",
+             "dataset": "--dataset", "threat": "--norm/--eps", "attacks": "--attack", "seed": "--seed",
+             "batch_size": "--batch-size", "cascade": "--cascade", "precision": "--precision"}
+
+
+def _differences(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "unreadable settings"
+    return ", ".join(KEY_FLAGS.get(k, k) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+
+
 class ResumeState:
     """Progress of an unfinished run, saved after every batch, keyed by what decides the outcome
-    (model sha256, data-index hash, threat model, attack protocols and configs, seed, batch size)."""
+    (model sha256, data-index hash, threat model, attack protocols and configs, seed, batch size).
+    The run that writes a state holds a lock on it, so a second identical run is told that one is
+    in progress instead of being offered a state that is still being written."""
 
     def __init__(self, directory: Path, model_label: str, key: dict[str, Any], write: bool = True) -> None:
         self.directory = directory
@@ -48,20 +63,47 @@ class ResumeState:
         self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json"
         self.progress: dict[str, Any] = {}
         self.resumed = False
+        self._lock: IO[str] | None = None
+
+    def _take_lock(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 (held until finish)
+        except OSError as exc:
+            raise BenchError(f"cannot write progress to {self.directory} ({exc.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise BenchError(f"another run with these settings is in progress (it holds {self.path}): wait for "
+                             "it to finish, or stop it and rerun with --resume") from None
+        self._lock = handle
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"resume state {self.path} is corrupt ({first_line(exc)}): delete it to start "
+                             "over") from None
+        if not isinstance(saved, dict) or not isinstance(saved.get("progress"), dict):
+            raise BenchError(f"resume state {self.path} is not a saved run: delete it to start over")
+        if saved.get("key") != self.key:
+            raise BenchError(f"resume state {self.path} belongs to a run with other settings "
+                             f"({_differences(saved.get('key'), self.key)}): delete it")
+        return saved
 
     def start(self, resume: bool | None, before_write: Callable[[], None] = lambda: None) -> None:
         """resume: True continues (and requires) saved progress, False refuses to overwrite it,
         None continues it when present (sweeps, which are resumed by running them again).
         `before_write` runs after the decision and before the first save: torchrun ranks wait
         there, so that none of them reads the fresh state rank 0 is about to write."""
+        if self.write:
+            self._take_lock()
         if self.path.exists():
             if resume is False:
                 raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
                                  "--resume to continue it, or delete the file to start over")
-            saved = json.loads(self.path.read_text())
-            if saved.get("key") != self.key:
-                raise BenchError(f"{self.path} does not match this run; delete it")
-            self.progress = saved["progress"]
+            self.progress = self._read()["progress"]
             self.resumed = True
             before_write()
             return
@@ -78,13 +120,12 @@ class ResumeState:
                  "so their state cannot be reused:"]
         for other in others:
             try:
-                old = json.loads(other.read_text())["key"]
-            except (OSError, ValueError, KeyError):
-                continue
-            diff = [k for k in sorted(set(old) | set(self.key)) if old.get(k) != self.key.get(k)]
-            lines.append(f"  {other.name}: differs in {', '.join(diff)}")
+                old = json.loads(other.read_text()).get("key")
+            except (OSError, ValueError, AttributeError):
+                old = None
+            lines.append(f"  {other.name}: differs in {_differences(old, self.key)}")
         lines.append("rerun with the original settings, or drop --resume to start afresh")
-        return "\n".join(lines)
+        return "; ".join(lines)
 
     def save(self) -> None:
         if not self.write:
@@ -94,3 +135,9 @@ class ResumeState:
     def finish(self) -> None:
         if self.write:
             self.path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing drops the lock; the empty lock file stays (removing it races)
+            self._lock = None

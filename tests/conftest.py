@@ -101,3 +101,32 @@ def write_zoo_model(model_dir: Path) -> tuple[torch.nn.Module, Path]:
     path.parent.mkdir(parents=True)
     torch.save(net.state_dict(), path)
     return net, path
+
+
+def committed_results(dest: Path) -> Path:
+    """The committed results/ tree (records, audits, derived files) as of git HEAD, under `dest`.
+
+    Tests that compare derived files read these only: records a user's own `bench run` added to
+    results/runs, or a results.csv it rewrote, never change what the tests see. Outside a git
+    checkout the working tree stands in for HEAD.
+    """
+    import subprocess
+    import tarfile
+
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "results"], capture_output=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(REPO / "results", dest / "results", ignore=shutil.ignore_patterns(".state", ".lock"))
+        return dest / "results"
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "results"
+
+
+@pytest.fixture(scope="session")
+def committed(tmp_path_factory) -> Path:
+    """Read-only by convention: the committed results/ tree (see `committed_results`)."""
+    return committed_results(tmp_path_factory.mktemp("committed"))

@@ -9,49 +9,47 @@ from bench import leaderboard
 from bench.cli import main
 from bench.schema import load_records
 from defenses import DEFENSES
-from tests.conftest import REPO
 from tests.synthetic import attack, record
-
-RESULTS = REPO / "results"
 
 
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory):
+def regenerated(committed, tmp_path_factory):
+    """`bench leaderboard` over a copy of the committed records and audits only."""
     root = tmp_path_factory.mktemp("results")
-    shutil.copytree(RESULTS / "runs", root / "runs", ignore=shutil.ignore_patterns(".state"))
-    if (RESULTS / "audits").is_dir():
-        shutil.copytree(RESULTS / "audits", root / "audits")
+    shutil.copytree(committed / "runs", root / "runs")
+    if (committed / "audits").is_dir():
+        shutil.copytree(committed / "audits", root / "audits")
     assert main(["leaderboard", "--results-dir", str(root / "runs")]) == 0
     return root
 
 
-def test_committed_leaderboard_table_and_plots_regenerate_byte_for_byte(regenerated):
-    assert (regenerated / "LEADERBOARD.md").read_bytes() == (RESULTS / "LEADERBOARD.md").read_bytes()
-    assert (regenerated / "results.csv").read_bytes() == (RESULTS / "results.csv").read_bytes()
+def test_committed_leaderboard_table_and_plots_regenerate_byte_for_byte(regenerated, committed):
+    assert (regenerated / "LEADERBOARD.md").read_bytes() == (committed / "LEADERBOARD.md").read_bytes()
+    assert (regenerated / "results.csv").read_bytes() == (committed / "results.csv").read_bytes()
     made = sorted(p.name for p in (regenerated / "plots").glob("*.png"))
-    assert made == sorted(p.name for p in (RESULTS / "plots").glob("*.png"))
+    assert made == sorted(p.name for p in (committed / "plots").glob("*.png"))
     for name in made:
-        assert (regenerated / "plots" / name).read_bytes() == (RESULTS / "plots" / name).read_bytes(), name
+        assert (regenerated / "plots" / name).read_bytes() == (committed / "plots" / name).read_bytes(), name
 
 
-def test_rendering_twice_gives_the_same_bytes():
-    records = load_records(RESULTS / "runs")
+def test_rendering_twice_gives_the_same_bytes(committed):
+    records = load_records(committed / "runs")
     assert leaderboard.render(records) == leaderboard.render(records)
 
 
-def test_every_committed_checkpoint_has_a_row_with_every_column_and_an_eps_plot():
-    text = (RESULTS / "LEADERBOARD.md").read_text()
+def test_every_committed_checkpoint_has_a_row_with_every_column_and_an_eps_plot(committed):
+    text = (committed / "LEADERBOARD.md").read_text()
     section = text.split("## fashion-mnist — L∞ ε = 0.1")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if re.match(r"\| \d+ ", line)]
-    committed = [name for name, d in DEFENSES.items() if "fashion-mnist" in d.recipes]
-    assert sorted(re.search(r"`([^`]+)`", row).group(1) for row in rows) == sorted(committed)
+    defenses = [name for name, d in DEFENSES.items() if "fashion-mnist" in d.recipes]
+    assert sorted(re.search(r"`([^`]+)`", row).group(1) for row in rows) == sorted(defenses)
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert all(cells[i] != "–" for i in range(4, 9)), row  # clean, FGSM, PGD, C&W, AutoAttack
         assert "**" in cells[10], row  # worst case
         assert "[ε](plots/" in cells[-1], row
         plot = re.search(r"\[ε\]\((plots/[^)]+)\)", cells[-1]).group(1)
-        assert (RESULTS / plot).is_file()
+        assert (committed / plot).is_file()
 
 
 def test_rows_sort_by_worst_case_and_failed_checks_are_marked_not_hidden():

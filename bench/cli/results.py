@@ -56,14 +56,15 @@ def _cmd_results(args: argparse.Namespace) -> int:
 def add_leaderboard(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md, its plots and results.csv")
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"),
-                   help="the run records; derived files go to its parent folder")
+                   help="the run records (default results/runs); derived files go beside a folder named runs "
+                        "(results/), inside any other")
     p.set_defaults(func=_cmd_leaderboard)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from bench.derived import rebuild
+    from bench.derived import derived_root, rebuild
 
     derived = rebuild(args.results_dir)
     print(f"{derived.leaderboard} and {derived.table} from {derived.records} records; "
-          f"{len(derived.plots)} plots in {args.results_dir.parent / 'plots'}")
+          f"{len(derived.plots)} plots in {derived_root(args.results_dir) / 'plots'}")
     return 0
