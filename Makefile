@@ -55,7 +55,7 @@ typecheck: install
 # first: it is AFD's fine-tuning start.
 DEFENSE_NAMES := standard pgd-at trades mart ancra ancra-pgd ancra-mart afd claf ascl spat
 checkpoints: data
-	for d in $(DEFENSE_NAMES); do $(BIN)/bench train --defense $$d --dataset fashion-mnist --quiet || exit 1; done
+	for d in $(DEFENSE_NAMES); do $(BIN)/bench train --defense $$d --dataset fashion-mnist --overwrite --quiet || exit 1; done
 
 # The ε curves and attack-strength curves behind the leaderboard's plots (README: duration);
 # incremental: what is recorded already is skipped.

@@ -47,6 +47,9 @@ class RunConfig:
             raise BenchError("--batch-size must be at least 1")
         if self.n is not None and self.n < 1:
             raise BenchError(f"--n must be between 1 and the test set size, got {self.n}")
+        if self.sample_seed is not None and self.n is None:
+            raise BenchError("--sample-seed draws --n points at random: give --n too (without it every test "
+                             "point is evaluated and the seed would change nothing)")
         if sum(x is not None for x in (self.defense, self.checkpoint, self.model)) != 1:
             raise BenchError("give exactly one of --defense NAME, --checkpoint PATH or --model SPEC")
         self.attacks()  # fail on a bad attack list before any data or model is loaded

@@ -10,6 +10,7 @@ import enum
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
+from bench.files import ensure_writable_dir
 from bench.registry import Registry
 from bench.threat import Norm, ThreatModel
 
@@ -79,8 +81,11 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): the MNIST family's format."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise BenchError(f"{path} cannot be read ({exc}): a corrupt or truncated download?") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise BenchError(f"{path} is not an IDX file of unsigned bytes (corrupt download?)")
     ndim = raw[3]
@@ -173,15 +178,20 @@ def fetch(dataset: str, data_dir: Path) -> None:
     """Download a dataset with torchvision into data_dir (the only place that uses the network)."""
     import torchvision
 
-    if dataset == "svhn":
-        for split in ("train", "test"):
-            torchvision.datasets.SVHN(str(data_dir), split=split, download=True)
-        return
-    cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
-           "cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
     DATASETS.get(dataset)
-    for train in (True, False):
-        cls[dataset](str(data_dir), train=train, download=True)
+    ensure_writable_dir(data_dir, "--data-dir")
+    try:
+        if dataset == "svhn":
+            for split in ("train", "test"):
+                torchvision.datasets.SVHN(str(data_dir), split=split, download=True)
+            return
+        cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
+               "cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+        for train in (True, False):
+            cls[dataset](str(data_dir), train=train, download=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError
+        raise BenchError(f"could not download {dataset} into {data_dir} ({first_line(exc)}): this needs network access; "
+                         "on a machine without it, copy the files into --data-dir") from None
 
 
 def select_indices(total: int, n: int | None, sample_seed: int | None) -> np.ndarray:

@@ -39,7 +39,9 @@ def preflight(model: ModelUnderTest, x: torch.Tensor, *, allow_randomized: bool 
     try:
         with torch.no_grad():
             first, second = model(x), model(x)
-    except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+    except ModelGuardError:
+        raise
+    except Exception as exc:  # a user's model can fail in any way on inputs it does not expect
         raise ModelInputError(
             f"the model fails on inputs of shape {tuple(x.shape[1:])} (N×C×H×W pixels of the chosen "
             f"--dataset): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Wrong --dataset? "

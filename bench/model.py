@@ -11,6 +11,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from bench.errors import ModelGuardError
+
 T = TypeVar("T")
 
 
@@ -103,7 +105,10 @@ class ModelUnderTest(nn.Module):
         else:
             with torch.autocast(device_type=z.device.type, dtype=self._precision.dtype):
                 out = self._run(z)
-            out = out.float()
+        if not isinstance(out, torch.Tensor):
+            raise ModelGuardError(f"the model returns a {type(out).__name__}, not a tensor of logits (logits "
+                                  "and features?): wrap it so that forward returns the logits only")
+        out = out.float() if self._precision is not Precision.FP32 else out
         if out.requires_grad:
             out.register_hook(self._count_backward(n))
         return out

@@ -39,7 +39,7 @@ class Registry(Generic[T]):
             raise BenchError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name.lower(), self.names(), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.names())}"
 

@@ -37,3 +37,27 @@ def normalized_smallcnn() -> nn.Module:
 
 
 NOT_A_FACTORY = 3
+
+
+class LogitsAndFeatures(nn.Module):
+    """Returns (logits, features), as many research models do: refused with a clear message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.body(x)
+        return logits, logits.detach()
+
+
+def tuple_output() -> nn.Module:
+    return LogitsAndFeatures()
+
+
+def raising_factory() -> nn.Module:
+    raise ValueError("the factory needs a config file")
+
+
+def not_a_module() -> object:
+    return {"weights": 1}

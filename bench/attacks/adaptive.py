@@ -32,6 +32,7 @@ from bench.attacks.losses import per_example
 from bench.errors import BenchError
 from bench.model import ModelUnderTest
 from bench.threat import ThreatModel
+from bench.untrusted import readable_file
 
 ADAPTIVE = "adaptive"  # the `--attack` token that expands to the defense's adaptive attacks
 AUX_INTERFACE = "forward_all"
@@ -219,10 +220,15 @@ def surrogate_path(surrogate: str, dataset: str | None) -> Path:
     from defenses import checkpoints
 
     path = Path(surrogate)
+    if path.exists() or "/" in surrogate or path.suffix:
+        readable_file(path, f"transfer:{surrogate}: checkpoint")
     if not path.is_file():
         if dataset is None:
             raise BenchError(f"transfer:{surrogate}: no dataset to find the surrogate's checkpoint for")
-        committed = committed_checkpoint(dataset, surrogate)
+        try:
+            committed = committed_checkpoint(dataset, surrogate)
+        except BenchError as exc:
+            raise BenchError(f"transfer:{surrogate}: {exc}") from None
         if committed is None or not committed.is_file():
             raise BenchError(f"transfer:{surrogate}: no committed {dataset} checkpoint of {surrogate!r}; "
                              "name a defense with one (`bench ls defenses`) or a checkpoint path")

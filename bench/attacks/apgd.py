@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput
 from bench.attacks.noise import example_generators, normal, uniform
+from bench.errors import BenchError
 from bench.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
@@ -238,6 +239,17 @@ class APGD(_SeededLikeAutoAttack):
 
 class APGDTargeted(_SeededLikeAutoAttack):
     """Targeted APGD-DLR against the 2nd, 3rd, ... most likely class, each on what is still robust."""
+
+    def bind(self, context: AttackContext) -> None:
+        """More targets than other classes would be recorded but never run: refuse them."""
+        if context.dataset is None:
+            return
+        from bench.data import DATASETS
+
+        classes = DATASETS.get(context.dataset).num_classes
+        if self.config.targets > classes - 1:
+            raise BenchError(f"{self.name}: targets={self.config.targets} but {context.dataset} has only "
+                             f"{classes - 1} classes besides the true one")
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:

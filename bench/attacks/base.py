@@ -152,6 +152,15 @@ def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
     A comma-separated token with '=' and no ':' continues the previous attack's parameters.
     """
     attacks: list[tuple[str, dict[str, str]]] = []
+
+    def put(key: str, value: str) -> None:
+        name, params = attacks[-1]
+        if not key:
+            raise BenchError(f"attack list {text!r}: {name} has a parameter without a name ({key}={value})")
+        if key in params:
+            raise BenchError(f"attack list {text!r}: {name} sets {key or 'its value'} twice")
+        params[key] = value
+
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
@@ -159,17 +168,16 @@ def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
             if not attacks:
                 raise BenchError(f"attack list {text!r} starts with a parameter: write name:key=value")
             key, _, value = token.partition("=")
-            attacks[-1][1][key.strip()] = value.strip()
+            put(key.strip(), value.strip())
             continue
         name, _, first = token.partition(":")
-        params: dict[str, str] = {}
+        attacks.append((name.strip().lower(), {}))  # names are lower case: PGD means pgd
         if first:
             key, eq, value = first.partition("=")
             if eq:
-                params[key.strip()] = value.strip()
+                put(key.strip(), value.strip())
             else:
-                params[POSITIONAL] = first.strip()
-        attacks.append((name.strip(), params))
+                attacks[-1][1][POSITIONAL] = first.strip()
     if not attacks:
         raise BenchError("no attack given: pass e.g. --attack fgsm,pgd,cw,aa")
     return attacks

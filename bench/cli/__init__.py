@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sys
+from typing import NoReturn
 
 from bench.cli import audit, catalog, check, results, run, sweep, train
 from bench.errors import BenchError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) that points to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:  # argparse < 3.12 does not suggest
+            close = difflib.get_close_matches(choice.group(1).lower(), re.findall(r"'([^']*)'", choice.group(2)))
+            message += f". Did you mean: {', '.join(close)}?" if close else ""
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Train robust classifiers and evaluate "
-                                     "them with FGSM, PGD, C&W and the official AutoAttack; derive result "
-                                     "tables, leaderboards and a CI regression gate from the run records.")
+    parser = OneLineParser(prog="bench", description="Train robust classifiers and evaluate "
+                           "them with FGSM, PGD, C&W and the official AutoAttack; derive result "
+                           "tables, leaderboards and a CI regression gate from the run records.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"bench {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run.add(sub)
     train.add(sub)
     results.add_results(sub)
@@ -28,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_ls(sub)
     catalog.add_data(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("robust-bench-suite")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

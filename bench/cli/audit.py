@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.arguments import positive_int, seed_value
 from bench.cli.model_options import add_model_arguments, add_model_qualifiers
 from bench.errors import BenchError
 
@@ -37,17 +38,17 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
                        epilog=AUDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p)
     _common(p)
-    p.add_argument("--n", type=int, default=200, help="test points (default 200, the first n)")
-    p.add_argument("--sample-seed", type=int, help="draw the points at random with this seed")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--n", type=positive_int, default=200, help="test points (default 200, the first n)")
+    p.add_argument("--sample-seed", type=seed_value, help="draw the points at random with this seed")
+    p.add_argument("--seed", type=seed_value, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--standard", default=STANDARD_ATTACKS, help=f"standard attacks (default {STANDARD_ATTACKS})")
     p.add_argument("--adaptive", default="adaptive",
                    help="adaptive attacks (default: `adaptive` = the defense's own + transfer + long Square)")
     p.add_argument("--strength", default=STRENGTH_LADDER,
                    help=f"strength ladder run when none is recorded (default {STRENGTH_LADDER})")
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
-    p.add_argument("--audits-dir", type=Path, default=None, help="default: audits/ next to --results-dir")
+    p.add_argument("--audits-dir", type=Path, default=None, help="default: audits/ beside the derived files of --results-dir (results/runs → results/audits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_audit, attack=None, resume=False, allow_randomized=False)
 
@@ -56,12 +57,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from bench import audit_report
     from bench.audit import AuditConfig, Verdict, run_audit
     from bench.config import RunConfig
-    from bench.derived import rebuild
+    from bench.derived import derived_root, rebuild
+    from bench.files import ensure_writable_dir
 
     args.attack = args.standard
     run = RunConfig.from_cli(args)
     cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, strength=args.strength,
-                      audits_dir=args.audits_dir or run.results_dir.parent / "audits")
+                      audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits")
+    ensure_writable_dir(run.results_dir, "--results-dir")  # both before any attack runs
+    ensure_writable_dir(cfg.audits_dir, "--audits-dir")
     result = run_audit(cfg)
     md, _ = audit_report.write(result, cfg)
     print(audit_report.render(result, cfg))
@@ -78,7 +82,8 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="what the suite knows about a model: architecture, parameters, "
                        "classes, normalization, hash, guards",
                        epilog="MODEL: a registered defense, a `bench train` checkpoint, robustbench:NAME, "
-                       "package.module:factory (with --weights) or a TorchScript / torch.export file")
+                       "package.module:factory (with --weights) or a TorchScript / torch.export file. "
+                       "exit status: 0 the guards pass, 1 a guard failed (the report says which), 2 bad input")
     p.add_argument("target", metavar="MODEL")
     add_model_qualifiers(p)
     _common(p)
@@ -105,11 +110,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from defenses import DEFENSES
 
     target = args.target
+    if target not in DEFENSES and not Path(target).exists() and ":" not in target and "/" not in target:
+        raise BenchError(f"{target!r} is not a model: {DEFENSES.unknown_message(target)}; or give a checkpoint "
+                         "file, robustbench:NAME or package.module:factory")
     args.defense = target if target in DEFENSES else None
     args.checkpoint = Path(target) if args.defense is None and _is_bench_checkpoint(Path(target)) else None
     args.model = target if args.defense is None and args.checkpoint is None else None
     args.attack, args.resume, args.quiet, args.n, args.sample_seed = "adaptive", False, True, None, None
     args.seed, args.batch_size, args.results_dir = 0, 500, Path("results/runs")
+    failed = False
     for key, value in describe(RunConfig.from_cli(args)):
         print(f"{key:20s} {value}")
-    return 0
+        failed |= key == "guards" and value.startswith("FAILED")
+    return 1 if failed else 0

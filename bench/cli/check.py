@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.arguments import positive_int, seed_value
+
 CHECK_EXAMPLES = """examples:
   bench check                                       # every committed checkpoint vs results/baselines/
   bench check --defense ancra --defense pgd-at      # a subset
@@ -28,9 +30,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", action="append", default=[], type=Path,
                    help="a checkpoint file with sidecar; its label is the file stem (repeatable)")
     p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
-    p.add_argument("--n", type=int, default=default.n, help=f"test points (default {default.n})")
+    p.add_argument("--n", type=positive_int, default=default.n, help=f"test points (default {default.n})")
     p.add_argument("--attack", default=default.attacks, help=f"attacks (default {default.attacks})")
-    p.add_argument("--seed", type=int, default=default.seed)
+    p.add_argument("--seed", type=seed_value, default=default.seed)
     p.add_argument("--update-baseline", action="store_true", help="re-bless: write new baselines")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -41,6 +43,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from bench import gate
 
     protocol = gate.GateProtocol(n=args.n, attacks=args.attack, seed=args.seed)
+    _check_arguments(args)
     problems: list[str] = []
     if args.defense or args.checkpoint:
         targets = [gate.Target(d, args.dataset, defense=d) for d in args.defense]
@@ -54,3 +57,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
     result = gate.check(targets, args.baselines, protocol, problems, quiet=args.quiet)
     print(gate.format_report(result, protocol, args.dataset))
     return 1 if result.failed else 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Names, files and folders first: a typo is a usage error (exit 2), never a red gate (exit 1)."""
+    from bench.attacks import build_attacks
+    from bench.attacks.base import AttackContext
+    from bench.data import DATASETS
+    from bench.errors import BenchError
+    from bench.files import ensure_writable_dir
+    from bench.resolve import committed_checkpoint
+    from bench.untrusted import readable_file
+    from defenses import DEFENSES
+
+    spec = DATASETS.get(args.dataset)
+    build_attacks(args.attack, spec.default_threat().norm, AttackContext(args.dataset))
+    for name in args.defense:
+        DEFENSES.get(name)
+        path = committed_checkpoint(args.dataset, name)
+        if path is None or not path.is_file():
+            raise BenchError(f"defense {name!r} has no committed {args.dataset} checkpoint to check")
+    for path in args.checkpoint:
+        readable_file(path, "--checkpoint")
+    if args.baselines.exists() and not args.baselines.is_dir():
+        raise BenchError(f"--baselines {args.baselines} is a file, not a folder")
+    if args.update_baseline:
+        if not args.reason.strip():
+            raise BenchError("--update-baseline needs --reason TEXT: say why the numbers may change")
+        ensure_writable_dir(args.baselines / args.dataset, "--baselines")
+    elif not args.baselines.is_dir():
+        raise BenchError(f"no baselines folder at {args.baselines}: create baselines with "
+                         "`bench check --update-baseline --reason ...`")

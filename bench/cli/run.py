@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench.cli.arguments import positive_int, seed_value
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 from bench.model import Precision
@@ -52,12 +53,12 @@ def add(sub: argparse._SubParsersAction) -> None:
                       help="only the worst case: each attack runs on what the earlier ones left robust "
                            "(same flags as --individual, fewer passes; recorded as purpose worst-case, "
                            "whose per-attack columns are cumulative, so it feeds no per-attack table)")
-    p.add_argument("--n", "--points", dest="n", type=int, help="number of test points (default: all); under "
+    p.add_argument("--n", "--points", dest="n", type=positive_int, help="number of test points (default: all); under "
                    "torchrun write --points (torchrun takes --n for an abbreviation of its own options)")
-    p.add_argument("--sample-seed", type=int, help="draw the --n points at random with this seed "
+    p.add_argument("--sample-seed", type=seed_value, help="draw the --n points at random with this seed "
                    "instead of taking the first n")
-    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default 0)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the attacks' randomness (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--precision", choices=[p.value for p in Precision], default="fp32",
                    help="attack arithmetic: fp32 (default), bf16 or fp16 (CUDA) under autocast; losses in "
@@ -81,6 +82,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from bench.config import RunConfig
+    from bench.derived import derived_root
+    from bench.files import ensure_writable_dir
     from bench.harness import evaluate
     from bench.report import format_summary
     from bench.schema import RunPurpose
@@ -88,11 +91,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = RunConfig.from_cli(args)
     if args.cascade:
-        if args.eps_sweep:
+        if args.eps_sweep is not None:
             raise BenchError("--cascade answers the worst case only; an ε sweep needs per-attack flags")
         cfg = dataclasses.replace(cfg, purpose=RunPurpose.WORST_CASE)
     configs = [cfg]
-    if args.eps_sweep:
+    if int(os.environ.get("RANK", "0")) == 0:  # before any work: the table rebuilt after the run
+        ensure_writable_dir(derived_root(cfg.results_dir), "the folder of the derived files")
+    if args.eps_sweep is not None:
         configs = [dataclasses.replace(cfg, threat=RunConfig.resolve_threat(cfg.dataset, args.norm, str(e)),
                                        purpose=RunPurpose.EPS_SWEEP) for e in parse_eps_list(args.eps_sweep)]
     for one in configs:

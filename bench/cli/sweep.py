@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.arguments import positive_int, seed_value
+
 SWEEP_EXAMPLES = """examples:
   bench sweep                                          # fgsm,pgd,cw,aa over every committed fashion-mnist checkpoint
   bench sweep --attack pgd,aa --n 1000                 # what is already recorded is skipped
@@ -27,10 +29,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     eps.add_argument("--eps-sweep", metavar="EPS,EPS,...", help="every checkpoint at each ε (records marked "
                      "eps-sweep, for the ε-curve plots and checks)")
     p.add_argument("--norm")
-    p.add_argument("--n", type=int)
-    p.add_argument("--sample-seed", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--n", type=positive_int)
+    p.add_argument("--sample-seed", type=seed_value)
+    p.add_argument("--seed", type=seed_value, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
@@ -42,17 +44,19 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep
     from bench.config import RunConfig
+    from bench.data import DATASETS
     from bench.derived import rebuild
     from bench.report import format_summary
     from bench.schema import RunPurpose
     from bench.threat import parse_eps_list
 
+    DATASETS.get(args.dataset)
     common = dict(dataset=args.dataset, attacks_text=args.attack, data_dir=args.data_dir, n=args.n,
                   sample_seed=args.sample_seed, seed=args.seed, batch_size=args.batch_size, device=args.device,
                   results_dir=args.results_dir, resume=None, quiet=args.quiet)
     models = ([{"checkpoint": p} for p in sweep.checkpoints_in(args.checkpoints_dir)] if args.checkpoints_dir
               else [{"defense": d} for d in sweep.registered_checkpoints(args.dataset)])
-    if args.eps_sweep:
+    if args.eps_sweep is not None:
         threats = [(RunConfig.resolve_threat(args.dataset, args.norm, str(e)), RunPurpose.EPS_SWEEP)
                    for e in parse_eps_list(args.eps_sweep)]
     else:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from bench.cli.arguments import finite_float, non_negative_float, positive_int, seed_value
 from bench.errors import BenchError
+from bench.files import ensure_writable_file
 
 TRAIN_EXAMPLES = """examples:
   bench train --list
-  bench train --defense pgd-at --dataset fashion-mnist       # writes checkpoints/fashion-mnist/pgd-at-smallcnn.pt
+  bench train --defense pgd-at --dataset fashion-mnist --overwrite   # replaces checkpoints/fashion-mnist/pgd-at-smallcnn.pt
   bench train --defense pgd-at --epochs 2 --out /tmp/try.pt  # override any recipe field
   bench train --defense pgd-at --resume                      # continue after an interruption
   bench train --defense ancra-mart --param beta=6,zeta=2     # the method's own hyper-parameters
@@ -25,9 +29,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--out", type=Path, help="checkpoint path (default checkpoints/<dataset>/<defense>-<arch>.pt)")
     p.add_argument("--data-dir", type=Path)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out (and its "
+                   "sidecar); without it an existing file is refused before training starts")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--max-train-points", type=int, help="train on fewer points (smoke tests)")
+    p.add_argument("--max-train-points", type=positive_int, help="train on fewer points (smoke tests)")
     recipe = p.add_argument_group("recipe overrides (any field; `bench train --list` shows the recipes)")
     for flag, kind in RECIPE_FLAGS:
         recipe.add_argument(f"--{flag}", type=kind)
@@ -36,10 +42,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-RECIPE_FLAGS: tuple[tuple[str, type], ...] = (
-    ("arch", str), ("epochs", int), ("batch-size", int), ("lr", float), ("momentum", float),
-    ("weight-decay", float), ("eps", float), ("attack-steps", int), ("train-points", int), ("init", str),
-    ("seed", int))
+RECIPE_FLAGS: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("arch", str), ("epochs", positive_int), ("batch-size", positive_int), ("lr", finite_float),
+    ("momentum", non_negative_float), ("weight-decay", non_negative_float), ("eps", finite_float),
+    ("attack-steps", positive_int), ("train-points", positive_int), ("init", str), ("seed", seed_value))
 
 
 def _parse_params(items: list[str]) -> dict[str, str] | None:
@@ -85,6 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides["params"] = _parse_params(args.param)
     job = trainer.resolve_job(args.defense, args.dataset, overrides, args.out, data_dir=args.data_dir,
                               resume=args.resume, quiet=args.quiet, max_train_points=args.max_train_points)
+    ensure_writable_file(job.out, "--out", overwrite=args.overwrite)  # before an epoch is spent
     sidecar = trainer.train(job)
     if not sidecar:  # a torchrun rank other than 0: rank 0 wrote and reports
         return 0

@@ -1,0 +1,476 @@
+"""The bad-input corpus: every user error, through the real CLI entry point, is one line on stderr
+and exit status 2 — never a traceback, never a red gate, never a half-written derived file.
+
+Each case is (id, argv, fragment the message must contain). `{bad}` in an argument is the folder of
+damaged files built once for the module (see `corpus`); `{tmp}` is a fresh folder per case. Every
+case runs from an empty working directory, so a case that wrongly succeeded could not write into
+the repository.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cli import main
+from defenses import checkpoints
+from tests.conftest import COMMITTED, REPO
+
+PGD_AT = COMMITTED / "pgd-at-smallcnn.pt"
+# a committed schema-2 record with per-example margins (the audit's adaptive run on pgd-at)
+RECORD = REPO / "results" / "runs" / "2026-11-21T162357Z-fashion-mnist-pgd-at-8f318a11.json"
+RUN = ["run", "--defense", "standard", "--attack", "fgsm", "--n", "5", "--results-dir", "{tmp}/runs"]
+
+
+def _run(*extra: str) -> list[str]:
+    return [*RUN, *extra]
+
+
+def _user(model: str, *extra: str) -> list[str]:
+    return ["run", "--model", model, "--attack", "fgsm", "--n", "5", "--results-dir", "{tmp}/runs", *extra]
+
+
+def _record(damage) -> dict:
+    record = json.loads(RECORD.read_text())
+    damage(record)
+    return record
+
+
+def _first(record: dict) -> str:
+    return next(iter(record["attacks"]))
+
+
+def _set(path: str, value):
+    def damage(record: dict) -> None:
+        *parents, last = path.split(".")
+        target = record
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return damage
+
+
+BAD_RECORDS = {
+    "eps-string": _set("threat.eps", "0.1"),
+    "eps-negative": _set("threat.eps", -0.1),
+    "flags-null": _set("per_example.worst_case", None),
+    "clean-disagrees": _set("clean.accuracy", 0.99),
+    "attack-accuracy-disagrees": lambda r: r["attacks"][_first(r)].update(robust_accuracy=0.01),
+    "count-disagrees": _set("worst_case.count", 3),
+    "n-string": _set("data.n", "500"),
+    "norm-unknown": _set("threat.norm", "l3"),
+    "purpose-unknown": _set("purpose", "fun"),
+    "index-negative": lambda r: r["per_example"]["index"].__setitem__(0, -4),
+    "index-repeated": lambda r: r["per_example"]["index"].__setitem__(1, r["per_example"]["index"][0]),
+    "flags-not-binary": lambda r: r["per_example"].update(clean_correct="2" + r["per_example"]["clean_correct"][1:]),
+    "robust-not-clean": lambda r: r["per_example"]["robust"].update(
+        {_first(r): "1" * r["data"]["n"]}),
+    "worst-not-and": lambda r: r["per_example"].update(worst_case="0" * len(r["per_example"]["worst_case"])),
+    "passes-missing": lambda r: r["attacks"][_first(r)].pop("passes"),
+    "seconds-nan": lambda r: r["attacks"][_first(r)].update(seconds=float("nan")),
+    "margin-wrong-length": lambda r: r["per_example"]["margin"].update({_first(r): [0.1]}),
+    "version-bool": _set("schema_version", True),
+    "sample-seed-text": _set("data.sample_seed", "3"),
+    "top-level-list": lambda r: None,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, natural_ckpt: Path) -> Path:
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "empty.pt").write_bytes(b"")
+    (bad / "html.pt").write_text("<!DOCTYPE html><html><body>Sign in to continue</body></html>")
+    (bad / "garbage.pt").write_bytes(bytes(range(256)) * 4)
+    (bad / "text.pt").write_text("weights go here\n")
+    (bad / "folder").mkdir()
+    (bad / "a-file").write_text("x")
+    truncated = natural_ckpt.read_bytes()
+    (bad / "truncated.pt").write_bytes(truncated[: len(truncated) // 2])
+    shutil.copy(checkpoints.sidecar_path(natural_ckpt), bad / "truncated.json")
+    for name in ("nosidecar.pt", "badsidecar.pt", "sidecarfield.pt", "sidecartype.pt", "shamismatch.pt",
+                 "mnist.pt", "unknownarch.pt"):
+        shutil.copy(natural_ckpt, bad / name)
+    meta = json.loads(checkpoints.sidecar_path(natural_ckpt).read_text())
+    (bad / "badsidecar.json").write_text("{not json")
+    (bad / "sidecarfield.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "arch"}))
+    (bad / "sidecartype.json").write_text(json.dumps({**meta, "dataset": 7}))
+    (bad / "shamismatch.json").write_text(json.dumps({**meta, "sha256": "0" * 64}))
+    (bad / "mnist.json").write_text(json.dumps({**meta, "dataset": "mnist"}))
+    (bad / "unknownarch.json").write_text(json.dumps({**meta, "arch": "resnet-9000"}))
+    (bad / "notfit.pt").write_bytes(b"")
+    torch.save({"weight": torch.zeros(3, 3)}, bad / "notfit.pt")
+    torch.save([1, 2, 3], bad / "list.pt")
+    with open(natural_ckpt, "rb") as src:
+        zipped = src.read()
+    (bad / "corrupt.ts").write_bytes(zipped[:100] + b"\0" * 200 + zipped[300:])
+    (bad / "weights-as-model.pt").write_bytes(zipped)
+    data = bad / "data"
+    data.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+                 "train-labels-idx1-ubyte.gz"):
+        (data / name).write_bytes(b"not gzip at all")
+    short = bad / "short"
+    short.mkdir()
+    with gzip.open(short / "t10k-images-idx3-ubyte.gz", "wb") as handle:
+        handle.write(bytes([0, 0, 8, 3]) + (10000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\0" * 99)
+    shutil.copy(Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"), short)
+    for name, damage in BAD_RECORDS.items():
+        runs = bad / "records" / name / "runs"
+        runs.mkdir(parents=True)
+        content = [1, 2] if name == "top-level-list" else _record(damage)
+        (runs / RECORD.name).write_text(json.dumps(content, allow_nan=True))
+    (bad / "corrupt-runs" / "runs").mkdir(parents=True)
+    (bad / "corrupt-runs" / "runs" / "r.json").write_text('{"schema_version": 2, "model": ')
+    (bad / "nockpts").mkdir()
+    (bad / "baselines").mkdir()
+    (bad / "baselines" / "fashion-mnist").mkdir()
+    (bad / "baselines" / "fashion-mnist" / "standard.json").write_text("{broken")
+    (bad / "state.json").write_text("{half a state")
+    return bad
+
+
+CASES: list[tuple[str, list[str], str]] = [
+    # the top level
+    ("no-command", [], "required: command"),
+    ("unknown-command", ["runn"], "Did you mean: run"),
+    ("unknown-flag", ["run", "--defense", "standard", "--bogus"], "unrecognized arguments"),
+    ("misspelt-flag", ["run", "--defence", "pgd-at"], "is required"),
+    # bench run: choosing the model
+    ("run-no-model", ["run", "--attack", "fgsm"], "one of the arguments --defense --checkpoint --model is required"),
+    ("run-two-models", ["run", "--defense", "pgd-at", "--model", "x.pt"], "not allowed with argument"),
+    ("run-unknown-defense", ["run", "--defense", "pgdat"], "Did you mean: pgd-at"),
+    ("run-defense-case", ["run", "--defense", "PGD-AT"], "Did you mean: pgd-at"),
+    ("run-defense-no-recipe", ["run", "--defense", "pgd-at", "--dataset", "cifar10"], "no checkpoint of pgd-at for cifar10"),
+    ("run-ckpt-missing", ["run", "--checkpoint", "{bad}/nope.pt"], "does not exist"),
+    ("run-ckpt-folder", _run()[:1] + ["--checkpoint", "{bad}/folder"], "is a directory"),
+    ("run-ckpt-empty", ["run", "--checkpoint", "{bad}/empty.pt"], "has no sidecar"),
+    ("run-ckpt-truncated", ["run", "--checkpoint", "{bad}/truncated.pt"], "sha256"),
+    ("run-ckpt-no-sidecar", ["run", "--checkpoint", "{bad}/nosidecar.pt"], "has no sidecar"),
+    ("run-ckpt-sidecar-json", ["run", "--checkpoint", "{bad}/badsidecar.pt"], "not valid JSON"),
+    ("run-ckpt-sidecar-field", ["run", "--checkpoint", "{bad}/sidecarfield.pt"], "lacks the field 'arch'"),
+    ("run-ckpt-sidecar-type", ["run", "--checkpoint", "{bad}/sidecartype.pt"], "dataset must be a string"),
+    ("run-ckpt-sha-mismatch", ["run", "--checkpoint", "{bad}/shamismatch.pt"], "the sidecar expects"),
+    ("run-ckpt-other-dataset", ["run", "--checkpoint", "{bad}/mnist.pt", "--dataset", "fashion-mnist"],
+     "was trained on mnist"),
+    ("run-ckpt-unknown-arch", ["run", "--checkpoint", "{bad}/unknownarch.pt", "--results-dir", "{tmp}/r"],
+     "unknown architecture 'resnet-9000'"),
+    ("run-ckpt-pinned", ["run", "--checkpoint", str(PGD_AT), "--sha256", "ab" * 32, "--results-dir", "{tmp}/r"],
+     "--sha256 expects"),
+    ("run-model-missing", _user("{bad}/nope.pt"), "does not exist"),
+    ("run-model-folder", _user("{bad}/folder"), "is a directory"),
+    ("run-model-not-a-spec", _user("justaword"), "neither a file nor robustbench:NAME"),
+    ("run-model-empty", _user("{bad}/empty.pt"), "is an empty file"),
+    ("run-model-html", _user("{bad}/html.pt"), "is an HTML page"),
+    ("run-model-html-trusted", _user("{bad}/html.pt", "--trust-checkpoint"), "is an HTML page"),
+    ("run-model-garbage", _user("{bad}/garbage.pt"), "not a PyTorch file"),
+    ("run-model-garbage-trusted", _user("{bad}/garbage.pt", "--trust-checkpoint"), "cannot be read"),
+    ("run-model-text", _user("{bad}/text.pt"), "a text file"),
+    ("run-model-corrupt-zip", _user("{bad}/corrupt.ts"), "cannot be read"),
+    ("run-model-weights-only", _user("{bad}/weights-as-model.pt"), "holds weights"),
+    ("run-model-list", _user("{bad}/list.pt"), "holds weights (list)"),
+    ("run-model-sha", _user("examples.toy_models:plain_smallcnn", "--weights", str(PGD_AT), "--sha256", "0" * 64),
+     "--sha256 expects"),
+    ("run-factory-no-module", _user("nosuchpkg.nets:make"), "no module 'nosuchpkg'"),
+    ("run-factory-no-attr", _user("examples.toy_models:plain_smalcnn"), "Did you mean: plain_smallcnn"),
+    ("run-factory-not-callable", _user("tests.user_models:NOT_A_FACTORY"), "is not callable"),
+    ("run-factory-raises", _user("tests.user_models:raising_factory"), "raised ValueError: the factory needs"),
+    ("run-factory-not-module", _user("tests.user_models:not_a_module"), "not a torch.nn.Module"),
+    ("run-model-tuple", _user("tests.user_models:tuple_output"), "returns a tuple, not a tensor of logits"),
+    ("run-model-wrong-shape", _user("tests.user_models:cifar_shaped_mlp"), "fails on inputs of shape (1, 28, 28)"),
+    ("run-model-softmax", _user("examples.toy_models:softmax_smallcnn", "--weights", str(PGD_AT)),
+     "returns probabilities"),
+    ("run-model-randomized", _user("examples.toy_models:noisy_smallcnn", "--weights", str(PGD_AT)), "randomized"),
+    ("run-weights-missing", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/nope.pt"),
+     "does not exist"),
+    ("run-weights-folder", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/folder"),
+     "is a directory"),
+    ("run-weights-empty", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/empty.pt"),
+     "is an empty file"),
+    ("run-weights-html", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/html.pt"), "HTML page"),
+    ("run-weights-garbage", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/garbage.pt"),
+     "not a PyTorch file"),
+    ("run-weights-truncated", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/truncated.pt"),
+     "corrupt or truncated"),
+    ("run-weights-not-fit", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/notfit.pt"),
+     "does not fit"),
+    ("run-weights-list", _user("examples.toy_models:plain_smallcnn", "--weights", "{bad}/list.pt"),
+     "holds a list, not a state_dict"),
+    ("run-weights-with-file", _user("{bad}/weights-as-model.pt", "--weights", str(PGD_AT)),
+     "--weights goes with --model package.module:factory"),
+    ("run-weights-without-model", _run("--weights", str(PGD_AT)), "only apply to --model"),
+    ("run-trust-without-model", _run("--trust-checkpoint"), "only apply to --model"),
+    ("run-model-dir-without-model", _run("--model-dir", "{tmp}"), "only apply to --model"),
+    ("run-mean-garbage", _user("examples.toy_models:plain_smallcnn", "--mean", "a,b", "--std", "1"),
+     "--mean takes comma-separated numbers"),
+    ("run-mean-without-std", _user("examples.toy_models:plain_smallcnn", "--mean", "0.5"), "both --mean and --std"),
+    ("run-mean-std-lengths", _user("examples.toy_models:plain_smallcnn", "--mean", "0.5,0.5", "--std", "1"),
+     "--mean has 2 values but --std has 1"),
+    ("run-std-zero", _user("examples.toy_models:plain_smallcnn", "--mean", "0.5", "--std", "0"),
+     "must be positive"),
+    ("run-std-nan", _user("examples.toy_models:plain_smallcnn", "--mean", "0.5", "--std", "nan"),
+     "finite"),
+    ("run-input-range", _user("examples.toy_models:plain_smallcnn", "--input-range", "0-2"), "invalid choice"),
+    ("run-robustbench-unknown", ["run", "--model", "robustbench:Wong2020Fst", "--dataset", "cifar10",
+                                 "--model-dir", "{tmp}"], "Did you mean: Wong2020Fast"),
+    ("run-robustbench-missing", ["run", "--model", "robustbench:Wong2020Fast", "--dataset", "cifar10",
+                                 "--model-dir", "{tmp}"], "does not download"),
+    ("run-robustbench-mnist", ["run", "--model", "robustbench:Wong2020Fast", "--dataset", "mnist",
+                               "--model-dir", "{tmp}"], "RobustBench has no mnist"),
+    ("run-robustbench-mean", ["run", "--model", "robustbench:Wong2020Fast", "--dataset", "cifar10",
+                              "--mean", "0.5", "--std", "0.2"], "drop --mean"),
+    # bench run: data
+    ("run-unknown-dataset", _run("--dataset", "imagenet-21k"), "unknown dataset 'imagenet-21k'"),
+    ("run-data-dir-empty", _run("--data-dir", "{tmp}"), "files not found"),
+    ("run-data-dir-garbage-gz", _run("--data-dir", "{bad}/data"), "cannot be read"),
+    ("run-data-dir-truncated", _run("--data-dir", "{bad}/short"), "is truncated"),
+    ("run-cifar-missing", ["run", "--model", "tests.user_models:cifar_shaped_mlp", "--dataset", "cifar10",
+                           "--data-dir", "{tmp}", "--results-dir", "{tmp}/r"], "cifar10 not found"),
+    # bench run: attacks
+    ("run-attack-unknown", _run("--attack", "pgdd"), "Did you mean: pgd"),
+    ("run-attack-empty", ["run", "--defense", "standard", "--attack", ""], "no attack given"),
+    ("run-attack-only-commas", ["run", "--defense", "standard", "--attack", ",,"], "no attack given"),
+    ("run-attack-param-first", ["run", "--defense", "standard", "--attack", "steps=3"], "starts with a parameter"),
+    ("run-attack-bad-param", _run("--attack", "pgd:stepz=3"), "Did you mean: steps"),
+    ("run-attack-bad-value", _run("--attack", "pgd:steps=many"), "is not a valid int"),
+    ("run-attack-empty-value", _run("--attack", "pgd:steps="), "is not a valid int"),
+    ("run-attack-zero-steps", _run("--attack", "pgd:steps=0"), "pgd:"),
+    ("run-attack-bad-bool", _run("--attack", "pgd:random_start=maybe"), "is not a valid bool"),
+    ("run-attack-bad-enum", _run("--attack", "pgd:loss=hinge"), "one of"),
+    ("run-attack-repeated-key", _run("--attack", "pgd:steps=5,steps=6"), "sets steps twice"),
+    ("run-attack-nameless-param", _run("--attack", "pgd:=5"), "parameter without a name"),
+    ("run-attack-twice", _run("--attack", "pgd,pgd"), "names the same attack twice"),
+    ("run-attack-positional", _run("--attack", "pgd:50"), "write key=value"),
+    ("run-attack-aa-params", _run("--attack", "aa:steps=10"), "aa has no parameter"),
+    ("run-attack-targets", _run("--attack", "apgd-targeted:targets=50"), "has only 9 classes"),
+    ("run-attack-transfer-missing", _run("--attack", "transfer:{bad}/nope.pt"), "nope.pt: checkpoint"),
+    ("run-attack-transfer-unknown", _run("--attack", "transfer:pgdat"), "transfer:pgdat: unknown defense"),
+    ("run-attack-transfer-garbage", _run("--attack", "transfer:{bad}/garbage.pt"), "has no sidecar"),
+    ("run-attack-adaptive-params", _run("--attack", "adaptive:steps=3"), "adaptive"),
+    ("run-attack-norm", _run("--attack", "cw-l2"), "does not support the linf threat model"),
+    # bench run: threat model
+    ("run-norm-unknown", _run("--norm", "l3"), "l3"),
+    ("run-eps-text", _run("--eps", "big"), "big"),
+    ("run-eps-zero", _run("--eps", "0"), "ε"),
+    ("run-eps-negative", _run("--eps", "-0.1"), "ε"),
+    ("run-eps-too-big", _run("--eps", "2"), "ε"),
+    ("run-eps-nan", _run("--eps", "nan"), "ε"),
+    ("run-eps-div-zero", _run("--eps", "8/0"), "8/0"),
+    ("run-eps-and-sweep", _run("--eps", "0.1", "--eps-sweep", "0.1,0.2"), "not allowed with argument"),
+    ("run-eps-sweep-empty", _run("--eps-sweep", ""), "at least two distinct"),
+    ("run-eps-sweep-one", _run("--eps-sweep", "0.1"), "at least two distinct"),
+    ("run-eps-sweep-bad", _run("--eps-sweep", "0.1,x"), "x"),
+    ("run-cascade-sweep", _run("--cascade", "--eps-sweep", "0.1,0.2"), "--cascade answers the worst case only"),
+    ("run-cascade-individual", _run("--cascade", "--individual"), "not allowed with argument"),
+    # bench run: sizes, seeds, devices
+    ("run-n-text", _run("--n", "ten"), "'ten' is not a whole number"),
+    ("run-n-zero", ["run", "--defense", "standard", "--n", "0"], "must be at least 1"),
+    ("run-n-negative", ["run", "--defense", "standard", "--n", "-3"], "must be at least 1"),
+    ("run-n-too-big", ["run", "--defense", "standard", "--attack", "fgsm", "--n", "10001", "--results-dir",
+                       "{tmp}/r"], "between 1 and 10000"),
+    ("run-points-zero", ["run", "--defense", "standard", "--points", "0"], "must be at least 1"),
+    ("run-sample-seed-negative", _run("--sample-seed", "-1"), "outside the seed range"),
+    ("run-sample-seed-text", _run("--sample-seed", "x"), "not a whole number"),
+    ("run-sample-seed-without-n", ["run", "--defense", "standard", "--sample-seed", "3"], "give --n too"),
+    ("run-seed-negative", _run("--seed", "-1"), "outside the seed range"),
+    ("run-seed-huge", _run("--seed", str(2**70)), "outside the seed range"),
+    ("run-seed-text", _run("--seed", "0x10"), "not a whole number"),
+    ("run-batch-zero", _run("--batch-size", "0"), "must be at least 1"),
+    ("run-device-unknown", _run("--device", "tpu"), "invalid --device 'tpu'"),
+    ("run-device-cuda", _run("--device", "cuda:3"), "CUDA is not available"),
+    ("run-precision-unknown", _run("--precision", "fp8"), "invalid choice"),
+    ("run-fp16-cpu", _run("--precision", "fp16", "--device", "cpu"), "fp16 needs CUDA"),
+    # bench run: outputs and resume
+    ("run-results-dir-file", [*RUN[:-1], "{bad}/a-file"], "is a file, not a folder"),
+    ("run-results-dir-under-file", [*RUN[:-1], "{bad}/a-file/runs"], "{bad}/a-file is a file"),
+    ("run-results-dir-under-file2", [*RUN[:-1], "{bad}/a-file/x/records"], "not writable"),
+    ("run-results-dir-proc", [*RUN[:-1], "/proc/bench-results/runs"], "not writable"),
+    ("run-resume-nothing", _run("--resume"), "no interrupted run"),
+    ("run-resume-corrupt", _run("--resume", "--seed", "7"), "is corrupt"),
+    # bench train
+    ("train-no-defense", ["train"], "needs --defense"),
+    ("train-unknown-defense", ["train", "--defense", "tradez"], "Did you mean: trades"),
+    ("train-unknown-dataset", ["train", "--defense", "trades", "--dataset", "fmnist"], "unknown dataset"),
+    ("train-no-recipe", ["train", "--defense", "trades", "--dataset", "svhn"], "no recipe for svhn"),
+    ("train-unknown-arch", ["train", "--defense", "trades", "--arch", "vgg99", "--out", "{tmp}/t.pt"],
+     "unknown architecture 'vgg99'"),
+    ("train-epochs-zero", ["train", "--defense", "trades", "--epochs", "0"], "must be at least 1"),
+    ("train-epochs-text", ["train", "--defense", "trades", "--epochs", "two"], "not a whole number"),
+    ("train-batch-zero", ["train", "--defense", "trades", "--batch-size", "0"], "must be at least 1"),
+    ("train-lr-zero", ["train", "--defense", "trades", "--lr", "0", "--out", "{tmp}/t.pt"], "lr be positive"),
+    ("train-lr-nan", ["train", "--defense", "trades", "--lr", "nan"], "not a finite number"),
+    ("train-lr-text", ["train", "--defense", "trades", "--lr", "fast"], "not a number"),
+    ("train-momentum-negative", ["train", "--defense", "trades", "--momentum", "-0.9"], "must not be negative"),
+    ("train-wd-negative", ["train", "--defense", "trades", "--weight-decay", "-1"], "must not be negative"),
+    ("train-eps-big", ["train", "--defense", "trades", "--eps", "3", "--out", "{tmp}/t.pt"], "eps must lie in [0, 1]"),
+    ("train-eps-inf", ["train", "--defense", "trades", "--eps", "inf"], "not a finite number"),
+    ("train-steps-zero", ["train", "--defense", "trades", "--attack-steps", "0"], "must be at least 1"),
+    ("train-points-zero", ["train", "--defense", "trades", "--train-points", "0"], "must be at least 1"),
+    ("train-max-points-zero", ["train", "--defense", "trades", "--max-train-points", "0"], "must be at least 1"),
+    ("train-seed-negative", ["train", "--defense", "trades", "--seed", "-5"], "outside the seed range"),
+    ("train-param-form", ["train", "--defense", "trades", "--param", "beta"], "write KEY=VALUE"),
+    ("train-param-unknown", ["train", "--defense", "trades", "--param", "gamma=2", "--out", "{tmp}/t.pt"], "gamma"),
+    ("train-param-value", ["train", "--defense", "trades", "--param", "beta=lots", "--out", "{tmp}/t.pt"], "beta"),
+    ("train-init-missing", ["train", "--defense", "afd", "--init", "{bad}/nope.pt", "--out", "{tmp}/t.pt",
+                            "--max-train-points", "64"], "does not exist"),
+    ("train-init-garbage", ["train", "--defense", "afd", "--init", "{bad}/truncated.pt", "--out", "{tmp}/t.pt",
+                            "--max-train-points", "64"], "sha256"),
+    ("train-out-exists", ["train", "--defense", "trades", "--out", str(PGD_AT)], "pass --overwrite"),
+    ("train-default-out-exists", ["train", "--defense", "trades"], "pass --overwrite"),
+    ("train-out-folder", ["train", "--defense", "trades", "--out", "{bad}/folder"], "is a folder, not a file name"),
+    ("train-out-unwritable", ["train", "--defense", "trades", "--out", "/proc/bench/t.pt"], "not writable"),
+    ("train-out-under-file", ["train", "--defense", "trades", "--out", "{bad}/a-file/t.pt"],
+     "is a file, not a folder"),
+    ("train-data-dir-garbage", ["train", "--defense", "trades", "--out", "{tmp}/t.pt", "--data-dir", "{bad}/data"],
+     "cannot be read"),
+    ("train-resume-corrupt", ["train", "--defense", "trades", "--out", "{tmp}/state/t.pt", "--resume",
+                              "--max-train-points", "64"], "training state"),
+    # bench results and bench leaderboard
+    ("results-missing-dir", ["results", "--results-dir", "{tmp}/nowhere"], "no results folder"),
+    ("results-dir-file", ["results", "--results-dir", "{bad}/a-file"], "no results folder"),
+    ("results-format", ["results", "--format", "xml"], "invalid choice"),
+    ("results-purpose", ["results", "--purpose", "fun"], "invalid choice"),
+    ("results-unknown-defense", ["results", "--results-dir", str(REPO / "results" / "runs"), "--defense", "ancr"],
+     "no results with defense 'ancr'"),
+    ("results-corrupt-record", ["results", "--results-dir", "{bad}/corrupt-runs/runs"], "corrupt record"),
+    ("leaderboard-missing-dir", ["leaderboard", "--results-dir", "{tmp}/nowhere"], "no results folder"),
+    ("leaderboard-corrupt-record", ["leaderboard", "--results-dir", "{bad}/corrupt-runs/runs"], "corrupt record"),
+    *[(f"results-record-{name}", ["results", "--results-dir", f"{{bad}}/records/{name}/runs"], "record")
+      for name in BAD_RECORDS],
+    *[(f"leaderboard-record-{name}", ["leaderboard", "--results-dir", f"{{bad}}/records/{name}/runs"], "run record")
+      for name in ("eps-string", "flags-null", "clean-disagrees", "robust-not-clean")],
+    # bench sweep
+    ("sweep-unknown-dataset", ["sweep", "--dataset", "fmnist"], "unknown dataset"),
+    ("sweep-unknown-attack", ["sweep", "--attack", "fgsmm"], "Did you mean: fgsm"),
+    ("sweep-ckpts-missing", ["sweep", "--checkpoints-dir", "{tmp}/none", "--results-dir", "{tmp}/runs"],
+     "{tmp}/none"),
+    ("sweep-ckpts-empty", ["sweep", "--checkpoints-dir", "{bad}/nockpts", "--results-dir", "{tmp}/runs"],
+     "no checkpoint"),
+    ("sweep-eps-bad", ["sweep", "--eps", "x"], "x"),
+    ("sweep-eps-sweep-empty", ["sweep", "--eps-sweep", ""], "at least two distinct"),
+    ("sweep-n-zero", ["sweep", "--n", "0"], "must be at least 1"),
+    ("sweep-seed-negative", ["sweep", "--seed", "-1"], "outside the seed range"),
+    ("sweep-sample-seed-alone", ["sweep", "--sample-seed", "1", "--results-dir", "{tmp}/runs"], "give --n too"),
+    ("sweep-norm", ["sweep", "--norm", "l1"], "l1"),
+    ("sweep-results-dir-file", ["sweep", "--attack", "fgsm", "--n", "5", "--results-dir", "{bad}/a-file"],
+     "is a file, not a folder"),
+    # bench check
+    ("check-typo", ["check", "--defense", "pgdat"], "Did you mean: pgd-at"),
+    ("check-ckpt-missing", ["check", "--checkpoint", "{bad}/nope.pt"], "does not exist"),
+    ("check-ckpt-folder", ["check", "--checkpoint", "{bad}/folder"], "is a directory"),
+    ("check-baselines-file", ["check", "--defense", "standard", "--baselines", "{bad}/a-file"], "is a file"),
+    ("check-baselines-missing", ["check", "--defense", "standard", "--baselines", "{tmp}/none"],
+     "no baselines folder"),
+    ("check-no-reason", ["check", "--defense", "standard", "--update-baseline", "--baselines", "{tmp}/b"],
+     "needs --reason"),
+    ("check-n-zero", ["check", "--n", "0"], "must be at least 1"),
+    ("check-attack", ["check", "--attack", "pgdd"], "Did you mean: pgd"),
+    ("check-dataset", ["check", "--dataset", "fmnist"], "unknown dataset"),
+    ("check-seed", ["check", "--seed", "-2"], "outside the seed range"),
+    ("check-corrupt-baseline", ["check", "--defense", "standard", "--baselines", "{bad}/baselines",
+                                "--n", "5", "--attack", "fgsm"], "corrupt baseline"),
+    # bench audit
+    ("audit-unknown-defense", ["audit", "--defense", "ancar"], "Did you mean: ancra"),
+    ("audit-model-missing", ["audit", "--model", "{bad}/nope.pt"], "does not exist"),
+    ("audit-n-zero", ["audit", "--defense", "standard", "--n", "0"], "must be at least 1"),
+    ("audit-standard-attack", ["audit", "--defense", "standard", "--standard", "pgdd"], "Did you mean: pgd"),
+    ("audit-adaptive-attack", ["audit", "--defense", "standard", "--adaptive", "ra-auxx", "--results-dir",
+                               "{tmp}/runs"], "ra-aux"),
+    ("audit-strength", ["audit", "--defense", "standard", "--strength", "pgd:steps=x", "--results-dir",
+                        "{tmp}/runs"], "is not a valid int"),
+    ("audit-eps", ["audit", "--defense", "standard", "--eps", "-1"], "ε"),
+    ("audit-seed", ["audit", "--defense", "standard", "--seed", "-1"], "outside the seed range"),
+    ("audit-results-dir-file", ["audit", "--defense", "standard", "--results-dir", "{bad}/a-file"],
+     "is a file, not a folder"),
+    ("audit-audits-dir-file", ["audit", "--defense", "standard", "--results-dir", "{tmp}/runs", "--audits-dir",
+                               "{bad}/a-file", "--n", "5"], "is a file, not a folder"),
+    ("audit-tuple-model", ["audit", "--model", "tests.user_models:tuple_output", "--results-dir", "{tmp}/runs",
+                           "--n", "5"], "returns a tuple"),
+    # bench inspect
+    ("inspect-unknown-name", ["inspect", "ancr"], "Did you mean: ancra"),
+    ("inspect-missing-file", ["inspect", "{bad}/nope.pt"], "does not exist"),
+    ("inspect-folder", ["inspect", "{bad}/folder"], "is a directory"),
+    ("inspect-empty", ["inspect", "{bad}/empty.pt"], "is an empty file"),
+    ("inspect-html", ["inspect", "{bad}/html.pt"], "HTML page"),
+    ("inspect-dataset", ["inspect", "standard", "--dataset", "fmnist"], "unknown dataset"),
+    ("inspect-norm", ["inspect", "standard", "--norm", "l5"], "l5"),
+    ("inspect-eps", ["inspect", "standard", "--eps", "zero"], "zero"),
+    ("inspect-mean", ["inspect", "examples.toy_models:plain_smallcnn", "--mean", "x", "--std", "1"],
+     "comma-separated numbers"),
+    ("inspect-robustbench-unknown", ["inspect", "robustbench:Nope2020", "--dataset", "cifar10"],
+     "no RobustBench model"),
+    # bench ls and bench data
+    ("ls-unknown", ["ls", "attack"], "Did you mean: attacks"),
+    ("ls-missing", ["ls"], "required"),
+    ("data-unknown-action", ["data", "get", "cifar10"], "invalid choice"),
+    ("data-unknown-dataset", ["data", "fetch", "imagenet"], "unknown dataset 'imagenet'"),
+    ("data-dir-file", ["data", "fetch", "cifar10", "--data-dir", "{bad}/a-file"], "is a file, not a folder"),
+    ("data-no-network", ["data", "fetch", "mnist", "--data-dir", "{tmp}/d"], "needs network access"),
+]
+
+
+def _fill(argv: list[str], bad: Path, tmp: Path) -> list[str]:
+    return [a.replace("{bad}", str(bad)).replace("{tmp}", str(tmp)) for a in argv]
+
+
+def _unreachable(self, address):
+    raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+
+@pytest.mark.parametrize("argv, fragment", [pytest.param(a, f, id=i) for i, a, f in CASES])
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, corpus, tmp_path, monkeypatch, capsys, request):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(socket.socket, "connect", _unreachable)  # `bench data fetch` on a machine without network
+    case = request.node.callspec.id
+    if case == "run-resume-corrupt":  # interrupt a run, then damage the state it left for --resume
+        def interrupt(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr("bench.harness._attack_and_record", interrupt)
+            assert main(_fill(_run("--seed", "7"), corpus, tmp_path)) == 130
+        capsys.readouterr()
+        state_file, = (tmp_path / "runs" / ".state").glob("fashion-mnist-standard-*.json")
+        state_file.write_text("{half a state")
+    if case == "train-resume-corrupt":
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "t.train-state.pt").write_bytes(b"PK\x03\x04 not a real zip")
+    try:
+        code = main(_fill(argv, corpus, tmp_path))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err + out
+    assert code == 2, f"exit {code}: {err}{out[-500:]}"
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert _fill([fragment], corpus, tmp_path)[0].lower() in lines[0].lower(), lines[0]
+
+
+def test_a_bad_record_leaves_every_derived_file_untouched(corpus, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(corpus / "records" / "eps-string" / "runs", runs)
+    good = json.loads(RECORD.read_text())
+    (runs / "2026-11-20T000000Z-good.json").write_text(json.dumps(good))
+    (tmp_path / "results.csv").write_text("before\n")
+    assert main(["leaderboard", "--results-dir", str(runs)]) == 2
+    assert (tmp_path / "results.csv").read_text() == "before\n"
+    assert not (tmp_path / "LEADERBOARD.md").exists()
+
+
+def test_the_corpus_is_large_and_covers_every_subcommand():
+    ids = [case_id for case_id, _, _ in CASES]
+    assert len(ids) == len(set(ids)) and len(ids) >= 150
+    for command in ("run", "train", "results", "leaderboard", "sweep", "check", "audit", "inspect", "ls", "data"):
+        assert any(argv[:1] == [command] for _, argv, _ in CASES), command
+
+
+def test_inspect_reports_a_failed_guard_and_exits_1(capsys):
+    assert main(["inspect", "tests.user_models:tuple_output"]) == 1
+    assert "FAILED: the model returns a tuple, not a tensor of logits" in capsys.readouterr().out
