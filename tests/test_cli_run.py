@@ -81,7 +81,7 @@ def test_resume_with_different_settings_is_refused_with_the_difference(natural_c
     assert _run(args, capsys)[0] == 130
     monkeypatch.undo()
     code, _, err = _run([*args[:-2], "--results-dir", str(tmp_path), "--n", "30", "--resume"], capsys)
-    assert code == 2 and "differs in index_sha256" in err
+    assert code == 2 and "differs in the evaluated points (--n, --sample-seed)" in err
 
 
 @pytest.mark.parametrize("args, message", [

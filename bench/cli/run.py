@@ -25,7 +25,8 @@ RUN_EXAMPLES = """examples:
   bench run --defense ancra --attack adaptive                # the defense's own adaptive attacks + transfer + long Square
   bench run --model robustbench:Wong2020Fast --dataset cifar10 --data-dir DATA --model-dir models --attack aa
   bench run --model mypkg.nets:make_net --weights net.pt --mean 0.286 --std 0.353 --attack pgd
-  bench run --model exported.pt2 --attack fgsm,pgd          # TorchScript / torch.export files by path
+  bench run --model exported.pt2 --attack fgsm,pgd          # torch.export file (inspected before loading)
+  bench run --model scripted.pt --trust-checkpoint --attack pgd   # TorchScript runs code: trusted files only
   torchrun --nproc-per-node 4 -m bench run --defense pgd-at --attack aa --points 1000   # 4 ranks
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 -m bench run --defense pgd-at --attack aa
 """
@@ -69,7 +70,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "(verification stays eager fp32)")
     p.add_argument("--save-adv", action="store_true", help="also save the worst case's adversarial examples "
                    "(a .pt next to the record); otherwise they are not kept")
-    p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
+    p.add_argument("--results-dir", type=Path, default=Path("results/runs"),
+                   help="where the run record goes (default results/runs); results.csv is rebuilt beside a "
+                        "folder named runs (results/), inside any other")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings")
     p.add_argument("--allow-randomized", action="store_true",
                    help="evaluate a randomized model anyway (recorded as a warning)")
