@@ -50,15 +50,18 @@ def read_json_object(path: Path, kind: str, error: type[Exception]) -> dict[str,
 
 
 def ensure_writable_dir(path: Path, what: str) -> None:
-    """Create `path` if needed and prove a file can be written there, before any expensive work."""
-    if path.exists() and not path.is_dir():
-        raise BenchError(f"{what} {path} is a file, not a folder")
+    """Prove that `path` is, or can become, a folder that takes files — before any expensive work,
+    and without creating anything: the nearest existing folder on the way must take a file."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BenchError(f"{what} {path}: {existing} is a file, not a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise BenchError(f"{what} {path} is not writable ({exc.strerror})") from None
+        raise BenchError(f"{what} {path} is not writable ({exc.strerror} in {existing})") from None
 
 
 def ensure_writable_file(path: Path, what: str, *, overwrite: bool = True) -> None:

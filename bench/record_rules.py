@@ -133,11 +133,11 @@ UNIT = number(lo=0.0, hi=1.0)
 INTERVAL = list_of(UNIT, length=2)
 ACCURACY_FIELDS = {"count": integer(lo=0), "ci95": INTERVAL}
 ATTACK = Obj(
-    {"robust_accuracy": UNIT, "attack": string(nonempty=True), "protocol": string(nonempty=True),
-     "config": json_object, "seconds": number(lo=0.0),
+    {"robust_accuracy": UNIT, "count": integer(lo=0), "attack": string(nonempty=True),
+     "protocol": string(nonempty=True), "config": json_object, "seconds": number(lo=0.0),
      "passes": Obj({"forward_per_example": number(lo=0.0), "backward_per_example": number(lo=0.0)},
                    {"forward": integer(lo=0), "backward": integer(lo=0)})},
-    {**ACCURACY_FIELDS, "adaptive": boolean, "stages": list_of(string()), "stage_cost": json_object,
+    {"ci95": INTERVAL, "adaptive": boolean, "stages": list_of(nullable(string())), "stage_cost": json_object,
      "warnings": list_of(string())})
 RECORD = Obj({
     "schema_version": integer(lo=1),

@@ -68,7 +68,7 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed.HTML
     if head.startswith(b"PK\x03\x04"):
         return Sniffed.ZIP
-    if head[:1] == b"\x80" or head[:1] in (b"(", b"}", b"]", b"c"):
+    if head[:1] == b"\x80":  # the PROTO opcode every binary pickle (torch.save, pickle.dump) starts with
         return Sniffed.PICKLE
     try:
         head.decode("utf-8")

@@ -289,7 +289,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # bench run: outputs and resume
     ("run-results-dir-file", [*RUN[:-1], "{bad}/a-file"], "is a file, not a folder"),
     ("run-results-dir-under-file", [*RUN[:-1], "{bad}/a-file/runs"], "{bad}/a-file is a file"),
-    ("run-results-dir-under-file2", [*RUN[:-1], "{bad}/a-file/x/records"], "not writable"),
+    ("run-results-dir-under-file2", [*RUN[:-1], "{bad}/a-file/x/records"], "a-file is a file, not a folder"),
     ("run-results-dir-proc", [*RUN[:-1], "/proc/bench-results/runs"], "not writable"),
     ("run-resume-nothing", _run("--resume"), "no interrupted run"),
     ("run-resume-corrupt", _run("--resume", "--seed", "7"), "is corrupt"),

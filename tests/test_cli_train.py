@@ -24,8 +24,6 @@ def test_list_shows_every_defense_with_variant_params_and_recipes(capsys):
     (["--defense", "pgd-at", "--param", "beta=1"], "no hyper-parameters"),
     (["--defense", "ancra", "--arch", "resnet-18"], "Did you mean: resnet18"),
     (["--defense", "afd", "--init", "/nonexistent.pt"], "does not exist"),
-    (["--defense", "trades", "--epochs", "0"], "--epochs must be at least 1"),
-    (["--defense", "trades", "--train-points", "-5"], "--train-points must be at least 1"),
     (["--defense", "trades", "--eps", "3"], "eps must lie in [0, 1]"),
 ])
 def test_bad_train_arguments_are_clear_errors(argv, message, tmp_path, capsys):
