@@ -18,7 +18,6 @@ import difflib
 import enum
 import hashlib
 import importlib
-import json
 import math
 import os
 import re
@@ -34,7 +33,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError, first_line
-from bench.files import sha256_file
+from bench.files import read_json_object, sha256_file
 from bench.untrusted import check_export, load_tensors, readable_file, refusal
 
 FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -231,18 +230,25 @@ def declared_preprocessing(spec: ModelSpec, sidecar: Path | None) -> Preprocessi
     """Flags first, then the sidecar's `mean`, `std`, `input_range`; nothing declared = [0, 1] pixels."""
     meta: dict[str, Any] = {}
     if sidecar is not None and sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"sidecar {sidecar} is not valid JSON: {exc}") from None
+        meta = read_json_object(sidecar, "model sidecar", BenchError)
     try:
         input_range = spec.input_range or InputRange(meta.get("input_range", InputRange.UNIT.value))
-    except ValueError:
+    except (ValueError, TypeError):
         raise BenchError(f"sidecar {sidecar}: input_range must be one of "
                          f"{', '.join(r.value for r in InputRange)}") from None
-    mean = spec.mean if spec.mean is not None else (tuple(meta["mean"]) if "mean" in meta else None)
-    std = spec.std if spec.std is not None else (tuple(meta["std"]) if "std" in meta else None)
+    mean = spec.mean if spec.mean is not None else _sidecar_numbers(meta, "mean", sidecar)
+    std = spec.std if spec.std is not None else _sidecar_numbers(meta, "std", sidecar)
     return Preprocessing(mean, std, input_range)
+
+
+def _sidecar_numbers(meta: dict[str, Any], key: str, sidecar: Path | None) -> tuple[float, ...] | None:
+    if key not in meta:
+        return None
+    values = meta[key]
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise BenchError(f"sidecar {sidecar}: {key} must be a list of finite numbers, e.g. [0.4914, 0.4822, 0.4465]")
+    return tuple(float(v) for v in values)
 
 
 class ExportedModel(nn.Module):

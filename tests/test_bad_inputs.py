@@ -26,6 +26,7 @@ from tests.conftest import COMMITTED, REPO
 PGD_AT = COMMITTED / "pgd-at-smallcnn.pt"
 # a committed schema-2 record with per-example margins (the audit's adaptive run on pgd-at)
 RECORD = REPO / "results" / "runs" / "2026-11-21T162357Z-fashion-mnist-pgd-at-8f318a11.json"
+FACTORY = "examples.toy_models:plain_smallcnn"
 RUN = ["run", "--defense", "standard", "--attack", "fgsm", "--n", "5", "--results-dir", "{tmp}/runs"]
 
 
@@ -133,6 +134,10 @@ def corpus(tmp_path_factory, natural_ckpt: Path) -> Path:
     (bad / "baselines" / "fashion-mnist").mkdir()
     (bad / "baselines" / "fashion-mnist" / "standard.json").write_text("{broken")
     (bad / "state.json").write_text("{half a state")
+    for name, sidecar in (("sidecar-list", "[1, 2]"), ("sidecar-mean-text", '{"mean": ["a"], "std": [1]}'),
+                          ("sidecar-range", '{"input_range": 7}'), ("sidecar-broken", "{mean")):
+        shutil.copy(natural_ckpt, bad / f"{name}.pt")
+        (bad / f"{name}.json").write_text(sidecar)
     return bad
 
 
@@ -204,6 +209,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "holds a list, not a state_dict"),
     ("run-weights-with-file", _user("{bad}/weights-as-model.pt", "--weights", str(PGD_AT)),
      "--weights goes with --model package.module:factory"),
+    ("run-weights-sidecar-list", _user(FACTORY, "--weights", "{bad}/sidecar-list.pt"), "not a model sidecar"),
+    ("run-weights-sidecar-mean", _user(FACTORY, "--weights", "{bad}/sidecar-mean-text.pt"),
+     "mean must be a list of finite numbers"),
+    ("run-weights-sidecar-range", _user(FACTORY, "--weights", "{bad}/sidecar-range.pt"), "input_range must be"),
+    ("run-weights-sidecar-json", _user(FACTORY, "--weights", "{bad}/sidecar-broken.pt"), "corrupt model sidecar"),
     ("run-weights-without-model", _run("--weights", str(PGD_AT)), "only apply to --model"),
     ("run-trust-without-model", _run("--trust-checkpoint"), "only apply to --model"),
     ("run-model-dir-without-model", _run("--model-dir", "{tmp}"), "only apply to --model"),
