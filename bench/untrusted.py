@@ -110,11 +110,12 @@ def _unreadable(what: str, label: str, sniffed: Sniffed, exc: BaseException) -> 
 
 
 def load_tensors(source: Path | bytes, *, trust: bool, what: str = "file", name: str | None = None,
-                 trustable: bool = True) -> Any:
+                 trustable: bool = True, mmap: bool = False) -> Any:
     """`torch.load` with the weights-only unpickler; a file that needs more only with trust.
 
     `source` is a path or the bytes of an archive entry (`name` then says where they came from);
-    `trustable=False` for files the suite wrote itself (checkpoints, states), which never need code.
+    `trustable=False` for files the suite wrote itself (checkpoints, states), which never need code;
+    `mmap=True` maps a zip file's tensors instead of reading them (a check whose result is dropped).
     Every failure is a BenchError naming the file and what it is instead.
     """
     if isinstance(source, Path):
@@ -131,7 +132,8 @@ def load_tensors(source: Path | bytes, *, trust: bool, what: str = "file", name:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # protocol notices: not the user's business
-            return torch.load(opened, map_location="cpu", weights_only=True)
+            return torch.load(opened, map_location="cpu", weights_only=True,
+                              mmap=mmap and sniffed is Sniffed.ZIP and isinstance(source, Path))
     except pickle.UnpicklingError as exc:
         if not _needs_code(exc, sniffed):
             raise _unreadable(what, label, sniffed, exc) from None

@@ -110,8 +110,8 @@ def load_zoo_model(name: str, dataset: str, threat: str, model_dir: Path, *, tru
                  f"dataset='{ZOO_DATASETS[dataset]}', threat_model='{ZOO_THREATS[threat]}')\"")
         raise BenchError(f"{', '.join(map(str, missing))} does not exist: this machine does not download. "
                          f"On one with network run `{fetch}` and copy the folder here")
-    for file in files:
-        load_tensors(file, trust=trust, what="RobustBench weights")
+    for file in files:  # a check: the tensors are mapped, not read (robustbench reads them once, below)
+        load_tensors(file, trust=trust, what="RobustBench weights", mmap=True)
     digest = _fingerprint(files)
     if expected_sha256 is not None and digest != expected_sha256.lower():
         raise BenchError(f"{files[0]} has sha256 {digest[:16]}… but --sha256 expects {expected_sha256[:16]}…: "
