@@ -11,6 +11,7 @@ import torch
 from bench.attacks import Attack, build_attacks
 from bench.attacks.base import AttackContext
 from bench.data import DATASETS
+from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.model import Precision, Speed
 from bench.schema import RunPurpose
@@ -74,19 +75,11 @@ class RunConfig:
         return None
 
     def check_speed(self, device: torch.device) -> None:
-        if self.speed.precision is Precision.FP16 and device.type != "cuda":
-            raise BenchError("--precision fp16 needs CUDA; on CPU use bf16 (or fp32)")
+        if self.speed.precision in (Precision.FP16, Precision.TF32) and device.type != "cuda":
+            raise BenchError(f"--precision {self.speed.precision.value} needs CUDA; on CPU use bf16 (or fp32)")
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError:
-            raise BenchError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise BenchError(f"--device {self.device} requested but CUDA is not available here")
-        return device
+        return resolve_device(self.device)
 
     @staticmethod
     def resolve_threat(dataset: str, norm_text: str | None, eps_text: str | None) -> ThreatModel:

@@ -123,12 +123,17 @@ def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Ten
     xb, yb = x[ids].to(model.device), y[ids].to(model.device)
     out = _run_stage(stage, model, xb, yb, cfg.threat, stage.batch_seed(cfg.seed, b))
     spent = model.passes.since(before)
-    verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, label)
+    held = verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, label)
     margins = model.true_class_margin(out.x_adv, yb).tolist()
     names = _names(out)
-    broken = [(j, names[j]) for j in out.success.cpu().nonzero().squeeze(1).tolist()]
+    broken = [(j, names[j]) for j in held.cpu().nonzero().squeeze(1).tolist()]
+    warnings = out.warnings
+    if int(held.sum()) < int(out.success.sum()):
+        warnings = [*warnings, f"{label}: successes claimed in {cfg.speed.precision.value} arithmetic"
+                    f"{' (compiled)' if cfg.speed.compile else ''} that did not hold in IEEE fp32 were "
+                    "counted as robust"]
     return BatchResult(b, ids.tolist(), margins, broken, spent.forward, spent.backward, time.time() - start,
-                       out.warnings, out.x_adv.detach().cpu() if cfg.save_adv else None)
+                       warnings, out.x_adv.detach().cpu() if cfg.save_adv else None)
 
 
 def _apply(prog: dict[str, Any], alive: torch.Tensor, label: str, stage: str, r: BatchResult,
@@ -252,7 +257,8 @@ def _training_budget(sidecar: dict[str, Any]) -> dict[str, Any] | None:
     recipe = sidecar.get("recipe")
     if not recipe:
         return None
-    return {"epochs": recipe.get("epochs"), "train_points": sidecar.get("train_points"),
+    return {"name": sidecar.get("budget") or "recipe", "epochs": recipe.get("epochs"),
+            "train_points": sidecar.get("train_points"),
             "attack_steps": recipe.get("attack_steps") if recipe.get("eps") else 0,
             "init": recipe.get("init"), "seconds": sidecar.get("train_seconds")}
 
@@ -269,7 +275,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
     shard = join()
     if shard.writes:  # before any model, data or attack work: where the record and progress go
         ensure_writable_dir(cfg.results_dir, "--results-dir")
-    device = shard.device(cfg.torch_device())
+    device = cfg.torch_device()
     resolved = resolve_model(cfg)
     spec = data.DATASETS.get(cfg.dataset)
     test = data.load(cfg.dataset, data.Split.TEST, cfg.data_dir)

@@ -17,16 +17,35 @@ T = TypeVar("T")
 
 
 class Precision(str, enum.Enum):
-    """The attack's arithmetic. Below fp32 the forward/backward runs under autocast; logits are
-    cast to fp32 before any loss, and every claimed success is re-verified in fp32."""
+    """The attack's arithmetic. fp32 is IEEE fp32 everywhere (TF32 off, although torch's default
+    lets cuDNN convolutions use it); tf32 lets CUDA convolutions and matmuls use TF32 tensor cores;
+    bf16/fp16 run the forward/backward under autocast. Logits are cast to fp32 before any loss,
+    and every claimed success is re-verified in IEEE fp32, eager."""
 
     FP32 = "fp32"
+    TF32 = "tf32"
     BF16 = "bf16"
     FP16 = "fp16"
 
     @property
     def dtype(self) -> torch.dtype:
-        return {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}[self]
+        return {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}.get(self, torch.float32)
+
+    @property
+    def autocast(self) -> bool:
+        return self in (Precision.BF16, Precision.FP16)
+
+
+@contextlib.contextmanager
+def tensor_cores_for_fp32(enabled: bool) -> Iterator[None]:
+    """TF32 for CUDA convolutions and matmuls on or off for the duration (process-wide flags, read
+    when a kernel runs, backward passes included), restored afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @dataclass(frozen=True)
@@ -100,29 +119,35 @@ class ModelUnderTest(nn.Module):
         z = self.normalize(x) if self.normalize is not None else x
         if self.speed.channels_last and z.ndim == 4:
             z = z.contiguous(memory_format=torch.channels_last)
-        if self._precision is Precision.FP32:
-            out = self._run(z)
-        else:
+        if self._precision.autocast:
             with torch.autocast(device_type=z.device.type, dtype=self._precision.dtype):
                 out = self._run(z)
+        else:
+            out = self._run(z)
         if not isinstance(out, torch.Tensor):
             raise ModelGuardError(f"the model returns a {type(out).__name__}, not a tensor of logits (logits "
                                   "and features?): wrap it so that forward returns the logits only")
-        out = out.float() if self._precision is not Precision.FP32 else out
+        out = out.float() if self._precision.autocast else out
         if out.requires_grad:
             out.register_hook(self._count_backward(n))
         return out
 
     @contextlib.contextmanager
     def full_precision(self) -> Iterator[None]:
-        """The reference model for the duration — fp32, eager (not compiled): how successes are
-        verified, clean accuracy measured and margins recorded."""
+        """The reference model for the duration — IEEE fp32, eager (not compiled): how successes
+        are verified, clean accuracy measured and margins recorded."""
         saved = self._precision, self._run
         self._precision, self._run = Precision.FP32, self._eager
         try:
-            yield
+            with tensor_cores_for_fp32(False):
+                yield
         finally:
             self._precision, self._run = saved
+
+    @property
+    def reference_arithmetic(self) -> bool:
+        """Attacks run in the reference arithmetic itself (IEEE fp32, eager)."""
+        return self.speed.precision is Precision.FP32 and not self.speed.compile
 
     def through(self, view: Callable[[nn.Module, torch.Tensor], T], x: torch.Tensor) -> T:
         """Call `view(module, normalized x)`: how adaptive attacks reach a defense's optional
@@ -158,7 +183,8 @@ class ModelUnderTest(nn.Module):
         for p, _ in grads:
             p.requires_grad_(False)
         try:
-            yield self
+            with tensor_cores_for_fp32(self.speed.precision is Precision.TF32):
+                yield self
         finally:
             for m, mode in modes:
                 m.train(mode)

@@ -9,11 +9,9 @@ AutoAttack) give identical flags. Backend: NCCL on CUDA, gloo on CPU; one proces
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
 from defenses import distributed
@@ -46,12 +44,6 @@ class Shard:
 
     def barrier(self) -> None:
         distributed.barrier()
-
-    def device(self, device: torch.device) -> torch.device:
-        """One GPU per local rank when the device was not pinned to an index."""
-        if self.sharded and device.type == "cuda" and device.index is None:
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return device
 
 
 def join() -> Shard:

@@ -12,13 +12,14 @@ def _flat_norm(t: torch.Tensor) -> torch.Tensor:
 
 
 def random_start(norm: Norm, x: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Tensor:
-    """A uniform point of the ε-ball (L∞: per coordinate; L2: uniform direction and volume)."""
+    """A uniform point of the ε-ball (L∞: per coordinate; L2: uniform direction and volume), drawn
+    on the generator's device (the same draws wherever x lives) and moved to x's."""
     if norm is Norm.LINF:
-        delta = (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps
+        delta = (torch.rand(x.shape, generator=gen, device=gen.device).to(x.device) * 2 - 1) * eps
     else:
-        direction = torch.randn(x.shape, generator=gen, device=x.device)
+        direction = torch.randn(x.shape, generator=gen, device=gen.device).to(x.device)
         dim = x[0].numel()
-        radius = torch.rand(x.shape[0], generator=gen, device=x.device).pow(1.0 / dim) * eps
+        radius = torch.rand(x.shape[0], generator=gen, device=gen.device).to(x.device).pow(1.0 / dim) * eps
         delta = direction / _flat_norm(direction) * radius.view(-1, *([1] * (x.ndim - 1)))
     return (x + delta).clamp(0, 1) - x
 

@@ -62,10 +62,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--precision", choices=[p.value for p in Precision], default="fp32",
-                   help="attack arithmetic: fp32 (default), bf16 or fp16 (CUDA) under autocast; losses in "
-                        "fp32 and every success re-verified in fp32")
+                   help="attack arithmetic: fp32 (default: IEEE fp32, TF32 off), tf32 (CUDA tensor cores for "
+                        "fp32 convolutions and matmuls), bf16 or fp16 (CUDA) under autocast; losses in fp32 and "
+                        "every success re-verified in IEEE fp32 (one that does not hold counts as robust, "
+                        "with a warning)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (pays on GPUs "
-                   "with tensor cores; measure with benchmarks/attack_speed.py)")
+                   "with tensor cores; measure with benchmarks/gpu_perf.py)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for the attacks "
                    "(verification stays eager fp32)")
     p.add_argument("--save-adv", action="store_true", help="also save the worst case's adversarial examples "
