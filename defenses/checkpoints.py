@@ -29,8 +29,11 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def default_path(dataset: str, defense: str, arch: str) -> Path:
-    return CHECKPOINT_DIR / dataset / f"{defense}-{arch}.pt"
+def default_path(dataset: str, defense: str, arch: str, budget: str = "recipe") -> Path:
+    """checkpoints/<dataset>/ for the registered recipes, checkpoints/<dataset>-<budget>/ for another
+    training budget (those never replace the committed recipe checkpoints)."""
+    folder = dataset if budget == "recipe" else f"{dataset}-{budget}"
+    return CHECKPOINT_DIR / folder / f"{defense}-{arch}.pt"
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -46,9 +46,9 @@ def strong_view(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     out = crop_flip(x, gen)
     n = x.shape[0]
     shape = (n, *([1] * (x.dim() - 1)))
-    jitter = (torch.rand(n, generator=gen) < 0.8).view(shape)
-    bright = (0.6 + 0.8 * torch.rand(n, generator=gen)).view(shape)
-    contrast = (0.6 + 0.8 * torch.rand(n, generator=gen)).view(shape)
+    jitter = (torch.rand(n, generator=gen) < 0.8).view(shape).to(x.device)
+    bright = (0.6 + 0.8 * torch.rand(n, generator=gen)).view(shape).to(x.device)
+    contrast = (0.6 + 0.8 * torch.rand(n, generator=gen)).view(shape).to(x.device)
     mean = out.mean(dim=tuple(range(1, x.dim())), keepdim=True)
     jittered = ((out * bright - mean) * contrast + mean).clamp(0, 1)
     return torch.where(jitter, jittered, out)

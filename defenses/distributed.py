@@ -16,7 +16,9 @@ from torch import nn
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """torchrun set the rank variables: even a single rank joins a process group (and runs its
+    collectives), so a one-GPU machine still exercises NCCL."""
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def setup() -> tuple[int, int]:
@@ -24,12 +26,19 @@ def setup() -> tuple[int, int]:
     if not launched_by_torchrun():
         return 0, 1
     if not dist.is_initialized():
+        if torch.cuda.is_available():  # NCCL needs each rank's current device set before any collective
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
+def backend() -> str | None:
+    """The process group's backend (nccl, gloo), or None outside torchrun."""
+    return str(dist.get_backend()) if active() else None
+
+
 def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return dist.is_available() and dist.is_initialized()
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:

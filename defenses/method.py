@@ -111,7 +111,7 @@ def perturb(objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     if start is Start.UNIFORM:
         delta = random_start(Norm.LINF, x, eps, gen)
     else:
-        noise = torch.randn(x.shape, generator=gen, device=x.device) * 0.001
+        noise = torch.randn(x.shape, generator=gen, device=gen.device).to(x.device) * 0.001
         delta = (x + noise).clamp(0, 1) - x
     sign = -1.0 if descend else 1.0
     for _ in range(steps):

@@ -69,6 +69,31 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """A training budget: one rule applied alike to every defense's recipe, so that checkpoints
+    trained under it compare with each other (and not with the other budget's)."""
+
+    name: str
+    summary: str
+    epoch_factor: int = 1  # epochs, lr milestones and stage lengths (params named *_epochs) × this
+    all_points: bool = False  # every training point instead of the recipe's train_points
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        k = self.epoch_factor
+        params = {key: value * k if key.endswith("_epochs") and isinstance(value, int) else value
+                  for key, value in recipe.params.items()}
+        return dataclasses.replace(recipe, epochs=recipe.epochs * k, milestones=tuple(m * k for m in recipe.milestones),
+                                   train_points=None if self.all_points else recipe.train_points, params=params)
+
+
+BUDGETS: Registry[Budget] = Registry("training budget")
+BUDGETS.add("recipe", Budget("recipe", "each defense's registered recipe (the committed checkpoints: 3 epochs on "
+                             "12 000 Fashion-MNIST points for the adversarial ones)"))
+BUDGETS.add("full", Budget("full", "every training point (54 000 Fashion-MNIST points after the 10% hold-out) and "
+                           "5× the recipe's epochs, lr milestones and stage lengths", epoch_factor=5, all_points=True))
+
+
+@dataclass(frozen=True)
 class Defense:
     """One registered defense: how it trains (`method`), its knobs (`params`) and its recipes."""
 

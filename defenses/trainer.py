@@ -1,6 +1,6 @@
 """The shared trainer: SGD + schedule, per-epoch held-out selection, resumable, sidecar out.
 
-Resume is exact on CPU: shuffling and every random draw are derived from (seed, epoch, batch),
+Runs on `--device` (CUDA when available). Resume is exact on CPU: shuffling and every random draw are derived from (seed, epoch, batch),
 and the method/optimizer/scheduler state is saved after every epoch, so an interrupted run
 continued with `--resume` ends with the same weights as an uninterrupted one. Under torchrun each
 rank trains on its slice of every batch (see `defenses.distributed`); rank 0 validates and writes.
@@ -25,6 +25,7 @@ from torch import nn
 from bench import data as bench_data
 from bench.attacks.gradient import pgd_iterates
 from bench.attacks.losses import Loss
+from bench.device import resolve_device
 from bench.errors import BenchError, first_line
 from bench.progress import progress
 from bench.provenance import stamp
@@ -34,7 +35,7 @@ from defenses import checkpoints, distributed
 from defenses.archs import ARCHS
 from defenses.augment import crop_flip
 from defenses.method import Method, TrainContext
-from defenses.registry import DEFENSES, Defense, Recipe
+from defenses.registry import BUDGETS, DEFENSES, Defense, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,17 @@ class TrainJob:
     max_train_points: int | None = None  # a smaller training set, for tests and smoke runs
     val_points: int = 1000  # held-out points scored after every epoch
     max_batches: int | None = None  # stop each epoch after this many batches (smoke tests)
+    device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when available)
+    budget: str = "recipe"  # the training budget applied to the recipe (defenses.registry.BUDGETS)
 
 
 def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path | None = None,
-                **kwargs: Any) -> TrainJob:
+                budget: str = "recipe", **kwargs: Any) -> TrainJob:
     entry = DEFENSES.get(defense)
     bench_data.DATASETS.get(dataset)
     if dataset not in entry.recipes:
         raise BenchError(f"{defense} has no recipe for {dataset} (recipes: {', '.join(entry.recipes)})")
-    recipe = entry.recipes[dataset].replace(**overrides)
+    recipe = BUDGETS.get(budget).apply(entry.recipes[dataset]).replace(**overrides)
     ARCHS.get(recipe.arch)
     for name in ("epochs", "batch_size", "train_points", "attack_steps"):
         value = getattr(recipe, name)
@@ -70,8 +73,8 @@ def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path
                          f"(got {recipe.lr})")
     typed = entry.make_params(recipe.params)  # CLI strings become the declared types (and are checked)
     recipe = recipe.replace(params={k: getattr(typed, k) for k in recipe.params})
-    return TrainJob(defense, dataset, recipe, out or checkpoints.default_path(dataset, defense, recipe.arch),
-                    **kwargs)
+    return TrainJob(defense, dataset, recipe, out or checkpoints.default_path(dataset, defense, recipe.arch, budget),
+                    budget=budget, **kwargs)
 
 
 def _generator(recipe: Recipe, epoch: int, batch: int, rank: int = 0) -> torch.Generator:
@@ -81,7 +84,8 @@ def _generator(recipe: Recipe, epoch: int, batch: int, rank: int = 0) -> torch.G
 def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int) -> dict[str, float]:
     """Clean and PGD-10 accuracy on the held-out split (the only data used to select checkpoints)."""
     model.eval()
-    x, y = val.batch(slice(0, points))
+    device = next(model.parameters()).device
+    x, y = (t.to(device) for t in val.batch(slice(0, points)))
     with torch.no_grad():
         correct = model(x).argmax(1) == y
     metrics = {"clean": float(correct.float().mean())}
@@ -108,16 +112,18 @@ def _job_key(job: TrainJob) -> dict[str, Any]:
     return plain
 
 
-def _load_init(recipe: Recipe, dataset: str) -> tuple[nn.Module | None, str | None]:
-    """The fine-tuning start named by the recipe: a defense's committed checkpoint, or a file."""
+def _load_init(recipe: Recipe, dataset: str, budget: str) -> tuple[nn.Module | None, str | None]:
+    """The fine-tuning start named by the recipe: a defense's checkpoint under the same training
+    budget (the committed one for `recipe`), or a file."""
     if recipe.init is None:
         return None, None
     if recipe.init in DEFENSES:
         source = DEFENSES.get(recipe.init)
-        path = checkpoints.default_path(dataset, recipe.init, source.recipes[dataset].arch)
+        path = checkpoints.default_path(dataset, recipe.init, source.recipes[dataset].arch, budget)
         if not path.is_file():
             raise BenchError(f"the fine-tuning start {path} does not exist: train it first with "
-                             f"`bench train --defense {recipe.init} --dataset {dataset}`, or pass --init FILE")
+                             f"`bench train --defense {recipe.init} --dataset {dataset} --budget {budget}`, "
+                             "or pass --init FILE")
     else:
         path = Path(recipe.init)
     model, meta = checkpoints.load(path)
@@ -131,7 +137,7 @@ def build_method(job: TrainJob) -> Method:
     defense = DEFENSES.get(job.defense)
     recipe = job.recipe
     spec = bench_data.DATASETS.get(job.dataset)
-    init, init_sha = _load_init(recipe, job.dataset)
+    init, init_sha = _load_init(recipe, job.dataset, job.budget)
     torch.manual_seed(recipe.seed)
     model = ARCHS.get(recipe.arch)(spec)
     try:
@@ -170,12 +176,12 @@ def _restore(job: TrainJob, state_file: Path, method: Method, optimizer: torch.o
 
 
 def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, Any], n_train: int,
-             n_val: int, spec: bench_data.DatasetSpec) -> dict[str, Any]:
+             n_val: int, spec: bench_data.DatasetSpec, device: torch.device) -> dict[str, Any]:
     recipe = job.recipe
     hp = method.hp
     return {
         "defense": job.defense, "paper": defense.paper, "variant": defense.variant, "dataset": job.dataset,
-        "arch": recipe.arch, "recipe": dataclasses.asdict(recipe),
+        "arch": recipe.arch, "recipe": dataclasses.asdict(recipe), "budget": job.budget,
         "hyperparameters": dataclasses.asdict(hp) if hp is not None else {},
         "method": method.describe(), "command": " ".join(["bench", *sys.argv[1:]]),
         "seed": recipe.seed, "train_seconds": round(state["seconds"], 1), "history": state["history"],
@@ -183,15 +189,16 @@ def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, A
                       "held_out_points": min(job.val_points, n_val),
                       "source": f"{recipe.holdout_fraction:.0%} of the training set (never the test set)"},
         "held_out": state["best"], "train_points": n_train,
-        "world_size": state.get("world_size", 1),
+        "world_size": state.get("world_size", 1), "distributed_backend": distributed.backend(),
         "normalization": {"mean": list(spec.mean), "std": list(spec.std), "inside_model": True},
-        "provenance": stamp(torch.device("cpu")),
+        "provenance": stamp(device),
     }
 
 
 def train(job: TrainJob) -> dict[str, Any]:
     """Train, select the best epoch on held-out data, write checkpoint + sidecar; returns the sidecar."""
     rank, world = distributed.setup()
+    device = resolve_device(job.device)
     defense: Defense = DEFENSES.get(job.defense)
     recipe = job.recipe
     spec = bench_data.DATASETS.get(job.dataset)
@@ -202,7 +209,7 @@ def train(job: TrainJob) -> dict[str, Any]:
     val = full.subset(val_idx)
     val_eps = recipe.eps if recipe.eps > 0 else spec.default_threat(Norm.LINF).eps
 
-    method = build_method(job)
+    method = build_method(job).to(device)
     optimizer = torch.optim.SGD(method.param_groups(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, recipe.lr_factor)
@@ -226,7 +233,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         for b, lo in enumerate(progress(batches, desc=f"{job.defense} epoch {epoch + 1}/{recipe.epochs}",
                                         disable=job.quiet or rank != 0)):
             gen = _generator(recipe, epoch, b, rank)
-            x, y = full.batch(order[lo:lo + recipe.batch_size][rank::world])
+            x, y = (t.to(device) for t in full.batch(order[lo:lo + recipe.batch_size][rank::world]))
             if recipe.augment:
                 x = crop_flip(x, gen)
             loss = method.loss(x, y, gen, epoch)
@@ -262,7 +269,7 @@ def train(job: TrainJob) -> dict[str, Any]:
     final.load_state_dict(state["best_state"])
     sidecar: dict[str, Any] = {}
     if rank == 0:
-        meta = _sidecar(job, defense, method, state, int(len(train_idx)), len(val_idx), spec)
+        meta = _sidecar(job, defense, method, state, int(len(train_idx)), len(val_idx), spec, device)
         sidecar = checkpoints.save(final, job.out, meta)
         state_file.unlink(missing_ok=True)
     distributed.barrier()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.arguments import finite_float, non_negative_float, positive_int, seed_value
+from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.files import ensure_writable_file
 
@@ -18,6 +19,7 @@ TRAIN_EXAMPLES = """examples:
   bench train --defense pgd-at --resume                      # continue after an interruption
   bench train --defense ancra-mart --param beta=6,zeta=2     # the method's own hyper-parameters
   bench train --defense afd --init runs/my-natural.pt        # fine-tune another natural checkpoint
+  bench train --defense trades --budget full --device cuda   # every training point, 5x the epochs (GPU)
   torchrun --nproc-per-node 2 -m bench train --defense trades --out /tmp/trades.pt   # data-parallel
 """
 
@@ -33,6 +35,11 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "sidecar); without it an existing file is refused before training starts")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--budget", default="recipe", help="training budget applied alike to every defense: recipe "
+                   "(default, the committed checkpoints) or full (every training point, 5× the epochs; "
+                   "written to checkpoints/<dataset>-full/)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available); "
+                   "resume is exact on CPU, close on CUDA (its kernels are not bit-deterministic)")
     p.add_argument("--max-train-points", type=positive_int, help="train on fewer points (smoke tests)")
     recipe = p.add_argument_group("recipe overrides (any field; `bench train --list` shows the recipes)")
     for flag, kind in RECIPE_FLAGS:
@@ -89,8 +96,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise BenchError("bench train needs --defense NAME (or --list)")
     overrides = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _ in RECIPE_FLAGS}
     overrides["params"] = _parse_params(args.param)
-    job = trainer.resolve_job(args.defense, args.dataset, overrides, args.out, data_dir=args.data_dir,
-                              resume=args.resume, quiet=args.quiet, max_train_points=args.max_train_points)
+    job = trainer.resolve_job(args.defense, args.dataset, overrides, args.out, budget=args.budget, data_dir=args.data_dir,
+                              resume=args.resume, quiet=args.quiet, max_train_points=args.max_train_points,
+                              device=args.device)
+    resolve_device(job.device)  # a bad --device is refused before any data is read
     ensure_writable_file(job.out, "--out", overwrite=args.overwrite)  # before an epoch is spent
     sidecar = trainer.train(job)
     if not sidecar:  # a torchrun rank other than 0: rank 0 wrote and reports
