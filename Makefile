@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install data demo test test-slow lint typecheck check leaderboard checkpoints curves bench-overhead perf clean-venv
+.PHONY: install data demo test test-slow lint typecheck check leaderboard checkpoints curves bench-overhead perf clean-venv \
+        gpu-campaign gpu-campaign-pack gpu-campaign-dry-run
 
 install: $(STAMP)
 
@@ -73,6 +74,23 @@ bench-overhead: data
 # checkpoint, cascade, torchrun shards, peak RSS (README: duration). Run it on an otherwise idle machine.
 perf: data
 	$(BIN)/python benchmarks/perf.py
+
+# The GPU campaign (README "Running on a GPU"). `gpu-campaign-pack` puts what a machine without network
+# needs into .campaign/ (git-ignored, ~31 MB): the official AutoAttack's code and the Fashion-MNIST files.
+# `gpu-campaign` runs there with that machine's own python3 and torch; OUT= names the output folder.
+CAMPAIGN_OUT ?= $(or $(OUT),campaign-out)
+gpu-campaign-pack: data
+	rm -rf .campaign && mkdir -p .campaign/site .campaign/data
+	$(BIN)/python -c "import pyautoattack, pathlib, shutil; src = pathlib.Path(pyautoattack.__file__).parent; \
+	  shutil.copytree(src, '.campaign/site/pyautoattack', ignore=shutil.ignore_patterns('examples', '__pycache__'))"
+	cp $(dir $(FMNIST))*-ubyte.gz .campaign/data/
+
+gpu-campaign:
+	$(PYTHON) benchmarks/gpu_campaign.py --out $(CAMPAIGN_OUT) $(CAMPAIGN_ARGS)
+
+# The whole campaign on CPU at toy sizes (the default test suite runs it too).
+gpu-campaign-dry-run: data
+	$(BIN)/python benchmarks/gpu_campaign.py --dry-run --workers 2 --out $(CAMPAIGN_OUT)-dry $(CAMPAIGN_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

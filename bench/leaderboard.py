@@ -22,6 +22,7 @@ from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.schema import SCHEMA_VERSION, RunPurpose
 from bench.stats import wilson_interval
+from defenses.registry import BUDGETS
 
 COLUMNS = (("FGSM", "fgsm"), ("PGD", "pgd"), ("C&W", "cw"), ("AutoAttack", "aa"))
 NORM_SYMBOL = {"linf": "L∞", "l2": "L2"}
@@ -147,6 +148,15 @@ def _budget(budget: dict[str, Any] | None) -> str:
     if budget.get("seconds"):
         text += f" ({budget['seconds']:.0f} s)"
     return text
+
+
+def _by_budget(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows per training budget, the registered recipes first: checkpoints trained under
+    different budgets are ranked apart (`bench train --budget`)."""
+    groups: dict[str, list[Row]] = {"recipe": []}
+    for row in rows:
+        groups.setdefault((row.budget or {}).get("name") or "recipe", []).append(row)
+    return {name: group for name, group in groups.items() if group}
 
 
 def _checks(row: Row) -> str:
@@ -288,7 +298,11 @@ def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = 
         dataset, norm, eps = key
         files.update(_plots(key, rows, records))
         parts.append(f"## {dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}\n")
-        parts.append(_table(rows) + "\n")
+        for budget, budget_rows in _by_budget(rows).items():
+            if budget != "recipe":
+                summary = f": {BUDGETS.get(budget).summary}" if budget in BUDGETS else ""
+                parts.append(f"### Training budget `{budget}`{summary}\n")
+            parts.append(_table(budget_rows) + "\n")
         audit_table = _audit_table(rows)
         if audit_table:
             parts.append("Gradient-masking audits (`bench audit`, newest per checkpoint; robust accuracy in % on "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -21,8 +22,8 @@ def git_sha() -> str | None:
                              timeout=5, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO,
                                capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    except (OSError, subprocess.SubprocessError):  # a copied tree without git: the copier may say
+        return os.environ.get("BENCH_GIT_SHA")
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 

@@ -134,12 +134,55 @@ def corpus(tmp_path_factory, natural_ckpt: Path) -> Path:
     (bad / "baselines" / "fashion-mnist").mkdir()
     (bad / "baselines" / "fashion-mnist" / "standard.json").write_text("{broken")
     (bad / "state.json").write_text("{half a state")
+    _campaign_archives(bad / "campaign", natural_ckpt)
     for name, sidecar in (("sidecar-list", "[1, 2]"), ("sidecar-mean-text", '{"mean": ["a"], "std": [1]}'),
                           ("sidecar-range", '{"input_range": 7}'), ("sidecar-broken", "{mean")):
         shutil.copy(natural_ckpt, bad / f"{name}.pt")
         (bad / f"{name}.json").write_text(sidecar)
     return bad
 
+
+def _tar(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        for name in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+
+
+def _campaign_archives(folder: Path, natural_ckpt: Path) -> None:
+    """Damaged GPU-campaign archives for `bench campaign import`."""
+    from tests.malicious import Payload, torch_pickle
+
+    folder.mkdir()
+    weights = natural_ckpt.read_bytes()
+    meta = json.loads(checkpoints.sidecar_path(natural_ckpt).read_text())
+    full = {**meta, "budget": "full"}
+    record = RECORD.read_bytes()
+    _tar(folder / "traversal.tar.gz", {"../../evil.json": record})
+    _tar(folder / "absolute.tar.gz", {"/tmp/evil.json": record})
+    _tar(folder / "symlink.tar.gz", {}, links=("runs/r.json",))
+    _tar(folder / "unexpected.tar.gz", {"setup.py": b"import os"})
+    _tar(folder / "bad-record.tar.gz", {"runs/r.json": json.dumps({**json.loads(record), "threat": 1}).encode()})
+    _tar(folder / "no-sidecar.tar.gz", {"checkpoints/x.pt": weights})
+    _tar(folder / "sha.tar.gz", {"checkpoints/x.pt": weights, "checkpoints/x.json": json.dumps(
+        {**full, "sha256": "0" * 64}).encode()})
+    evil = torch_pickle(Payload(folder / "ran"))
+    _tar(folder / "code.tar.gz", {"checkpoints/x.pt": evil})
+    _tar(folder / "recipe.tar.gz", {"checkpoints/x.pt": weights, "checkpoints/x.json": json.dumps(meta).encode()})
+    good = folder / "good.tar.gz"
+    _tar(good, {"runs/r.json": record})
+    (folder / "truncated.tar.gz").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+
+
+CAMPAIGN = ["campaign", "import", "--results-dir", "{tmp}/runs", "--checkpoint-dir", "{tmp}/ckpt"]
 
 CASES: list[tuple[str, list[str], str]] = [
     # the top level
@@ -296,6 +339,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-device-cuda", _run("--device", "cuda:3"), "CUDA is not available"),
     ("run-precision-unknown", _run("--precision", "fp8"), "invalid choice"),
     ("run-fp16-cpu", _run("--precision", "fp16", "--device", "cpu"), "fp16 needs CUDA"),
+    ("run-tf32-cpu", _run("--precision", "tf32", "--device", "cpu"), "tf32 needs CUDA"),
+    ("run-device-kind", _run("--device", "mps"), "invalid --device"),
     # bench run: outputs and resume
     ("run-results-dir-file", [*RUN[:-1], "{bad}/a-file"], "is a file, not a folder"),
     ("run-results-dir-under-file", [*RUN[:-1], "{bad}/a-file/runs"], "{bad}/a-file is a file"),
@@ -305,6 +350,27 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-resume-corrupt", _run("--resume", "--seed", "7"), "is corrupt"),
     # bench train
     ("train-no-defense", ["train"], "needs --defense"),
+    ("train-unknown-budget", ["train", "--defense", "trades", "--budget", "fulll"], "Did you mean: full"),
+    ("train-bad-device", ["train", "--defense", "trades", "--device", "tpu"], "invalid --device"),
+    ("train-cuda-missing", ["train", "--defense", "trades", "--device", "cuda:3"], "CUDA"),
+    # bench campaign import: archives from another machine
+    ("campaign-no-verb", ["campaign"], "required: verb"),
+    ("campaign-no-archive", ["campaign", "import"], "the following arguments are required: ARCHIVE"),
+    ("campaign-missing", [*CAMPAIGN, "{tmp}/nowhere.tar.gz"], "no campaign archive"),
+    ("campaign-not-tar", [*CAMPAIGN, "{bad}/garbage.pt"], "not a readable campaign archive"),
+    ("campaign-folder", [*CAMPAIGN, "{bad}/folder"], "not a readable campaign archive"),
+    ("campaign-truncated", [*CAMPAIGN, "{bad}/campaign/truncated.tar.gz"], "corrupt"),
+    ("campaign-traversal", [*CAMPAIGN, "{bad}/campaign/traversal.tar.gz"], "unsafe member name"),
+    ("campaign-absolute", [*CAMPAIGN, "{bad}/campaign/absolute.tar.gz"], "unsafe member name"),
+    ("campaign-symlink", [*CAMPAIGN, "{bad}/campaign/symlink.tar.gz"], "link or special file"),
+    ("campaign-unexpected", [*CAMPAIGN, "{bad}/campaign/unexpected.tar.gz"], "unexpected member setup.py"),
+    ("campaign-bad-record", [*CAMPAIGN, "{bad}/campaign/bad-record.tar.gz"], "not a valid run record"),
+    ("campaign-no-sidecar", [*CAMPAIGN, "{bad}/campaign/no-sidecar.tar.gz"], "without its sidecar"),
+    ("campaign-sha", [*CAMPAIGN, "{bad}/campaign/sha.tar.gz"], "does not match its sidecar"),
+    ("campaign-code", [*CAMPAIGN, "{bad}/campaign/code.tar.gz"], "could run code"),
+    ("campaign-recipe-checkpoint", [*CAMPAIGN, "{bad}/campaign/recipe.tar.gz"], "never replaces the committed"),
+    ("campaign-unwritable", ["campaign", "import", "--results-dir", "/proc/runs", "--checkpoint-dir", "{tmp}/c",
+                             "{bad}/campaign/good.tar.gz"], "/proc"),
     ("train-unknown-defense", ["train", "--defense", "tradez"], "Did you mean: trades"),
     ("train-unknown-dataset", ["train", "--defense", "trades", "--dataset", "fmnist"], "unknown dataset"),
     ("train-no-recipe", ["train", "--defense", "trades", "--dataset", "svhn"], "no recipe for svhn"),
@@ -477,7 +543,8 @@ def test_a_bad_record_leaves_every_derived_file_untouched(corpus, tmp_path):
 def test_the_corpus_is_large_and_covers_every_subcommand():
     ids = [case_id for case_id, _, _ in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 150
-    for command in ("run", "train", "results", "leaderboard", "sweep", "check", "audit", "inspect", "ls", "data"):
+    for command in ("run", "train", "results", "leaderboard", "sweep", "check", "audit", "inspect", "ls", "data",
+                    "campaign"):
         assert any(argv[:1] == [command] for _, argv, _ in CASES), command
 
 

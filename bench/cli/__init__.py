@@ -10,7 +10,7 @@ import re
 import sys
 from typing import NoReturn
 
-from bench.cli import audit, catalog, check, results, run, sweep, train
+from bench.cli import audit, campaign, catalog, check, results, run, sweep, train
 from bench.errors import BenchError
 
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_inspect(sub)
     catalog.add_ls(sub)
     catalog.add_data(sub)
+    campaign.add(sub)
     return parser
 
 

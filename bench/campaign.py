@@ -1,0 +1,195 @@
+"""`bench campaign import`: merge what a GPU campaign sent back into this tree.
+
+The archives come from another machine, so they are read as untrusted: only regular files under
+known names are accepted (no links, absolute paths or `..`), every run record is validated, every
+checkpoint is read with the weights-only loader and must match its sidecar's sha256, and nothing is
+written until everything has passed. Records keep their file names and are never overwritten (an
+identical file already present counts as imported); full-budget checkpoints go to
+checkpoints/<dataset>-<budget>/ and the records that evaluated them are pointed there. The GPU
+performance rows and the CUDA test reports go to results/gpu/; the derived files are rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from bench.errors import BenchError, first_line
+from bench.files import atomic_write, ensure_writable_dir
+from bench.schema import RecordError, portable_path, upgrade
+from bench.untrusted import load_tensors
+
+MAX_MEMBER_BYTES = 64 << 20
+# archive member → what it is; anything else in an archive is refused
+MEMBERS = {
+    "record": re.compile(r"runs/[\w.-]+\.json"),
+    "checkpoint": re.compile(r"checkpoints/[\w.-]+\.pt"),
+    "sidecar": re.compile(r"checkpoints/[\w.-]+\.json"),
+    "report": re.compile(r"(perf-gpu\.json|cuda-report\.jsonl|cuda-tests\.xml|manifest\.json)"),
+    "log": re.compile(r"logs/[\w.-]+\.log"),
+}
+
+
+@dataclass
+class Campaign:
+    """Everything read from the archives, checked, not yet written."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # file name → record
+    checkpoints: dict[str, bytes] = field(default_factory=dict)  # stem → file bytes
+    sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)  # stem → sidecar
+    reports: dict[str, bytes] = field(default_factory=dict)  # file name → bytes
+
+
+@dataclass(frozen=True)
+class Imported:
+    records_new: int
+    records_present: int
+    checkpoints: list[Path]
+    reports: list[Path]
+
+
+def _kind(name: str, archive: Path) -> str | None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise BenchError(f"{archive}: unsafe member name {name!r} (absolute or with ..): refused")
+    for kind, pattern in MEMBERS.items():
+        if pattern.fullmatch(str(path)):
+            return kind
+    return None
+
+
+def _open(archive: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, "r:*")
+    except FileNotFoundError:
+        raise BenchError(f"no campaign archive at {archive}") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise BenchError(f"{archive} is not a readable campaign archive (.tar.gz): {first_line(exc)}") from None
+
+
+def read_archive(archive: Path, into: Campaign) -> None:
+    with _open(archive) as tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BenchError(f"{archive} is truncated or corrupt: {first_line(exc)}") from None
+        for member in members:
+            if member.isdir():
+                _kind(member.name + "/x", archive)  # the name check only
+                continue
+            kind = _kind(member.name, archive)
+            if not member.isfile():
+                raise BenchError(f"{archive}: {member.name} is a link or special file: refused")
+            if kind is None:
+                raise BenchError(f"{archive}: unexpected member {member.name} (not a campaign output): refused")
+            if member.size > MAX_MEMBER_BYTES:
+                raise BenchError(f"{archive}: {member.name} is {member.size} bytes (limit {MAX_MEMBER_BYTES})")
+            handle = tar.extractfile(member)
+            assert handle is not None
+            try:
+                payload = handle.read()
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise BenchError(f"{archive} is truncated or corrupt at {member.name}: {first_line(exc)}") from None
+            _accept(kind, PurePosixPath(member.name), payload, f"{archive}:{member.name}", into)
+
+
+def _json(payload: bytes, source: str) -> dict[str, Any]:
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{source} is not valid JSON: {first_line(exc)}") from None
+    if not isinstance(value, dict):
+        raise BenchError(f"{source} is not a JSON object")
+    return value
+
+
+def _accept(kind: str, name: PurePosixPath, payload: bytes, source: str, into: Campaign) -> None:
+    if kind == "record":
+        try:
+            into.records[name.name] = upgrade(_json(payload, source), source)
+        except RecordError as exc:
+            raise BenchError(str(exc)) from None
+    elif kind == "checkpoint":
+        load_tensors(payload, trust=False, what="checkpoint", name=source, trustable=False)
+        into.checkpoints[name.stem] = payload
+    elif kind == "sidecar":
+        into.sidecars[name.stem] = _json(payload, source)
+    elif kind == "report":
+        into.reports[name.name] = payload
+
+
+def _check_checkpoints(campaign: Campaign, checkpoint_dir: Path) -> dict[str, Path]:
+    """stem → where it goes; every checkpoint has a sidecar whose sha256 it matches, and an
+    existing file there is the same checkpoint."""
+    places = {}
+    for stem, payload in campaign.checkpoints.items():
+        sidecar = campaign.sidecars.get(stem)
+        if sidecar is None:
+            raise BenchError(f"checkpoint {stem}.pt arrived without its sidecar {stem}.json: refused")
+        sha = hashlib.sha256(payload).hexdigest()
+        if sidecar.get("sha256") != sha:
+            raise BenchError(f"checkpoint {stem}.pt does not match its sidecar's sha256: refused")
+        budget = sidecar.get("budget") or "recipe"
+        if budget == "recipe":
+            raise BenchError(f"checkpoint {stem}.pt was trained with the registered recipe: a campaign never "
+                             "replaces the committed checkpoints")
+        try:
+            place = checkpoint_dir / f"{sidecar['dataset']}-{budget}" / f"{sidecar['defense']}-{sidecar['arch']}.pt"
+        except KeyError as exc:
+            raise BenchError(f"sidecar {stem}.json lacks {exc}") from None
+        if place.exists() and hashlib.sha256(place.read_bytes()).hexdigest() != sha:
+            raise BenchError(f"{place} exists and differs from the campaign's {stem}.pt: never overwritten")
+        places[stem] = place
+    return places
+
+
+def _new_records(campaign: Campaign, runs_dir: Path, places: dict[str, Path]) -> dict[Path, bytes]:
+    """File → contents of the records not imported yet (an identical file present is skipped)."""
+    by_sha = {campaign.sidecars[s]["sha256"]: places[s] for s in places}
+    new = {}
+    for name, record in campaign.records.items():
+        target = runs_dir / name
+        if record["model"]["sha256"] in by_sha:  # evaluated on the campaign machine's copy
+            record["model"]["path"] = portable_path(by_sha[record["model"]["sha256"]])
+        text = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+        if target.exists():
+            if target.read_bytes() != text:
+                raise BenchError(f"{target} exists with other contents: results are never overwritten")
+            continue
+        new[target] = text
+    return new
+
+
+def import_campaign(archives: list[Path], runs_dir: Path, checkpoint_dir: Path, *, rebuild: bool = True
+                    ) -> Imported:
+    campaign = Campaign()
+    for archive in archives:
+        read_archive(archive, campaign)
+    places = _check_checkpoints(campaign, checkpoint_dir)
+    new = _new_records(campaign, runs_dir, places)
+    reports_dir = runs_dir.parent / "gpu" if runs_dir.name == "runs" else runs_dir / "gpu"
+    for folder in {runs_dir, reports_dir, *(p.parent for p in places.values())}:
+        ensure_writable_dir(folder, str(folder))
+    # everything is checked: write
+    for target, payload in new.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, payload, exclusive=True)
+    for stem, place in places.items():
+        place.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(place, campaign.checkpoints[stem])
+        sidecar = {**campaign.sidecars[stem], "file": place.name}  # as `bench train` writes it
+        atomic_write(place.with_suffix(".json"), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    for name, payload in campaign.reports.items():
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(reports_dir / name, payload)
+    if rebuild:
+        from bench.derived import rebuild as rebuild_derived
+
+        rebuild_derived(runs_dir)
+    return Imported(len(new), len(campaign.records) - len(new), list(places.values()),
+                    [reports_dir / name for name in campaign.reports])
