@@ -187,7 +187,7 @@ class Campaign:
             except ProcessLookupError:
                 break
             try:
-                job.process.wait(timeout=5)
+                job.process.wait(timeout=2)
                 break
             except subprocess.TimeoutExpired:
                 continue
