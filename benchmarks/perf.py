@@ -422,6 +422,50 @@ def render(results: dict[str, Any], command: str) -> str:
     return "\n".join(out)
 
 
+GPU_PERF = REPO / "results" / "gpu" / "perf-gpu.json"  # written by `bench campaign import`
+
+
+def render_gpu(gpu: dict[str, Any]) -> str:
+    """The GPU campaign's rows (benchmarks/gpu_perf.py), measured alone on the GPU machine."""
+    m = gpu["machine"]
+    out = [f"## On a GPU: {m['gpu']} (torch {m['torch']}, CUDA {m['cuda']}, {m['cpu_cores']} cores; {m['date']})", "",
+           "From the GPU campaign (`make gpu-campaign`, `benchmarks/gpu_perf.py`, imported with `bench campaign "
+           "import`), run alone on the machine before the campaign's other jobs.", ""]
+    tables: list[tuple[str, str, list[tuple[str, str, str]]]] = [
+        ("ceilings", "Matmul ceilings measured there (TFLOP/s)",
+         [("arithmetic", "arithmetic", ""), ("size", "n×n×n", ""), ("tflops", "TFLOP/s", ".1f")]),
+        ("aa_overhead", "`aa` through the harness vs a direct pyautoattack call (pgd-at)",
+         [("points", "points", ""), ("harness_s", "harness s", ".1f"), ("direct_s", "direct s", ".1f"),
+          ("harness_points_per_s", "harness points/s", ".1f"), ("direct_points_per_s", "direct points/s", ".1f"),
+          ("identical_flags", "identical flags", "")]),
+        ("apgd", "Our APGD-CE vs pyautoattack's (pgd-at, clean-correct points)",
+         [("points", "points", ""), ("ours_s", "ours s", ".2f"), ("pyautoattack_s", "pyautoattack s", ".2f"),
+          ("ratio", "speed-up", ".2f"), ("agreement", "per-example agreement", ".4f")]),
+        ("aa_fast", "aa-fast vs aa (pgd-at)",
+         [("points", "points", ""), ("aa_s", "aa s", ".1f"), ("aa_fast_s", "aa-fast s", ".1f"),
+          ("ratio", "speed-up", ".2f"), ("aa_robust", "aa robust", ".3f"), ("aa_fast_robust", "aa-fast robust", ".3f"),
+          ("aa_broken_kept", "aa's breaks kept", ".3f")]),
+        ("arithmetic", "PGD-20 + APGD through the harness by arithmetic (pgd-at; flags against fp32)",
+         [("arithmetic", "arithmetic", ""), ("points", "points", ""), ("seconds", "s", ".2f"),
+          ("speedup", "speed-up", ".2f"), ("flags_differing", "flags differing", "")]),
+        ("large_models", "Larger models on CIFAR-shaped random inputs: PGD-10 against the bare fwd+bwd limit",
+         [("model", "model", ""), ("arithmetic", "arithmetic", ""), ("batch", "batch", ""),
+          ("fwd_bwd_images_per_s", "fwd+bwd images/s", ".0f"), ("pgd10_images_per_s", "PGD-10 images/s", ".0f"),
+          ("share_of_fwd_bwd_limit", "share of the fwd+bwd limit", ".2f")]),
+    ]
+    for key, title, columns in tables:
+        if key in gpu:
+            rows = gpu[key] if isinstance(gpu[key], list) else [gpu[key]]
+            out += [f"### {title}", "", _table(rows, columns), ""]
+    return "\n".join(out)
+
+
+def _with_gpu(markdown: str) -> str:
+    if not GPU_PERF.is_file():
+        return markdown
+    return markdown.rstrip() + "\n\n" + render_gpu(json.loads(GPU_PERF.read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=500, help="test points for the single-attack and APGD sections")
@@ -436,11 +480,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="n=100, aa-n=40, rss-n=1000, two checkpoints "
                         "(the other flags still apply)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "perf.md")
-    parser.add_argument("--render-only", action="store_true", help="rewrite perf.md from perf.json, measuring nothing")
+    parser.add_argument("--render-only", action="store_true", help="rewrite perf.md from perf.json (and the GPU "
+                        "campaign's results/gpu/perf-gpu.json), measuring nothing")
     args = parser.parse_args()
     if args.render_only:
         saved = json.loads(args.out.with_suffix(".json").read_text())
-        atomic_write(args.out, (render(saved, "make perf") + "\n").encode())
+        atomic_write(args.out, (_with_gpu(render(saved, "make perf")) + "\n").encode())
         return
     if args.quick:
         args.n, args.aa_n, args.rss_n = 100, 40, 1000
@@ -473,7 +518,7 @@ def main() -> None:
                 results[key] = step()
                 results.setdefault("section_seconds", {})[key] = round(time.perf_counter() - start, 1)
     command = "make perf" if not args.quick else "python benchmarks/perf.py --quick"
-    atomic_write(args.out, (render(results, command) + "\n").encode())
+    atomic_write(args.out, (_with_gpu(render(results, command)) + "\n").encode())
     atomic_write(args.out.with_suffix(".json"), (json.dumps(results, indent=1, default=str) + "\n").encode())
     print(f"wrote {args.out}")
 

@@ -31,6 +31,7 @@ from bench.provenance import device_name
 from bench.threat import Norm, ThreatModel
 from defenses import checkpoints
 from tests.conftest import COMMITTED, REPO, read_json
+from tests.interrupt import train_until_interrupted
 
 GPU = os.environ.get("BENCH_GPU_TEST_DEVICE", "cuda")
 pytestmark = [pytest.mark.cuda,
@@ -253,20 +254,9 @@ def test_cuda_training_resumes_after_an_interruption(tmp_path, monkeypatch):
                                    out, max_train_points=2048, quiet=True, device=GPU)
 
     straight = trainer.train(job(tmp_path / "straight.pt"))
-    real_validate, calls = trainer.validate, {"n": 0}
-
-    def stop_after_first_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_validate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "validate", stop_after_first_epoch)
     interrupted = job(tmp_path / "resumed.pt")
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(interrupted)
+    train_until_interrupted(interrupted, monkeypatch)
     assert interrupted.out.with_suffix(".train-state.pt").is_file()
-    monkeypatch.setattr(trainer, "validate", real_validate)
     resumed = trainer.train(dataclasses.replace(interrupted, resume=True))
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     report(test="train-resume-cuda", straight=straight["held_out"], resumed=resumed["held_out"])

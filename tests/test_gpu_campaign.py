@@ -59,6 +59,6 @@ def test_import_validates_merges_and_is_idempotent(dry_run, tmp_path, capsys):
     full = [r for r in records if r["model"]["path"].startswith(str(ckpts)) or "fashion-mnist-full" in r["model"]["path"]]
     assert len(full) == 3 and all(r["model"]["training_budget"]["name"] == "full" for r in full)
     assert (results / "gpu" / "perf-gpu.json").is_file() and (results / "gpu" / "manifest.json").is_file()
-    assert "fashion-mnist-full" in (results / "LEADERBOARD.md").read_text()
+    assert "### Training budget `full`" in (results / "LEADERBOARD.md").read_text()
     assert main(["campaign", "import", *archives, "--results-dir", str(runs), "--checkpoint-dir", str(ckpts)]) == 0
     assert "imported 0 records (10 already present)" in capsys.readouterr().out
