@@ -129,9 +129,9 @@ def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Ten
     broken = [(j, names[j]) for j in held.cpu().nonzero().squeeze(1).tolist()]
     warnings = out.warnings
     if int(held.sum()) < int(out.success.sum()):
-        warnings = [*warnings, f"{label}: successes claimed in {cfg.speed.precision.value} arithmetic"
-                    f"{' (compiled)' if cfg.speed.compile else ''} that did not hold in IEEE fp32 were "
-                    "counted as robust"]
+        warnings = [*warnings, f"{label}: claimed successes that did not hold in the IEEE-fp32 reference "
+                    f"(attack arithmetic {cfg.speed.precision.value}{', compiled' if cfg.speed.compile else ''}) "
+                    "were counted as robust"]
     return BatchResult(b, ids.tolist(), margins, broken, spent.forward, spent.backward, time.time() - start,
                        warnings, out.x_adv.detach().cpu() if cfg.save_adv else None)
 
