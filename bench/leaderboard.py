@@ -21,7 +21,7 @@ from bench.curves import class_share, eps_curves, flags_by_index, strength_curve
 from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.schema import SCHEMA_VERSION, RunPurpose
-from bench.stats import wilson_interval
+from bench.stats import mcnemar_exact, wilson_interval
 from defenses.registry import BUDGETS
 
 COLUMNS = (("FGSM", "fgsm"), ("PGD", "pgd"), ("C&W", "cw"), ("AutoAttack", "aa"))
@@ -55,6 +55,7 @@ class Row:
     clean: Cell
     attacks: dict[str, Cell]
     worst: Cell
+    worst_flags: dict[int, bool]  # test-set index → robust under every attack of the row
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
     audit: dict[str, Any] | None = None  # the newest `bench audit` summary of this checkpoint and threat
@@ -79,19 +80,18 @@ def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return chosen
 
 
-def _worst(chosen: dict[str, dict[str, Any]]) -> Cell:
+def _worst(chosen: dict[str, dict[str, Any]]) -> dict[int, bool]:
+    """Per test-set index, robust under every chosen attack, on the points all of them evaluated."""
     shared: set[int] | None = None
     for r in chosen.values():
         idx = set(map(int, r["per_example"]["index"]))
         shared = idx if shared is None else shared & idx
-    if not shared:
-        return Cell(0, 0)
-    robust = {i: True for i in shared}
+    robust = {i: True for i in sorted(shared or ())}
     for label, r in chosen.items():
         for i, flag in flags_by_index(r, label).items():
             if i in robust:
                 robust[i] = robust[i] and flag
-    return Cell(sum(robust.values()), len(shared))
+    return robust
 
 
 def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[str, Any]], key: TableKey) -> Row:
@@ -108,9 +108,11 @@ def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[s
         sanity.black_box(chosen),
         sanity.autoattack_warnings(chosen)) if c is not None]
     model = newest["model"]
+    worst = _worst(chosen)
     return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
                variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
-               date=newest["provenance"]["date"], clean=clean, attacks=attacks, worst=_worst(chosen), checks=checks)
+               date=newest["provenance"]["date"], clean=clean, attacks=attacks,
+               worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, checks=checks)
 
 
 def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
@@ -231,6 +233,21 @@ def _audit_table(rows: list[Row]) -> str:
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)) if body else ""
 
 
+def versus_next(row: Row, below: Row | None) -> str:
+    """Whether this row's worst case differs from the next row's beyond chance: an exact McNemar
+    test on the per-example worst-case flags of the points both rows evaluated."""
+    if below is None:
+        return "–"
+    shared = row.worst_flags.keys() & below.worst_flags.keys()
+    if not shared:
+        return "no shared points"
+    b = sum(row.worst_flags[i] and not below.worst_flags[i] for i in shared)
+    c = sum(below.worst_flags[i] and not row.worst_flags[i] for i in shared)
+    p = mcnemar_exact(b, c)
+    verdict = "distinguishable" if p < 0.05 else "not distinguishable"
+    return f"{verdict} (p={p:.2g}, {b}:{c} of n={len(shared)})"
+
+
 def _table(rows: list[Row]) -> str:
     body = []
     for rank, row in enumerate(rows, 1):
@@ -243,10 +260,11 @@ def _table(rows: list[Row]) -> str:
                      row.clean.text(wn), *[row.attacks[col].text(wn) if col in row.attacks else "–"
                                            for _, col in COLUMNS],
                      others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
+                     versus_next(row, rows[rank] if rank < len(rows) else None),
                      _budget(row.budget), row.date[:10], _checks(row),
                      _audit_link(row.audit) if row.audit else "not audited", links or "–"])
     headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
-               "worst case [95% CI]", "n", "training budget", "date", "sanity checks", "audit", "curves"]
+               "worst case [95% CI]", "n", "vs next row", "training budget", "date", "sanity checks", "audit", "curves"]
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
 
 
@@ -257,6 +275,9 @@ Do not edit: regenerate. Accuracies in % on the test split. Each attack column c
 record of that checkpoint with the attack in its default configuration on the most test points
 (the newest of those); a cell measured on a different number of points than the worst case says so. **Worst case** = robust under every attack of the
 row, on the points all of them evaluated, with its 95% Wilson interval; rows are sorted by it.
+**vs next row**: an exact McNemar test on the per-example worst-case flags of the points this row
+and the next both evaluated (here:there = points robust only in this row : only in the next); "distinguishable" when
+p < 0.05 (uncorrected for the number of pairs), else the rank difference may be chance.
 Sanity checks (rules in `bench/sanity.py`): ε-curve = robust accuracy falls with ε and reaches the
 largest class share where every input can be moved to the same image; steps = more attack steps
 never help the model; black-box = Square (and transfer attacks) break at most 1% of what

@@ -33,6 +33,14 @@ def binomial_tail(k: int, n: int, p: float = 0.5) -> float:
     return min(1.0, sum(_binomial_pmf(i, n, p) for i in range(k, n + 1)))
 
 
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar test on paired outcomes: b points robust only on one side, c only on
+    the other; the p-value of a split at least this uneven when either side is equally likely."""
+    if b + c == 0:
+        return 1.0
+    return min(1.0, 2 * binomial_tail(max(b, c), b + c, 0.5))
+
+
 def sign_test_greater(b: int, c: int) -> float:
     """One-sided exact sign (McNemar) test on paired flips: the p-value of "b flips outnumber c
     flips by chance" when either direction is equally likely."""

@@ -66,3 +66,26 @@ def test_rows_sort_by_worst_case_and_failed_checks_are_marked_not_hidden():
     assert "`good`" in lines[0] and "`masked`" in lines[1]
     assert "⚠ black-box" in lines[1]
     assert "- `masked` black-box: Square broke 10 of 60 points" in markdown
+
+
+def test_neighbouring_rows_are_told_distinguishable_only_when_a_paired_test_says_so():
+    n = 200
+    strong = record({"pgd": attack("1" * 120 + "0" * 80, "pgd")}, sha="a" * 64, label="strong", file="1.json")
+    # 118 of the same robust points and 2 others: a 2-point gap that a paired test cannot separate
+    close = record({"pgd": attack("1" * 116 + "0" * 4 + "11" + "0" * 78, "pgd")}, sha="b" * 64, label="close",
+                   file="2.json")
+    weak = record({"pgd": attack("1" * 60 + "0" * 140, "pgd")}, sha="c" * 64, label="weak", file="3.json")
+    markdown, _ = leaderboard.render([weak, close, strong])
+    lines = [line for line in markdown.splitlines() if re.match(r"\| \d+ ", line)]
+    assert ["strong" in lines[0], "close" in lines[1], "weak" in lines[2]] == [True] * 3
+    assert "not distinguishable (p=0.69, 4:2 of n=200)" in lines[0]  # exact: 2·P(X ≥ 4 | 6, ½) = 0.6875
+    assert "| distinguishable (p=" in lines[1] and "58:0 of n=200" in lines[1]
+    assert f"of n={n}" not in lines[2]  # the last row has no next row
+
+
+def test_mcnemar_exact_matches_hand_computed_values():
+    from bench.stats import mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(4, 2) == mcnemar_exact(2, 4) == pytest.approx(2 * 22 / 64)
