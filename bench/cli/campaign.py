@@ -15,11 +15,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("campaign", help="merge what a GPU campaign sent back",
                        epilog=CAMPAIGN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="verb", required=True, parser_class=type(p))
-    imp = verbs.add_parser("import", help="validate and merge campaign archives: run records into --results-dir, "
-                           "full-budget checkpoints into checkpoints/<dataset>-<budget>/, GPU reports into "
-                           "results/gpu/; then rebuild the table and leaderboard",
-                           epilog=CAMPAIGN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    imp.add_argument("archives", nargs="+", type=Path, metavar="ARCHIVE")
+    what = ("validate and merge campaign archives: run records into --results-dir, full-budget checkpoints "
+            "into checkpoints/<dataset>-<budget>/, GPU reports into results/gpu/; then rebuild the table and "
+            "leaderboard. The archives are read as untrusted and nothing is written unless all of them pass; "
+            "nothing is overwritten.")
+    imp = verbs.add_parser("import", help=what, description=what, epilog=CAMPAIGN_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("archives", nargs="+", type=Path, metavar="ARCHIVE",
+                     help="campaign-results.tar.gz and/or campaign-checkpoints.tar.gz from a campaign's --out")
     imp.add_argument("--results-dir", type=Path, default=Path("results/runs"), help="where the records go "
                      "(default results/runs)")
     imp.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"), help="where full-budget "
