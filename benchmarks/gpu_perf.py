@@ -16,14 +16,16 @@ Usage: python benchmarks/gpu_perf.py --out perf-gpu.json [--quick]   (--quick: t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -50,7 +52,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def clock(device: torch.device, work: Callable[[], object]) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def clock(device: torch.device, work: Callable[[], T]) -> tuple[float, T]:
     sync(device)
     start = time.perf_counter()
     out = work()
@@ -73,7 +78,7 @@ def repeat_for(device: torch.device, work: Callable[[], object], seconds: float)
 def machine(device: torch.device) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
     return {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-            "cpu_cores": __import__("os").cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "cpu_cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def committed(defense: str, device: torch.device) -> ModelUnderTest:
@@ -91,7 +96,7 @@ def section_ceilings(device: torch.device, size: int) -> list[dict[str, Any]]:
             continue
         a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
         with tensor_cores_for_fp32(tf32):
-            seconds = repeat_for(device, lambda a=a, b=b: a @ b, 1.0)
+            seconds = repeat_for(device, functools.partial(torch.matmul, a, b), 1.0)
         rows.append({"arithmetic": label, "size": size, "tflops": 2 * size ** 3 / seconds / 1e12})
     return rows
 
@@ -115,7 +120,7 @@ def section_aa_overhead(device: torch.device, n: int, tmp: Path) -> dict[str, An
         aa = AutoAttack(model, device=device, eps=LINF.eps, norm="Linf", seed=0, version="standard")
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
         direct_s, out = clock(device, lambda: aa.run_standard_evaluation(x, y, batch_size=n))
-    y_adv = out[1]  # type: ignore[index]
+    y_adv = out[1]
     direct = [str(int(v)) for v in (y_adv == y).int().tolist()]
     harness_s = record["attacks"]["aa"]["seconds"]
     return {"defense": "pgd-at", "points": n, "harness_s": harness_s, "direct_s": direct_s,
@@ -137,8 +142,8 @@ def section_apgd(device: torch.device, n: int) -> dict[str, Any]:
         ours_s, out = clock(device, lambda: ours.run(model, x, y, LINF, 0))
         theirs = APGDAttack(model, norm="Linf", eps=LINF.eps, n_iter=100, n_restarts=1, seed=0, device=device)
         theirs_s, x_adv = clock(device, lambda: theirs.perturb(x, y))
-        ours_robust = (model.predict(out.x_adv).to(device) == y)  # type: ignore[attr-defined]
-        theirs_robust = (model.predict(x_adv).to(device) == y)  # type: ignore[arg-type]
+        ours_robust = (model.predict(out.x_adv).to(device) == y)
+        theirs_robust = (model.predict(x_adv).to(device) == y)
     return {"defense": "pgd-at", "points": int(y.numel()), "ours_s": ours_s, "pyautoattack_s": theirs_s,
             "ratio": theirs_s / ours_s, "ours_robust": float(ours_robust.float().mean()),
             "pyautoattack_robust": float(theirs_robust.float().mean()),
@@ -163,7 +168,8 @@ def section_arithmetic(device: torch.device, n: int, tmp: Path, with_compile: bo
                      ("bf16, channels-last", Speed(Precision.BF16, channels_last=True))]
     if with_compile:
         variants.append(("fp32, compiled", Speed(compile=True)))
-    rows, reference = [], None
+    rows: list[dict[str, Any]] = []
+    reference: tuple[float, dict[str, str]] | None = None
     for label, speed in variants:
         if speed.compile:  # the first compiled call pays the compilation: warm up on a few points
             _harness(attacks, "pgd-at", min(n, 64), tmp / f"warm-{len(rows)}", device, speed=speed)
