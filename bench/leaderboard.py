@@ -42,6 +42,14 @@ class Cell:
         return value if self.n == worst_n else f"{value} (n={self.n})"
 
 
+@dataclass(frozen=True)
+class Beyond:
+    """An attack outside the headline: points it broke that the headline attacks left robust."""
+
+    broken: int
+    of: int
+
+
 @dataclass
 class Row:
     label: str
@@ -55,7 +63,8 @@ class Row:
     clean: Cell
     attacks: dict[str, Cell]
     worst: Cell
-    worst_flags: dict[int, bool]  # test-set index → robust under every attack of the row
+    worst_flags: dict[int, bool]  # test-set index → robust under every headline attack
+    beyond: dict[str, Beyond]  # attacks run on fewer points than the headline
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
     audit: dict[str, Any] | None = None  # the newest `bench audit` summary of this checkpoint and threat
@@ -80,18 +89,26 @@ def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return chosen
 
 
-def _worst(chosen: dict[str, dict[str, Any]]) -> dict[int, bool]:
-    """Per test-set index, robust under every chosen attack, on the points all of them evaluated."""
-    shared: set[int] | None = None
-    for r in chosen.values():
-        idx = set(map(int, r["per_example"]["index"]))
-        shared = idx if shared is None else shared & idx
-    robust = {i: True for i in sorted(shared or ())}
-    for label, r in chosen.items():
-        for i, flag in flags_by_index(r, label).items():
+def _headline(chosen: dict[str, dict[str, Any]]) -> tuple[dict[int, bool], dict[str, Beyond]]:
+    """The headline worst case: robust under every attack that ran on the row's full evaluation
+    set (the points of its largest record), per test-set index. Attacks run on fewer points (the
+    official AutoAttack or adaptive attacks on a subset) stay out of it; for each, how many of its
+    points it breaks that the headline left robust."""
+    if not chosen:
+        return {}, {}
+    full = set(map(int, max(chosen.values(), key=lambda r: r["data"]["n"])["per_example"]["index"]))
+    inside = {label for label, r in chosen.items() if full <= set(map(int, r["per_example"]["index"]))}
+    robust = {i: True for i in sorted(full)}
+    for label in sorted(inside):
+        for i, flag in flags_by_index(chosen[label], label).items():
             if i in robust:
                 robust[i] = robust[i] and flag
-    return robust
+    beyond = {}
+    for label in sorted(chosen.keys() - inside):
+        flags = flags_by_index(chosen[label], label)
+        shared = [i for i in flags if i in robust]
+        beyond[label] = Beyond(sum(robust[i] and not flags[i] for i in shared), len(shared))
+    return robust, beyond
 
 
 def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[str, Any]], key: TableKey) -> Row:
@@ -108,11 +125,11 @@ def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[s
         sanity.black_box(chosen),
         sanity.autoattack_warnings(chosen)) if c is not None]
     model = newest["model"]
-    worst = _worst(chosen)
+    worst, beyond = _headline(chosen)
     return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
                variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
                date=newest["provenance"]["date"], clean=clean, attacks=attacks,
-               worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, checks=checks)
+               worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond, checks=checks)
 
 
 def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
@@ -248,6 +265,12 @@ def versus_next(row: Row, below: Row | None) -> str:
     return f"{verdict} (p={p:.2g}, {b}:{c} of n={len(shared)})"
 
 
+def _outside(row: Row) -> str:
+    """Attacks run on fewer points than the headline, and what they found beyond it (⚠ if anything)."""
+    parts = [f"{'⚠ ' if b.broken else ''}{label} +{b.broken} of {b.of}" for label, b in row.beyond.items()]
+    return ", ".join(parts) or "–"
+
+
 def _table(rows: list[Row]) -> str:
     body = []
     for rank, row in enumerate(rows, 1):
@@ -260,11 +283,11 @@ def _table(rows: list[Row]) -> str:
                      row.clean.text(wn), *[row.attacks[col].text(wn) if col in row.attacks else "–"
                                            for _, col in COLUMNS],
                      others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
-                     versus_next(row, rows[rank] if rank < len(rows) else None),
+                     _outside(row), versus_next(row, rows[rank] if rank < len(rows) else None),
                      _budget(row.budget), row.date[:10], _checks(row),
                      _audit_link(row.audit) if row.audit else "not audited", links or "–"])
     headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
-               "worst case [95% CI]", "n", "vs next row", "training budget", "date", "sanity checks", "audit", "curves"]
+               "worst case [95% CI]", "n", "outside the worst case", "vs next row", "training budget", "date", "sanity checks", "audit", "curves"]
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
 
 
@@ -273,16 +296,23 @@ HEADER = """# Leaderboard
 Generated by `bench leaderboard` from {count} run records in `results/runs/` (schema {schema}).
 Do not edit: regenerate. Accuracies in % on the test split. Each attack column comes from the
 record of that checkpoint with the attack in its default configuration on the most test points
-(the newest of those); a cell measured on a different number of points than the worst case says so. **Worst case** = robust under every attack of the
-row, on the points all of them evaluated, with its 95% Wilson interval; rows are sorted by it.
+(the newest of those); a cell measured on a different number of points than the worst case says so.
+**Worst case** (the headline, rows are sorted by it) = robust under every attack that ran on the
+row's full evaluation set — the points of its largest record, `n` — with its 95% Wilson interval;
+attacks run on fewer points (marked `n=` in their cells: typically the official AutoAttack and the
+adaptive attacks) are not part of it. **Outside the worst case** lists each of those with the number
+of its points it broke that the headline attacks left robust (`+0 of 200`: nothing the headline
+missed there; ⚠ when it found more — the headline then overstates the model by at least that much
+on those points).
 **vs next row**: an exact McNemar test on the per-example worst-case flags of the points this row
 and the next both evaluated (here:there = points robust only in this row : only in the next); "distinguishable" when
 p < 0.05 (uncorrected for the number of pairs), else the rank difference may be chance.
 Sanity checks (rules in `bench/sanity.py`): ε-curve = robust accuracy falls with ε and reaches the
 largest class share where every input can be moved to the same image; steps = more attack steps
 never help the model; black-box = Square (and transfer attacks) break at most 1% of what
-white-box attacks left robust; AA checks = AutoAttack raised no warning. Worst case includes the
-adaptive attacks a defense calls for (`--attack adaptive`) wherever they were run. **Audit** =
+white-box attacks left robust; AA checks = AutoAttack raised no warning. The adaptive attacks a
+defense calls for (`--attack adaptive`) count in the worst case where they ran on its full set,
+otherwise under "outside the worst case". **Audit** =
 the verdict of the newest `bench audit` (report linked), whose model probes (AA model checks,
 gradients) and adaptive gap (adaptive attacks break ≤ 1% of what standard ones left robust)
 join the checks. ⚠ marks a failed check; details below each table.

@@ -43,6 +43,7 @@ from bench.harness import evaluate
 from bench.model import ModelUnderTest
 from bench.resolve import committed_checkpoint, committed_defenses
 from bench.schema import RunPurpose, load_records
+from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel
 from defenses import checkpoints
 
@@ -50,7 +51,8 @@ REPO = Path(__file__).resolve().parent.parent
 DATASET = "fashion-mnist"
 LINF = ThreatModel(Norm.LINF, 0.1)
 L2 = ThreatModel(Norm.L2, 1.5)
-SECTIONS = ("single", "apgd", "aa_fast", "cascade", "shards", "overhead", "rss", "resnet")
+SECTIONS = ("single", "apgd", "aa_fast", "aa_fast_large", "masked", "cascade", "shards", "overhead", "rss", "resnet")
+FAST_PROTOCOL = "aa-fast/v2"
 
 
 # ------------------------------------------------------------------ measuring
@@ -212,45 +214,96 @@ def section_apgd(n: int, defenses: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _run(attacks: str, defense: str, n: int, results: Path, **extra: Any) -> dict[str, Any]:
+def _run(attacks: str, defense: str | None, n: int, results: Path, **extra: Any) -> dict[str, Any]:
     cfg = RunConfig(dataset=DATASET, threat=LINF, attacks_text=attacks, defense=defense, n=n,
                     results_dir=results, quiet=True, **extra)
     return evaluate(cfg).record
 
 
-def _recorded_aa(defense: str, n: int) -> dict[str, Any] | None:
-    """The newest committed aa record of this checkpoint covering the first n points (seed 0)."""
-    path = committed_checkpoint(DATASET, defense)
-    sha = checkpoints.read_sidecar(path)["sha256"] if path else None
+def _recorded(attack: str, protocol: str, sha: str | None, n: int) -> dict[str, Any] | None:
+    """The newest committed record of this checkpoint that ran `attack` (protocol version
+    `protocol`, seed 0, the default L∞ threat) on the first n or more test points."""
     best = None
     for r in load_records(REPO / "results" / "runs"):
-        res = r["attacks"].get("aa")
-        if (res is None or r["model"]["sha256"] != sha or r["threat"] != {"norm": "linf", "eps": LINF.eps}
-                or r["config"].get("seed") != 0 or r["per_example"]["index"][:n] != list(range(n))
-                or r["data"]["n"] != n):
+        res = r["attacks"].get(attack)
+        if (res is None or res["protocol"] != protocol or r["model"]["sha256"] != sha
+                or r["threat"] != {"norm": "linf", "eps": LINF.eps} or r["config"].get("seed") != 0
+                or r["per_example"]["index"][:n] != list(range(n))):
             continue
-        if best is None or r["provenance"]["date"] > best["provenance"]["date"]:
+        if best is None or (r["data"]["n"], r["provenance"]["date"]) > (best["data"]["n"], best["provenance"]["date"]):
             best = r
     return best
 
 
+def _first(record: dict[str, Any], attack: str, n: int) -> str:
+    return record["per_example"]["robust"][attack][:n]
+
+
+def _versus_aa(defense: str, fast: dict[str, Any], official: dict[str, Any], n: int) -> dict[str, Any]:
+    """Per example on the first n points: what aa broke that aa-fast did not, and the reverse."""
+    a, b = _first(fast, "aa-fast", n), _first(official, "aa", n)
+    missed = [i for i in range(n) if b[i] == "0" and a[i] == "1" and official["per_example"]["clean_correct"][i] == "1"]
+    extra = [i for i in range(n) if a[i] == "0" and b[i] == "1" and fast["per_example"]["clean_correct"][i] == "1"]
+    return {"defense": defense, "points": n, "aa_robust": b.count("1") / n, "aa_fast_robust": a.count("1") / n,
+            "difference_pts": 100 * (a.count("1") - b.count("1")) / n, "missed": missed, "extra": len(extra),
+            "agreement": sum(p == q for p, q in zip(a, b, strict=True)) / n}
+
+
 def section_aa_fast(n: int, defenses: list[str], fresh: set[str], tmp: Path) -> list[dict[str, Any]]:
+    """aa-fast against aa on the first n points: both run here, back to back, for the checkpoints
+    in `fresh` (clean timings); for the others the committed records of both (aa-fast's from its
+    leaderboard run on more points: batch-independent, so its first n points are a run on n)."""
     rows = []
     for defense in defenses:
-        fast = _run("aa-fast", defense, n, tmp / f"fast-{defense}")
-        source = "measured here"
-        official = None if defense in fresh else _recorded_aa(defense, n)
-        if official is None:
-            official = _run("aa", defense, n, tmp / f"aa-{defense}")
-        else:
-            source = f"committed record, {official['provenance']['date'][:10]}"
+        path = committed_checkpoint(DATASET, defense)
+        sha = checkpoints.read_sidecar(path)["sha256"] if path else None
+        fast = None if defense in fresh else _recorded("aa-fast", FAST_PROTOCOL, sha, n)
+        official = None if defense in fresh else _recorded("aa", "aa/v1", sha, n)
+        timed_here = fast is None and official is None
+        fast = fast or _run("aa-fast", defense, n, tmp / f"fast-{defense}")
+        official = official or _run("aa", defense, n, tmp / f"aa-{defense}")
+        row = _versus_aa(defense, fast, official, n)
         a, b = fast["attacks"]["aa-fast"], official["attacks"]["aa"]
-        flags_a, flags_b = fast["per_example"]["robust"]["aa-fast"], official["per_example"]["robust"]["aa"]
-        row = {"defense": defense, "points": n, "aa_s": b["seconds"], "aa_fast_s": a["seconds"],
-               "ratio": b["seconds"] / a["seconds"], "aa_robust": b["robust_accuracy"],
-               "aa_fast_robust": a["robust_accuracy"], "difference_pts": 100 * (a["robust_accuracy"] - b["robust_accuracy"]),
-               "agreement": sum(p == q for p, q in zip(flags_a, flags_b, strict=True)) / n,
-               "aa_time_source": source, "aa_fast_stage_cost": a.get("stage_cost")}
+        if timed_here:
+            row.update(aa_s=b["seconds"], aa_fast_s=a["seconds"], ratio=b["seconds"] / a["seconds"],
+                       aa_fast_stage_cost=a.get("stage_cost"), aa_stage_cost=b.get("stage_cost"))
+        row["source"] = "both run here" if timed_here else "committed records"
+        rows.append(row)
+        print(f"  {row}", flush=True)
+    return rows
+
+
+def section_aa_fast_large(defenses: list[str], min_n: int = 1000) -> list[dict[str, Any]]:
+    """From committed records only: every checkpoint whose aa and aa-fast ran on the same ≥ min_n points."""
+    rows = []
+    for defense in defenses:
+        path = committed_checkpoint(DATASET, defense)
+        sha = checkpoints.read_sidecar(path)["sha256"] if path else None
+        fast, official = _recorded("aa-fast", FAST_PROTOCOL, sha, min_n), _recorded("aa", "aa/v1", sha, min_n)
+        if fast is None or official is None:
+            continue
+        n = min(fast["data"]["n"], official["data"]["n"])
+        rows.append(_versus_aa(defense, fast, official, n))
+    return rows
+
+
+MASKED_TOYS = (("rounded_smallcnn", "inputs rounded to 8 bits"), ("quantized_smallcnn", "inputs quantized to 8 levels"),
+               ("hard_argmax_smallcnn", "10·onehot(argmax) output"))
+
+
+def section_masked(n: int, tmp: Path) -> list[dict[str, Any]]:
+    """aa and aa-fast on models built to mask gradients (examples/toy_models.py, the standard
+    checkpoint's weights): gradient attacks see nothing, so only black-box search counts."""
+    weights = committed_checkpoint(DATASET, "standard")
+    rows = []
+    for factory, what in MASKED_TOYS:
+        spec = ModelSpec(f"examples.toy_models:{factory}", weights=weights)
+        fast = _run("aa-fast", None, n, tmp / f"masked-fast-{factory}", model=spec)
+        official = _run("aa", None, n, tmp / f"masked-aa-{factory}", model=spec)
+        row = _versus_aa(factory, fast, official, n)
+        row.update(model=what, clean=fast["clean"]["accuracy"], aa_s=official["attacks"]["aa"]["seconds"],
+                   aa_fast_s=fast["attacks"]["aa-fast"]["seconds"])
+        row["ratio"] = row["aa_s"] / row["aa_fast_s"]
         rows.append(row)
         print(f"  {row}", flush=True)
     return rows
@@ -354,19 +407,31 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> s
     return tabulate(body, headers=[h for _, h, _ in columns], tablefmt="github", disable_numparse=True)
 
 
+def _missed(row: dict[str, Any]) -> str:
+    return ", ".join(map(str, row["missed"])) or "none"
+
+
 def _aa_fast_summary(rows: list[dict[str, Any]]) -> str:
-    here = [r for r in rows if r["aa_time_source"] == "measured here"]
-    same = sum(r["difference_pts"] == 0 for r in rows)
-    stronger = [r["defense"] for r in rows if r["difference_pts"] < 0]
-    weaker = [r["defense"] for r in rows if r["difference_pts"] > 0]
-    lines = [f"Robust accuracy: equal on {same} of {len(rows)} checkpoints; aa-fast lower (stronger) on "
-             f"{', '.join(stronger) or 'none'}; higher (weaker) on {', '.join(weaker) or 'none'}."]
-    if here:
-        ratios = ", ".join(f"{r['defense']} {r['ratio']:.2f}×" for r in here)
-        lines.append(f"Speed-up where both ran here, one after the other on an idle machine: {ratios}. Times taken "
-                     "from committed records were measured while other work shared the cores (they vary by "
-                     "up to 4× for similar models), so only these rows are clean timings.")
+    timed = [r for r in rows if r.get("ratio") is not None]
+    points = sum(r["points"] for r in rows)
+    missed = [(r["defense"], i) for r in rows for i in r["missed"]]
+    lines = [f"Per example on {points} points of {len(rows)} checkpoints: aa broke {len(missed)} point(s) that "
+             f"aa-fast left robust ({', '.join(f'{d} #{i}' for d, i in missed) or 'none'}); aa-fast broke "
+             f"{sum(r['extra'] for r in rows)} that aa left robust."]
+    if timed:
+        ratios = ", ".join(f"{r['defense']} {r['ratio']:.2f}×" for r in timed)
+        lines.append(f"Speed-up where both ran here, one after the other on an otherwise idle machine: {ratios}.")
     return " ".join(lines)
+
+
+AA_FAST_COLUMNS = [("defense", "checkpoint", ""), ("points", "points", ""), ("aa_robust", "aa robust", ".3f"),
+                   ("aa_fast_robust", "aa-fast robust", ".3f"), ("difference_pts", "difference (pts)", "+.1f"),
+                   ("missed_text", "aa breaks aa-fast missed (test index)", ""), ("extra", "aa-fast breaks aa missed", ""),
+                   ("agreement", "per-example agreement", ".3f")]
+
+
+def _with_missed_text(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "missed_text": _missed(r)} for r in rows]
 
 
 def render(results: dict[str, Any], command: str) -> str:
@@ -403,14 +468,19 @@ def render(results: dict[str, Any], command: str) -> str:
                                          ("pyautoattack_hardware_limit", "official hw limit", ".2f")]), ""]
     if "aa_fast" in results:
         out += ["## aa-fast vs the official aa (first points of the test set, seed 0)", "",
-                _table(results["aa_fast"], [("defense", "checkpoint", ""), ("points", "points", ""),
-                                            ("aa_s", "aa s", ".1f"), ("aa_fast_s", "aa-fast s", ".1f"),
-                                            ("ratio", "speed-up", ".2f"), ("aa_robust", "aa robust", ".3f"),
-                                            ("aa_fast_robust", "aa-fast robust", ".3f"),
-                                            ("difference_pts", "difference (pts)", "+.1f"),
-                                            ("agreement", "per-example agreement", ".3f"),
-                                            ("aa_time_source", "aa time from", "")]), "",
+                _table(_with_missed_text(results["aa_fast"]),
+                       AA_FAST_COLUMNS + [("aa_s", "aa s", ".1f"), ("aa_fast_s", "aa-fast s", ".1f"),
+                                          ("ratio", "speed-up", ".2f"), ("source", "from", "")]), "",
                 _aa_fast_summary(results["aa_fast"]), ""]
+    if results.get("aa_fast_large"):
+        out += ["## aa-fast vs the official aa on 1000 points (committed leaderboard records)", "",
+                _table(_with_missed_text(results["aa_fast_large"]), AA_FAST_COLUMNS), "",
+                _aa_fast_summary(results["aa_fast_large"]), ""]
+    if "masked" in results:
+        out += ["## Models built to mask gradients (examples/toy_models.py with the standard checkpoint's weights)", "",
+                _table(_with_missed_text(results["masked"]),
+                       [("defense", "model", ""), ("model", "what", ""), ("clean", "clean", ".3f")] + AA_FAST_COLUMNS[1:]
+                       + [("aa_s", "aa s", ".1f"), ("aa_fast_s", "aa-fast s", ".1f"), ("ratio", "speed-up", ".2f")]), ""]
     for key, title in (("cascade", "`--cascade` vs a plain run (pgd-at)"),
                        ("shards", "torchrun: 2 gloo ranks vs 1 process (pgd-at)"),
                        ("overhead", "`aa` through the harness vs a direct pyautoattack call (pgd-at, one batch)"),
@@ -473,6 +543,7 @@ def main() -> None:
                         "committed aa records cover them)")
     parser.add_argument("--aa-fresh", default="pgd-at,ancra,trades",
                         help="checkpoints whose official aa is re-run here for timing (the rest use their records)")
+    parser.add_argument("--masked-n", type=int, default=100, help="test points for the masked-model rows")
     parser.add_argument("--defenses", help="comma-separated committed checkpoints (default: all)")
     parser.add_argument("--rss-n", type=int, default=10000, help="points of the peak-RSS AutoAttack run")
     parser.add_argument("--sections", default=",".join(SECTIONS),
@@ -505,6 +576,8 @@ def main() -> None:
             ("single", lambda: section_single_attacks(args.n)),
             ("apgd", lambda: section_apgd(args.n, defenses)),
             ("aa_fast", lambda: section_aa_fast(args.aa_n, defenses, set(args.aa_fresh.split(",")), tmp / "aa")),
+            ("aa_fast_large", lambda: section_aa_fast_large(defenses)),
+            ("masked", lambda: section_masked(args.masked_n, tmp / "masked")),
             ("cascade", lambda: section_cascade(min(args.aa_n, 100), tmp / "cascade")),
             ("shards", lambda: section_shards(min(200, args.n), tmp / "shards")),
             ("overhead", lambda: section_overhead(min(100, args.aa_n), tmp / "overhead")),

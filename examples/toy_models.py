@@ -9,6 +9,11 @@ so it can be evaluated as a user model, e.g. with the committed standard checkpo
 - `rounded_smallcnn`: inputs rounded to 8 bits. Rounding has zero gradient almost everywhere, so
   gradient attacks see nothing, yet an 8-bit grid (step 1/255) is far finer than ε = 0.1: the
   model is exactly as robust as the CNN behind it (≈ 0% for the standard checkpoint).
+- `quantized_smallcnn`: inputs quantized to 8 levels (step 1/7 > ε = 0.1): again zero gradients,
+  and a perturbation changes the model's input only where it pushes a pixel across a level.
+- `hard_argmax_smallcnn`: returns 10·onehot(argmax) of the CNN's logits — the hard mask of
+  reverse attention taken to the limit: the forward pass decides as the CNN does, the gradient is
+  zero everywhere, and only black-box search can find what the CNN's gradients would have.
 - `softmax_smallcnn`: returns probabilities instead of logits.
 - `noisy_smallcnn`: adds fresh Gaussian noise to every input (a randomized model).
 """
@@ -21,12 +26,26 @@ from bench.data import DATASETS
 from defenses.archs import SmallCNN
 
 ROUNDING_LEVELS = 255
+QUANTIZED_LEVELS = 7  # 8 values 0, 1/7, ..., 1
+HARD_ARGMAX_SCALE = 10.0
 NOISE_STD = 0.1
 
 
 class RoundedInput(SmallCNN):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(torch.round(x * ROUNDING_LEVELS) / ROUNDING_LEVELS)
+
+
+class QuantizedInput(SmallCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.round(x * QUANTIZED_LEVELS) / QUANTIZED_LEVELS)
+
+
+class HardArgmaxOutput(SmallCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        decided = torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).to(logits.dtype)
+        return HARD_ARGMAX_SCALE * decided + 0.0 * logits  # in the graph, with a zero gradient
 
 
 class SoftmaxOutput(SmallCNN):
@@ -45,6 +64,14 @@ def plain_smallcnn() -> SmallCNN:
 
 def rounded_smallcnn() -> RoundedInput:
     return RoundedInput(DATASETS.get("fashion-mnist"))
+
+
+def quantized_smallcnn() -> QuantizedInput:
+    return QuantizedInput(DATASETS.get("fashion-mnist"))
+
+
+def hard_argmax_smallcnn() -> HardArgmaxOutput:
+    return HardArgmaxOutput(DATASETS.get("fashion-mnist"))
 
 
 def softmax_smallcnn() -> SoftmaxOutput:

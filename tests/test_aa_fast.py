@@ -3,35 +3,46 @@
 import torch
 
 from bench.attacks import build_attack
-from bench.attacks.aa_fast import SQUARE_QUERIES, TARGETS, _PerExampleStartSquare
+from bench.attacks.aa_fast import (
+    SQUARE_QUERIES,
+    SQUARE_RESTARTS,
+    TARGETS,
+    PerExampleStartSquare,
+    SquareRestarts,
+)
 from bench.threat import Norm, ThreatModel
 
 LINF = ThreatModel(Norm.LINF, 0.1)
 
 
 def _square(model, queries):
-    return _PerExampleStartSquare(model, norm="Linf", n_queries=queries, eps=LINF.eps, p_init=0.8, n_restarts=1,
-                                  seed=0, resc_schedule=False, device="cpu")
+    return PerExampleStartSquare(model, norm="Linf", n_queries=queries, eps=LINF.eps, p_init=0.8, n_restarts=1,
+                                 seed=0, resc_schedule=False, device="cpu")
 
 
 class OneByOne(torch.nn.Module):
     """The model run one example at a time: its logits cannot depend on the batch. (On some CPUs a
     convolution's result moves by ~1e-6 with the batch size — measured 1.4e-6 on the pgd-at SmallCNN,
     Intel AVX-512 — which flips Square's accept/reject on a few points; that is the model's float
-    noise, not Square's randomness, which is what this test is about.)"""
+    noise, not Square's randomness, which is what these tests are about.)"""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.num_classes = 10
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.model(x[i:i + 1]) for i in range(x.shape[0])])
 
 
-def test_square_with_per_example_stripes_is_independent_of_the_batch(committed_robust, points):
+def _clean_correct(model, points, k):
     x, y = points
-    keep = committed_robust.predict(x) == y
-    x, y = x[keep][:40], y[keep][:40]
+    keep = model.predict(x) == y
+    return x[keep][:k], y[keep][:k]
+
+
+def test_square_with_per_example_stripes_is_independent_of_the_batch(committed_robust, points):
+    x, y = _clean_correct(committed_robust, points, 40)
     model = OneByOne(committed_robust)
 
     def best_points(xs, ys):  # the run's best-loss points (perturb returns only the successes)
@@ -47,27 +58,50 @@ def test_square_with_per_example_stripes_is_independent_of_the_batch(committed_r
     assert bool((whole != x).flatten(1).any(1).all())  # every point moved
 
 
-def test_a_shorter_square_run_is_a_prefix_of_a_longer_one(committed_robust, points):
-    """AutoAttack's fixed p-schedule: whatever 40 queries find, 80 queries find identically."""
-    x, y = points
-    keep = committed_robust.predict(x) == y
-    x, y = x[keep][:60], y[keep][:60]
+def test_square_restarts_are_independent_of_the_batch(natural_model, points):
+    x, y = _clean_correct(natural_model, points, 30)
+    model = OneByOne(natural_model)
+    stage = SquareRestarts(restarts=3, queries=4)
     with torch.inference_mode():
-        short = committed_robust.predict(_square(committed_robust, 40).perturb(x, y)) != y
-        long = committed_robust.predict(_square(committed_robust, 80).perturb(x, y)) != y
-    assert bool((long | ~short).all())  # every short success is a long success
+        whole = stage.run(model, x, y, LINF, seed=0)
+        parts = [stage.run(model, x[s], y[s], LINF, seed=0) for s in (slice(0, 11), slice(11, None))]
+    assert torch.equal(whole.x_adv, torch.cat([p.x_adv for p in parts]))
+    assert whole.broken_by == parts[0].broken_by + parts[1].broken_by
+    restarts = {name for name in whole.broken_by if name}
+    assert {"square/restart1", "square/restart2"} <= restarts  # later restarts broke what the first left
 
 
-def test_aa_fast_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
+def test_a_restart_draws_afresh(natural_model, points):
+    """Restart 2 is not restart 1 again: it starts from other stripes, so it breaks other points."""
+    x, y = _clean_correct(natural_model, points, 60)
+    with torch.inference_mode():
+        one = SquareRestarts(restarts=1, queries=3).run(natural_model, x, y, LINF, seed=0).success
+        other_seed = SquareRestarts(restarts=1, queries=3).run(natural_model, x, y, LINF, seed=1).success
+        two = SquareRestarts(restarts=2, queries=3).run(natural_model, x, y, LINF, seed=0).success
+    assert bool((one != other_seed).any())
+    assert torch.equal(two, one | other_seed)  # restart 2 of seed 0 is the first run of seed 1, on the rest
+
+
+def test_a_shorter_square_run_is_a_prefix_of_a_longer_one(natural_model, points):
+    """AutoAttack's fixed p-schedule: whatever 3 queries find, 8 queries find identically."""
+    x, y = _clean_correct(natural_model, points, 60)
+    with torch.inference_mode():
+        short = natural_model.predict(_square(natural_model, 3).perturb(x, y)) != y
+        long = natural_model.predict(_square(natural_model, 8).perturb(x, y)) != y
+    assert 0 < int(short.sum()) < int(long.sum())  # the short run found some, the long one more
+    assert bool(long[short].all())  # every short success is a long success
+
+
+def test_aa_fast_v2_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
     attack = build_attack("aa-fast")
-    assert attack.label == "aa-fast" and [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "square"]
+    assert attack.protocol == "aa-fast/v2"
+    assert [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "square"]
     assert attack.independent_of_batch(LINF) and not attack.independent_of_batch(ThreatModel(Norm.L2, 1.0))
     assert not build_attack("aa").independent_of_batch(LINF)  # the official one stays as it is
-    assert TARGETS == 9 and SQUARE_QUERIES < 5000
-    x, y = points
-    keep = natural_model.predict(x) == y
-    x, y = x[keep][:50], y[keep][:50]
+    assert TARGETS < 9 and SQUARE_RESTARTS * SQUARE_QUERIES < 5000
+    x, y = _clean_correct(natural_model, points, 50)
     with natural_model.attack_mode():
         out = attack.stages()[0].run(natural_model, x, y, LINF, seed=0)
     assert bool(out.success.all())
-    assert out.broken_by is not None and set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, 10)}
+    assert out.broken_by is not None
+    assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + 1)}

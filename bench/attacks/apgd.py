@@ -253,26 +253,30 @@ class APGDTargeted(_SeededLikeAutoAttack):
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        return self.run_ranked(model, x, y, threat, seed, x)
+        return self.run_ranked(model, x, y, threat, seed, logit_ranked_targets(model, x))
 
     def run_ranked(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
-                   rank_at: torch.Tensor) -> AttackOutput:
-        """Targets are the classes with the largest logits at `rank_at` (the official code: the
-        clean point; aa-fast: the point where APGD-CE got closest to the boundary)."""
+                   order: torch.Tensor) -> AttackOutput:
+        """Attack the classes in `order` ([n, ≥ targets]: per example, the target of each rank),
+        each rank on what is still robust."""
         cfg: APGDTargetedConfig = self.config
         starts = StartNoise(x, y, seed, cfg.per_example_start)
-        with torch.no_grad():  # one forward for all target ranks (the official code: one per rank)
-            ranked = model(rank_at).sort(dim=1).indices
 
         def one(rows: torch.Tensor, rank: int) -> _Run:
             xs, ys = x[rows], y[rows]
-            target = ranked[rows, -(rank + 2)]
             return apgd_single_run(model, xs, ys, norm=threat.norm, eps=threat.eps, steps=cfg.steps,
                                    rho=cfg.rho, noise=starts.draw(threat.norm, xs.shape, rows, x.device),
-                                   loss_of=LossOf("dlr-targeted", ys, target))
+                                   loss_of=LossOf("dlr-targeted", ys, order[rows, rank]))
 
-        targets = min(cfg.targets, model.num_classes - 1)
+        targets = min(cfg.targets, model.num_classes - 1, order.shape[1])
         return _restarts(one, x, restarts=cfg.restarts, targets=targets, targeted=True, component=self.component)
+
+
+def logit_ranked_targets(model: ModelUnderTest, at: torch.Tensor) -> torch.Tensor:
+    """[n, classes − 1]: the 2nd, 3rd, ... largest logit at `at` — AutoAttack's target order at a
+    point the model still classifies correctly. One forward pass for every rank."""
+    with torch.no_grad():
+        return model(at).sort(dim=1).indices.flip(1)[:, 1:]
 
 
 def _restarts(single: Callable[[torch.Tensor, int], _Run], x: torch.Tensor, *, restarts: int, targets: int,
