@@ -25,6 +25,7 @@ from bench.stats import mcnemar_exact, wilson_interval
 from defenses.registry import BUDGETS
 
 COLUMNS = (("FGSM", "fgsm"), ("PGD", "pgd"), ("C&W", "cw"), ("AutoAttack", "aa"))
+OFFICIAL, FAST = "aa", "aa-fast"  # the official AutoAttack and our cheaper protocol, compared per row
 NORM_SYMBOL = {"linf": "L∞", "l2": "L2"}
 
 
@@ -50,6 +51,22 @@ class Beyond:
     of: int
 
 
+@dataclass(frozen=True)
+class Disagreement:
+    """Per example on the points two attacks share: test indices only the first broke, and how
+    many only the second broke."""
+
+    shared: int
+    only_first: list[int]
+    only_second: int
+
+
+def disagreement(first: dict[int, bool], second: dict[int, bool]) -> Disagreement:
+    shared = sorted(first.keys() & second.keys())
+    return Disagreement(len(shared), [i for i in shared if second[i] and not first[i]],
+                        sum(first[i] and not second[i] for i in shared))
+
+
 @dataclass
 class Row:
     label: str
@@ -64,6 +81,7 @@ class Row:
     attacks: dict[str, Cell]
     worst: Cell
     worst_flags: dict[int, bool]  # test-set index → robust under every headline attack
+    official_vs_fast: Disagreement | None  # the official AutoAttack against aa-fast, where both ran
     beyond: dict[str, Beyond]  # attacks run on fewer points than the headline
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
@@ -126,10 +144,13 @@ def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[s
         sanity.autoattack_warnings(chosen)) if c is not None]
     model = newest["model"]
     worst, beyond = _headline(chosen)
+    official_vs_fast = (disagreement(flags_by_index(chosen[OFFICIAL], OFFICIAL), flags_by_index(chosen[FAST], FAST))
+                        if OFFICIAL in chosen and FAST in chosen else None)
     return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
                variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
                date=newest["provenance"]["date"], clean=clean, attacks=attacks,
-               worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond, checks=checks)
+               worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond,
+               official_vs_fast=official_vs_fast, checks=checks)
 
 
 def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
@@ -265,6 +286,14 @@ def versus_next(row: Row, below: Row | None) -> str:
     return f"{verdict} (p={p:.2g}, {b}:{c} of n={len(shared)})"
 
 
+def _official_vs_fast(row: Row) -> str:
+    d = row.official_vs_fast
+    assert d is not None
+    missed = (f"aa broke {len(d.only_first)} that aa-fast left robust (test index {', '.join(map(str, d.only_first))})"
+              if d.only_first else "aa broke nothing aa-fast left robust")
+    return f"- `{row.label}`, {d.shared} points: {missed}; aa-fast broke {d.only_second} that aa left robust."
+
+
 def _outside(row: Row) -> str:
     """Attacks run on fewer points than the headline, and what they found beyond it (⚠ if anything)."""
     parts = [f"{'⚠ ' if b.broken else ''}{label} +{b.broken} of {b.of}" for label, b in row.beyond.items()]
@@ -354,6 +383,12 @@ def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = 
                 summary = f": {BUDGETS.get(budget).summary}" if budget in BUDGETS else ""
                 parts.append(f"### Training budget `{budget}`{summary}\n")
             parts.append(_table(budget_rows) + "\n")
+        compared = [row for row in rows if row.official_vs_fast is not None]
+        if compared:
+            parts.append("The official AutoAttack against aa-fast, per example on the points both ran (aa-fast is "
+                         "meant never to be weaker):\n")
+            parts += [_official_vs_fast(row) for row in compared]
+            parts.append("")
         audit_table = _audit_table(rows)
         if audit_table:
             parts.append("Gradient-masking audits (`bench audit`, newest per checkpoint; robust accuracy in % on "

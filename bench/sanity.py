@@ -117,6 +117,12 @@ def attack_strength(records: list[dict[str, Any]], norm: str, eps: float) -> Che
     return CheckResult(Check.STRENGTH, True, f"{', '.join(names)}: no rise with more steps")
 
 
+def _square_stage(component: str | None, label: str) -> bool:
+    """Whether `broken_first_by` names the Square stage of the attack `label` (AutoAttack's
+    `aa/square`, or one of aa-fast's runs, `aa-fast/square/restart3`)."""
+    return component is not None and (component == f"{label}/square" or component.startswith(f"{label}/square/"))
+
+
 def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
     """`chosen`: attack label → the record it comes from (one checkpoint, one threat model).
 
@@ -135,7 +141,7 @@ def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
         if is_square or "square" in record["attacks"][label].get("stages", []):
             square_ran |= clean
         for i in clean:
-            by_square = not flags[i] and (is_square or first[i] == f"{label}/square")
+            by_square = not flags[i] and (is_square or _square_stage(first[i], label))
             if by_square:
                 square_broke.add(i)
             if not is_square:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -140,6 +141,39 @@ def study(defense: str, n: int, queries: int, rescaled: bool) -> dict[str, Any]:
             "clean_correct": len(y), "points": points}
 
 
+def _ranks(points: list[dict[str, Any]], key: str) -> str:
+    ranks = sorted(p[key] + 1 for p in points if p.get("malt_rank", -1) >= 0)
+    return " ".join(map(str, ranks)) or "–"
+
+
+def summary(lines: list[dict[str, Any]]) -> str:
+    """A markdown table per checkpoint: where aa's successes come from in each stage of aa-fast."""
+    body = []
+    for r in lines:
+        pts = r["points"]
+        targeted = [p for p in pts if p.get("malt_rank", -1) >= 0]
+        square = sorted(p["square_query"] for p in pts if p.get("square_query", -1) >= 0)
+        missed = [p["index"] for p in pts if p.get("aa_broke") and "margin_before_square" in p
+                  and p.get("square_query", -1) < 0]
+        extra = [p["index"] for p in pts if not p.get("aa_broke")
+                 and (p["apgd_ce"] or p.get("malt_rank", -1) >= 0 or p.get("square_query", -1) >= 0)]
+        body.append([r["defense"], r["clean_correct"], sum(bool(p.get("aa_broke")) for p in pts),
+                     sum(p["apgd_ce"] for p in pts), len(targeted), _ranks(pts, "logit_rank"), _ranks(pts, "malt_rank"),
+                     _ranks(pts, "malt_clean_rank"), " ".join(map(str, square)) or "–",
+                     ", ".join(map(str, missed)) or "none", len(extra),
+                     " / ".join(f"{r['seconds'][k]:.0f}" for k in ("apgd_ce", "apgd_t", "square"))])
+    first = lines[0]
+    schedule = "compressed to the run's length" if first.get("rescaled", True) else "AutoAttack's fixed one"
+    head = (f"First {first['n']} test points, seed 0, L∞ ε = 0.1; Square: {first['queries']} queries, p-schedule "
+            f"{schedule}. Target ranks are 1-based: the rank of the class that broke the point in each order "
+            "(logit order and MALT order at APGD-CE's best point, MALT order at the clean point); the attack "
+            "itself ran in the MALT order at APGD-CE's point, stopping at the first success.\n\n")
+    return head + str(tabulate(body, headers=[
+        "checkpoint", "clean-correct", "aa broke", "APGD-CE broke", "APGD-T broke", "ranks (logits)", "ranks (MALT)",
+        "ranks (MALT, clean)", "Square: query of each success", "aa breaks no stage found", "breaks aa missed",
+        "seconds CE / T / Square"], tablefmt="github", disable_numparse=True)) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--defenses", default=",".join(committed_defenses(DATASET)))
@@ -148,8 +182,13 @@ def main() -> None:
     parser.add_argument("--square-schedule", choices=("fixed", "rescaled"), default="fixed",
                         help="Square's p-schedule: AutoAttack's fixed one, or compressed to --queries "
                              "(pyautoattack's SquareAttack default)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="JSON lines, appended to (one line per checkpoint)")
+    parser.add_argument("--summary", type=Path, help="write the markdown summary of --out here and measure nothing")
     args = parser.parse_args()
+    if args.summary:
+        lines = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+        args.summary.write_text(summary(lines))
+        return
     for defense in args.defenses.split(","):
         result = study(defense, args.n, args.queries, args.square_schedule == "rescaled")
         with args.out.open("a") as f:

@@ -109,3 +109,12 @@ def test_the_headline_is_on_the_full_set_and_attacks_on_subsets_report_what_they
     line = next(line for line in markdown.splitlines() if line.startswith("| 1 "))
     assert "aa +0 of 200, ⚠ ra-aux +3 of 200" in line
     assert "100.0 (n=200)" in line and "**70.0** [" in line and "| 1000 |" in line
+
+
+def test_the_official_autoattack_and_aa_fast_are_compared_per_example_under_the_table():
+    flags = "1" * 10
+    fast = record({"aa-fast": attack("0" + flags[1:], "aa-fast")}, label="m", file="1.json")
+    official = record({"aa": attack("1" + "0" + flags[2:], "aa")}, label="m", file="2.json")
+    markdown, _ = leaderboard.render([fast, official])
+    assert ("- `m`, 10 points: aa broke 1 that aa-fast left robust (test index 1); aa-fast broke 1 that aa left "
+            "robust.") in markdown

@@ -60,6 +60,14 @@ def test_square_beating_white_box_is_marked_unless_white_box_broke_those_points(
     assert sanity.black_box({"pgd": pgd}) is None  # no Square ran
 
 
+def test_aa_fast_square_runs_count_as_black_box():
+    flags = "1" * 52 + "0" * 48
+    first = [None] * 52 + ["aa-fast/square/restart3"] * 8 + ["aa-fast/apgd-ce"] * 40
+    fast = record({"aa-fast": attack(flags, "aa-fast", stages=["apgd", "square"])}, broken_first_by=first)
+    result = sanity.black_box({"aa-fast": fast})
+    assert not result.passed and "Square broke 8 of 60" in result.detail
+
+
 def test_autoattack_warnings_become_a_mark():
     warned = record({"aa": attack("1" * 10, "aa", warnings=["autoattack apgd-ce: the model is randomized"])})
     result = sanity.autoattack_warnings({"aa": warned})
