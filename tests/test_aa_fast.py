@@ -10,6 +10,7 @@ from bench.attacks.aa_fast import (
     PerExampleStartSquare,
     SquareRestarts,
 )
+from bench.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 LINF = ThreatModel(Norm.LINF, 0.1)
@@ -105,3 +106,21 @@ def test_aa_fast_v2_is_a_separate_protocol_and_breaks_a_natural_model(natural_mo
     assert bool(out.success.all())
     assert out.broken_by is not None
     assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + 1)}
+
+
+def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt, points):
+    """10·onehot(argmax) of the standard CNN: zero gradients, so APGD finds nothing; the model is no
+    more robust than the CNN behind it (≈ 0% under PGD), and aa-fast's Square runs must show it."""
+    from bench.sources import ModelSpec, load_user_model
+
+    spec = ModelSpec("examples.toy_models:hard_argmax_smallcnn", weights=natural_ckpt)
+    model = ModelUnderTest(load_user_model(spec, "fashion-mnist", "linf").module, 10)
+    x, y = _clean_correct(model, points, 20)
+    attack = build_attack("aa-fast")
+    gradient, square = attack.stages()
+    with model.attack_mode():
+        white = gradient.run(model, x, y, LINF, seed=0)
+        with torch.inference_mode():
+            black = square.run(model, x, y, LINF, seed=0)
+    assert not bool(white.success.any())
+    assert int(black.success.sum()) >= 12

@@ -63,7 +63,8 @@ def test_pgd_restarts_and_margin_loss_never_weaken_the_attack(committed_robust, 
     with model.attack_mode():
         one = build_attack("pgd", {"steps": "10"}).run(model, x, y, LINF, seed=3).success
         three = build_attack("pgd", {"steps": "10", "restarts": "3"}).run(model, x, y, LINF, seed=3).success
-    assert bool((three | ~one).all())  # the first restart is the same draw, so restarts only add
+    assert int(one.sum()) > 0  # the single run broke points, so the next line has something to check
+    assert bool(three[one].all())  # the first restart is the same draw, so restarts only add
 
 
 def test_cw_l2_counts_only_successes_within_eps(natural_model, points):
