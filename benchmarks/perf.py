@@ -6,9 +6,11 @@ Sections (each on the committed Fashion-MNIST checkpoints, the same points for e
    and the hardware-limit figure (passes × bare cost per pass at that batch ÷ wall time);
 3. our APGD vs pyautoattack's APGD on every committed checkpoint — time ratio, per-example
    agreement, passes per example;
-4. aa-fast vs the official aa on every committed checkpoint — time ratio and accuracy difference
-   (aa is run here for the checkpoints in --aa-fresh; for the others the committed aa record of
-   the same points, protocol and seed supplies flags and its recorded time);
+4. aa-fast vs the official aa on every committed checkpoint, per example (what aa broke that
+   aa-fast did not, by test index): both run here back to back for the checkpoints in --aa-fresh
+   (the timing rows); for the others the committed records (aa-fast's leaderboard record on 1000
+   points, restricted to the first --aa-n); the same from committed records on 1000 points where
+   aa ran there too; and both on models built to mask gradients (examples/toy_models.py);
 5. `--cascade` vs a plain run, 2 torchrun ranks vs 1, aa's harness overhead, peak RSS of a
    full 10 000-point AA run, and a ResNet-18 on CIFAR-shaped inputs (larger-model picture).
 
@@ -249,27 +251,34 @@ def _versus_aa(defense: str, fast: dict[str, Any], official: dict[str, Any], n: 
             "agreement": sum(p == q for p, q in zip(a, b, strict=True)) / n}
 
 
-def section_aa_fast(n: int, defenses: list[str], fresh: set[str], tmp: Path) -> list[dict[str, Any]]:
-    """aa-fast against aa on the first n points: both run here, back to back, for the checkpoints
-    in `fresh` (clean timings); for the others the committed records of both (aa-fast's from its
-    leaderboard run on more points: batch-independent, so its first n points are a run on n)."""
+def section_aa_fast(n: int, defenses: list[str], fresh: set[str], timed_n: int, tmp: Path) -> list[dict[str, Any]]:
+    """aa-fast against aa on the first n points: both run here, back to back, on the first timed_n
+    points for the checkpoints in `fresh` (clean timings); for the others the committed records of
+    both (aa-fast's from its leaderboard run on more points: batch-independent, so its first n
+    points are a run on n)."""
     rows = []
     for defense in defenses:
         path = committed_checkpoint(DATASET, defense)
         sha = checkpoints.read_sidecar(path)["sha256"] if path else None
-        fast = None if defense in fresh else _recorded("aa-fast", FAST_PROTOCOL, sha, n)
-        official = None if defense in fresh else _recorded("aa", "aa/v1", sha, n)
-        timed_here = fast is None and official is None
-        fast = fast or _run("aa-fast", defense, n, tmp / f"fast-{defense}")
-        official = official or _run("aa", defense, n, tmp / f"aa-{defense}")
-        row = _versus_aa(defense, fast, official, n)
+        timed_here = defense in fresh
+        if timed_here:
+            m = timed_n
+            fast, official = _run("aa-fast", defense, m, tmp / f"fast-{defense}"), _run("aa", defense, m, tmp / f"aa-{defense}")
+        else:
+            m = n
+            fast = _recorded("aa-fast", FAST_PROTOCOL, sha, m) or _run("aa-fast", defense, m, tmp / f"fast-{defense}")
+            official = _recorded("aa", "aa/v1", sha, m) or _run("aa", defense, m, tmp / f"aa-{defense}")
+        row = _versus_aa(defense, fast, official, m)
         a, b = fast["attacks"]["aa-fast"], official["attacks"]["aa"]
         if timed_here:
             row.update(aa_s=b["seconds"], aa_fast_s=a["seconds"], ratio=b["seconds"] / a["seconds"],
                        aa_fast_stage_cost=a.get("stage_cost"), aa_stage_cost=b.get("stage_cost"))
-        row["source"] = "both run here" if timed_here else "committed records"
+        row["source"] = "both run here" if timed_here else "committed aa record"
         rows.append(row)
         print(f"  {row}", flush=True)
+        recorded = (_recorded("aa-fast", FAST_PROTOCOL, sha, n), _recorded("aa", "aa/v1", sha, n))
+        if timed_here and recorded[0] is not None and recorded[1] is not None:  # and on the committed points
+            rows.append({**_versus_aa(defense, recorded[0], recorded[1], n), "source": "committed aa record"})
     return rows
 
 
@@ -412,14 +421,16 @@ def _missed(row: dict[str, Any]) -> str:
 
 
 def _aa_fast_summary(rows: list[dict[str, Any]]) -> str:
+    """Per example over the committed-record rows (one per checkpoint, where present); timing from
+    the back-to-back rows."""
     timed = [r for r in rows if r.get("ratio") is not None]
-    points = sum(r["points"] for r in rows)
-    missed = [(r["defense"], i) for r in rows for i in r["missed"]]
-    lines = [f"Per example on {points} points of {len(rows)} checkpoints: aa broke {len(missed)} point(s) that "
-             f"aa-fast left robust ({', '.join(f'{d} #{i}' for d, i in missed) or 'none'}); aa-fast broke "
-             f"{sum(r['extra'] for r in rows)} that aa left robust."]
+    compared = [r for r in rows if r.get("ratio") is None] or rows
+    missed = [(r["defense"], i) for r in compared for i in r["missed"]]
+    lines = [f"Per example on {sum(r['points'] for r in compared)} points of {len(compared)} checkpoints: aa broke "
+             f"{len(missed)} point(s) that aa-fast left robust ({', '.join(f'{d} #{i}' for d, i in missed) or 'none'}); "
+             f"aa-fast broke {sum(r['extra'] for r in compared)} that aa left robust."]
     if timed:
-        ratios = ", ".join(f"{r['defense']} {r['ratio']:.2f}×" for r in timed)
+        ratios = ", ".join(f"{r['defense']} {r['ratio']:.2f}× ({r['points']} points)" for r in timed)
         lines.append(f"Speed-up where both ran here, one after the other on an otherwise idle machine: {ratios}.")
     return " ".join(lines)
 
@@ -544,6 +555,8 @@ def main() -> None:
     parser.add_argument("--aa-fresh", default="pgd-at,ancra,trades",
                         help="checkpoints whose official aa is re-run here for timing (the rest use their records)")
     parser.add_argument("--masked-n", type=int, default=100, help="test points for the masked-model rows")
+    parser.add_argument("--aa-timed-n", type=int, default=200, help="test points of the back-to-back timing "
+                        "runs of aa and aa-fast (the --aa-fresh checkpoints)")
     parser.add_argument("--defenses", help="comma-separated committed checkpoints (default: all)")
     parser.add_argument("--rss-n", type=int, default=10000, help="points of the peak-RSS AutoAttack run")
     parser.add_argument("--sections", default=",".join(SECTIONS),
@@ -559,7 +572,7 @@ def main() -> None:
         atomic_write(args.out, (_with_gpu(render(saved, "make perf")) + "\n").encode())
         return
     if args.quick:
-        args.n, args.aa_n, args.rss_n = 100, 40, 1000
+        args.n, args.aa_n, args.aa_timed_n, args.rss_n = 100, 40, 40, 1000
         args.defenses = args.defenses or "standard,pgd-at"
     defenses = args.defenses.split(",") if args.defenses else committed_defenses(DATASET)
     sections = set(args.sections.split(","))
@@ -575,7 +588,8 @@ def main() -> None:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("single", lambda: section_single_attacks(args.n)),
             ("apgd", lambda: section_apgd(args.n, defenses)),
-            ("aa_fast", lambda: section_aa_fast(args.aa_n, defenses, set(args.aa_fresh.split(",")), tmp / "aa")),
+            ("aa_fast", lambda: section_aa_fast(args.aa_n, defenses, set(args.aa_fresh.split(",")), args.aa_timed_n,
+                                                tmp / "aa")),
             ("aa_fast_large", lambda: section_aa_fast_large(defenses)),
             ("masked", lambda: section_masked(args.masked_n, tmp / "masked")),
             ("cascade", lambda: section_cascade(min(args.aa_n, 100), tmp / "cascade")),
