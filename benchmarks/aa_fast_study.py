@@ -27,6 +27,9 @@ import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perf  # noqa: E402  (benchmarks/perf.py: the same model loading)
 
 from bench import data  # noqa: E402
 from bench.attacks.aa_fast import PerExampleStartSquare  # noqa: E402
@@ -43,14 +46,10 @@ DATASET, EPS, SEED = "fashion-mnist", 0.1, 0
 
 
 def load(defense: str) -> tuple[ModelUnderTest, str]:
+    """The committed checkpoint under test (as perf.py loads it) and its sha256."""
     path = committed_checkpoint(DATASET, defense)
     assert path is not None
-    module, sidecar = checkpoints.load(path)
-    model = ModelUnderTest(module, 10)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, sidecar["sha256"]
+    return perf.load(defense), checkpoints.read_sidecar(path)["sha256"]
 
 
 def official_aa(sha: str, n: int) -> dict[int, bool] | None:
