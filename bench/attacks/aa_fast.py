@@ -10,11 +10,11 @@ second on what the first left robust:
    the earlier runs left robust, under inference mode, on all survivors at once.
 FAB-T is dropped. What each cut buys and costs is measured per example on the committed
 checkpoints by benchmarks/aa_fast_study.py (docs in the README, "aa-fast"): on the seven
-checkpoints without gradient masking every targeted success came from the first logit-ranked
-target and Square added nothing; on the three ANCRA variants (hard argmax mask) targeted successes
-came from ranks up to 9 in either order (logits or MALT's linearised boundary distance) and
-Square's successes were lucky early hits whose query depended on the random draws — so many short
-Square runs find more of them per query than one long run. v1 (9 targets, one 2000-query Square)
+checkpoints without gradient masking every targeted success came from the first two logit-ranked
+targets and Square added nothing; on the three ANCRA variants (hard argmax mask) targeted successes
+came from ranks up to 9 in either order (logits or MALT's linearised boundary distance), and
+Square's successes came mostly early, at queries that depended on the random draws — so short
+Square runs with fresh draws found more of them per query than one long run. v1 (9 targets, one 2000-query Square)
 records stay valid under aa-fast/v1.
 Known gaps, measured (results/perf.md): behind a rounding or quantizing input layer Square needs its
 long local search (aa breaks points the short runs cannot), and on the ANCRA variants aa breaks a
@@ -71,8 +71,8 @@ class PerExampleStartSquare(SquareAttack):
 class SquareRestarts(Attack):
     """Official Square (margin loss, p_init 0.8, AutoAttack's fixed p-schedule), `restarts` runs of
     `queries` queries, each restart on what the earlier ones left robust and with fresh random draws.
-    Square's successes on the masked models here are early lucky hits whose queries depend on the
-    draws (benchmarks/aa_fast_study.py): several short runs find more of them than one long run."""
+    Square's successes on the ANCRA checkpoints came mostly early, at queries that depended on the
+    draws (benchmarks/aa_fast_study.py): several short runs found more of them than one long run."""
 
     forward_only = True
 
