@@ -45,7 +45,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Beyond:
-    """An attack outside the headline: points it broke that the headline attacks left robust."""
+    """An attack run on a subset of the row's points: how many of them it broke that the attacks run
+    on every point had left robust."""
 
     broken: int
     of: int
@@ -80,9 +81,9 @@ class Row:
     clean: Cell
     attacks: dict[str, Cell]
     worst: Cell
-    worst_flags: dict[int, bool]  # test-set index → robust under every headline attack
+    worst_flags: dict[int, bool]  # test-set index → robust under every attack that ran on it
     official_vs_fast: Disagreement | None  # the official AutoAttack against aa-fast, where both ran
-    beyond: dict[str, Beyond]  # attacks run on fewer points than the headline
+    beyond: dict[str, Beyond]  # attacks run on a subset of the row's points
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
     audit: dict[str, Any] | None = None  # the newest `bench audit` summary of this checkpoint and threat
@@ -298,9 +299,8 @@ def _official_vs_fast(row: Row) -> str:
     return f"- `{row.label}`, {d.shared} points: {missed}; aa-fast broke {d.only_second} that aa left robust."
 
 
-def _outside(row: Row) -> str:
-    """Attacks run on fewer points than the headline, and what they found beyond the full-set
-    attacks (⚠ if anything)."""
+def _subset_attacks(row: Row) -> str:
+    """The "subset attacks" cell: each, and what it found beyond the full-set attacks (⚠ if anything)."""
     parts = [f"{'⚠ ' if b.broken else ''}{label} +{b.broken} of {b.of}" for label, b in row.beyond.items()]
     return ", ".join(parts) or "–"
 
@@ -317,7 +317,7 @@ def _table(rows: list[Row]) -> str:
                      row.clean.text(wn), *[row.attacks[col].text(wn) if col in row.attacks else "–"
                                            for _, col in COLUMNS],
                      others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
-                     _outside(row), versus_next(row, rows[rank] if rank < len(rows) else None),
+                     _subset_attacks(row), versus_next(row, rows[rank] if rank < len(rows) else None),
                      _budget(row.budget), row.date[:10], _checks(row),
                      _audit_link(row.audit) if row.audit else "not audited", links or "–"])
     headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
