@@ -4,6 +4,7 @@ import torch
 
 from bench.attacks import build_attack
 from bench.attacks.aa_fast import (
+    BOUNDARY_TARGETS,
     SQUARE_QUERIES,
     SQUARE_RESTARTS,
     TARGETS,
@@ -93,9 +94,9 @@ def test_a_shorter_square_run_is_a_prefix_of_a_longer_one(natural_model, points)
     assert bool(long[short].all())  # every short success is a long success
 
 
-def test_aa_fast_v2_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
+def test_aa_fast_v3_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
     attack = build_attack("aa-fast")
-    assert attack.protocol == "aa-fast/v2"
+    assert attack.protocol == "aa-fast/v3"
     assert [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "square"]
     assert attack.independent_of_batch(LINF) and not attack.independent_of_batch(ThreatModel(Norm.L2, 1.0))
     assert not build_attack("aa").independent_of_batch(LINF)  # the official one stays as it is
@@ -105,7 +106,7 @@ def test_aa_fast_v2_is_a_separate_protocol_and_breaks_a_natural_model(natural_mo
         out = attack.stages()[0].run(natural_model, x, y, LINF, seed=0)
     assert bool(out.success.all())
     assert out.broken_by is not None
-    assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + 1)}
+    assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + BOUNDARY_TARGETS + 1)}
 
 
 def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt, points):
@@ -123,4 +124,4 @@ def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt
         with torch.inference_mode():
             black = square.run(model, x, y, LINF, seed=0)
     assert not bool(white.success.any())
-    assert int(black.success.sum()) >= 12
+    assert int(black.success.sum()) >= 10  # 11 of these 20 with v3's one 1000-query run (v2's 20 short ones: 12)

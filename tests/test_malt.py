@@ -59,3 +59,37 @@ def test_ranking_costs_one_forward_and_one_backward_per_class(committed_robust, 
     assert order.shape == (8, 9) and bool((order != y[:, None]).all())
     assert sorted(order[0].tolist() + [int(y[0])]) == list(range(10))
     assert (spent.forward, spent.backward) == (8, 8 * 10)
+
+
+def test_aa_fast_adds_the_nearest_boundary_only_when_the_logits_miss_it():
+    """Five classes: for example 0 the nearest boundary (class 4, fast-moving but with the lowest
+    logit) is outside the top-2 logits, so it becomes the third target; for example 1 it is the
+    top logit already, so the third slot is empty (−1) and costs nothing."""
+    from bench.attacks.aa_fast import logit_and_boundary_targets
+
+    w = torch.zeros(5, 5)
+    w[4, 0] = 100.0  # class 4 moves 100× faster than the others along pixel 0
+    w[1, 1], w[2, 2], w[3, 3] = 1.0, 1.0, 1.0
+    model = _linear(w, torch.tensor([5.0, 3.0, 2.0, 1.0, 0.0]))
+    x = torch.zeros(2, 1, 1, 5)
+    x[1, 0, 0, 0] = 0.04  # class 4's logit 4.0: now the largest after the true class
+    y = torch.tensor([0, 0])
+    order = logit_and_boundary_targets(model, x, y, Norm.LINF, by_logits=2, by_boundary=1)
+    assert order.tolist() == [[1, 2, 4], [4, 1, -1]]
+
+
+def test_targeted_apgd_never_attacks_an_empty_rank(committed_robust, points):
+    """A −1 in the target order means no target at that rank: the example is left as it is."""
+    from bench.attacks.apgd import APGDTargeted, APGDTargetedConfig, logit_ranked_targets
+    from bench.threat import ThreatModel
+
+    x, y = points[0][:6], points[1][:6]
+    attack = APGDTargeted("t", 1, APGDTargetedConfig(targets=2, steps=5, per_example_start=True))
+    order = logit_ranked_targets(committed_robust, x)[:, :2].clone()
+    order[:3] = -1
+    before = committed_robust.passes.snapshot()
+    with committed_robust.attack_mode():
+        out = attack.run_ranked(committed_robust, x, y, ThreatModel(Norm.LINF, 0.1), 0, order)
+    spent = committed_robust.passes.since(before)
+    assert torch.equal(out.x_adv[:3], x[:3]) and not bool(out.success[:3].any())
+    assert spent.backward <= 3 * 2 * 6  # only the three other examples, two ranks, ≤ 6 passes each

@@ -1,24 +1,25 @@
-"""`aa-fast` (protocol v2): AutoAttack standard's budget cut where our measurements show it buys nothing.
+"""`aa-fast` (protocol v3): AutoAttack standard's budget cut where our measurements show it buys nothing.
 
 A differently named protocol — `aa` always runs the official code and budget. Two stages, the
 second on what the first left robust:
 1. our APGD-CE (100 steps), then our targeted APGD-DLR against the `TARGETS` classes with the
-   largest logits at the best point APGD-CE reached (official: 9 classes, ranked at the clean
-   point); examples leave the batch as soon as they are misclassified;
-2. official Square (margin loss, p_init 0.8, AutoAttack's fixed p-schedule) as `SQUARE_RESTARTS`
-   short runs of `SQUARE_QUERIES` queries, each with fresh initial stripes and windows, each on what
-   the earlier runs left robust, under inference mode, on all survivors at once.
+   largest logits at the best point APGD-CE reached, and against the class whose boundary is
+   nearest there by MALT's linearised distance when it is not one of those (official: 9 classes,
+   ranked by logits at the clean point); examples leave the batch as soon as they are misclassified;
+2. official Square (margin loss, p_init 0.8, AutoAttack's fixed p-schedule), one run of
+   `SQUARE_QUERIES` queries on all survivors at once, under inference mode.
 FAB-T is dropped. What each cut buys and costs is measured per example on the committed
-checkpoints by benchmarks/aa_fast_study.py (docs in the README, "aa-fast"): on the seven
-checkpoints without gradient masking every targeted success came from the first two logit-ranked
-targets and Square added nothing; on the three ANCRA variants (hard argmax mask) targeted successes
-came from ranks up to 9 in either order (logits or MALT's linearised boundary distance), and
-Square's successes came mostly early, at queries that depended on the random draws — so short
-Square runs with fresh draws found more of them per query than one long run. v1 (9 targets, one 2000-query Square)
-records stay valid under aa-fast/v1.
+checkpoints (benchmarks/aa_fast_study.py; docs in the README, "aa-fast"): on the seven checkpoints
+without gradient masking every targeted success came from the first two logit-ranked targets and
+Square added nothing; on the three ANCRA variants (hard argmax mask) targeted successes came from
+ranks up to 9 in either order, and Square's successes needed its small windows, which the fixed
+schedule reaches after 500 queries: one 1000-query run broke every point that v2's 20 runs of 50
+broke, and four more that only `aa` had broken. v1 (9 targets, one 2000-query Square with the
+schedule compressed) and v2 (3 targets, 20 × 50-query Square runs) records stay valid under their
+protocol names.
 Known gaps, measured (results/perf.md): behind a rounding or quantizing input layer Square needs its
-long local search (aa breaks points the short runs cannot), and on the ANCRA variants aa breaks a
-few points per 200 that v2 misses (targets ranked at the clean point; Square's late, small windows).
+long local search (aa breaks points 1000 queries cannot), and on the ANCRA variants APGD-T's
+successes depend on the draws of its start, so aa breaks a few points there that this misses.
 APGD starts and Square's initial stripes are drawn per example, so under L∞ no stage depends on the
 batch an example is attacked in: aa-fast can follow cheaper attacks in a `--cascade`.
 """
@@ -33,15 +34,17 @@ from pyautoattack.square import SquareAttack
 from bench.attacks.apgd import APGD, APGDConfig, APGDTargeted, APGDTargetedConfig, logit_ranked_targets
 from bench.attacks.autoattack import OfficialConfig
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.malt import ranked_targets
 from bench.attacks.noise import example_generators, uniform
 from bench.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 LABEL = "aa-fast"
-VERSION = 2  # v1 (9 targets in logit order, Square 2000 queries) records stay valid under aa-fast/v1
-TARGETS = 3
-SQUARE_RESTARTS = 20
-SQUARE_QUERIES = 50
+VERSION = 3  # v1 (9 targets, Square 2000 rescaled), v2 (3 targets, Square 20 × 50) stay valid under their names
+TARGETS = 3  # by logits at APGD-CE's point
+BOUNDARY_TARGETS = 1  # by MALT's boundary distance there, when not among the TARGETS
+SQUARE_RESTARTS = 1
+SQUARE_QUERIES = 1000
 SQUARE_RESCALED = False  # True: the p-schedule compressed to the run's queries (pyautoattack's default)
 
 
@@ -71,8 +74,9 @@ class PerExampleStartSquare(SquareAttack):
 class SquareRestarts(Attack):
     """Official Square (margin loss, p_init 0.8, AutoAttack's fixed p-schedule), `restarts` runs of
     `queries` queries, each restart on what the earlier ones left robust and with fresh random draws.
-    Square's successes on the ANCRA checkpoints came mostly early, at queries that depended on the
-    draws (benchmarks/aa_fast_study.py): several short runs found more of them than one long run."""
+    aa-fast/v3 runs one: on the ANCRA checkpoints Square's successes need the small windows the
+    fixed schedule reaches after 500 queries, and one 1000-query run broke a superset of what v2's
+    20 runs of 50 broke on their first 200 points (results/perf.md)."""
 
     forward_only = True
 
@@ -111,18 +115,31 @@ class SquareRestarts(Attack):
         return AttackOutput(x_adv, success, names)
 
 
+def logit_and_boundary_targets(model: ModelUnderTest, at: torch.Tensor, y: torch.Tensor, norm: Norm,
+                               by_logits: int, by_boundary: int) -> torch.Tensor:
+    """[n, by_logits + by_boundary]: the classes with the largest logits at `at`, then those whose
+    boundary is nearest by MALT's linearised distance, −1 where one of the latter is already among
+    the former. The two orders differ where logits move at very different speeds per class."""
+    logits = logit_ranked_targets(model, at)[:, :by_logits]
+    nearest = ranked_targets(model, at, y, norm)[:, :by_boundary]
+    repeated = (nearest[:, :, None] == logits[:, None, :]).any(2)
+    return torch.cat([logits, nearest.masked_fill(repeated, -1)], dim=1)
+
+
 class GradientStage(Attack):
     """aa-fast's white-box stage: APGD-CE, then targeted APGD-DLR on what survives, against the
-    `targets` classes with the largest logits at the best point APGD-CE reached."""
+    `by_logits` classes with the largest logits at the best point APGD-CE reached and the
+    `by_boundary` nearest boundaries there."""
 
     batch_independent = True
 
-    def __init__(self, targets: int) -> None:
+    def __init__(self, by_logits: int, by_boundary: int) -> None:
         super().__init__(LABEL, VERSION, OfficialConfig())
         self.component = "apgd"
+        self.by_logits, self.by_boundary = by_logits, by_boundary
         self.untargeted = APGD(LABEL, VERSION, APGDConfig(per_example_start=True), component="apgd-ce")
-        self.targeted = APGDTargeted(LABEL, VERSION, APGDTargetedConfig(targets=targets, per_example_start=True),
-                                     component="apgd-t")
+        self.targeted = APGDTargeted(LABEL, VERSION, APGDTargetedConfig(targets=by_logits + by_boundary,
+                                                                        per_example_start=True), component="apgd-t")
 
     def batch_seed(self, run_seed: int, batch_index: int) -> int:
         return run_seed
@@ -134,7 +151,8 @@ class GradientStage(Attack):
         x_adv, success = first.x_adv.clone(), first.success.clone()
         names = list(first.broken_by or [None] * x.shape[0])
         if left.numel():
-            order = logit_ranked_targets(model, first.x_adv[left])
+            order = logit_and_boundary_targets(model, first.x_adv[left], y[left], threat.norm,
+                                               self.by_logits, self.by_boundary)
             second = self.targeted.run_ranked(model, x[left], y[left], threat, seed, order)
             x_adv[left], success[left] = second.x_adv, second.success
             for j, name in zip(left.tolist(), second.broken_by or [None] * left.numel(), strict=True):
@@ -146,7 +164,7 @@ class AAFast(Attack):
     def __init__(self) -> None:
         super().__init__(LABEL, VERSION, OfficialConfig())
         self._stages: list[Attack] = [
-            GradientStage(TARGETS),
+            GradientStage(TARGETS, BOUNDARY_TARGETS),
             SquareRestarts(SQUARE_RESTARTS, SQUARE_QUERIES),
         ]
 
@@ -162,8 +180,8 @@ class AAFast(Attack):
 
 
 ATTACKS.add(LABEL, AttackEntry(
-    f"AutoAttack, cheaper (v2): our APGD-CE and APGD-T ({TARGETS} targets; broken points leave the batch), then "
-    f"official Square as {SQUARE_RESTARTS} runs of {SQUARE_QUERIES} queries; no FAB-T. Not the official protocol "
-    "(that is aa); weaker than aa on models whose input layer has zero gradients (rounding, quantizing): "
+    f"AutoAttack, cheaper (v3): our APGD-CE and APGD-T ({TARGETS} logit-ranked targets and the nearest boundary; "
+    f"broken points leave the batch), then official Square ({SQUARE_QUERIES} queries); no FAB-T. Not the official "
+    "protocol (that is aa); weaker than aa on models whose input layer has zero gradients (rounding, quantizing): "
     "use aa there (results/perf.md)",
     OfficialConfig, lambda cfg: AAFast()))

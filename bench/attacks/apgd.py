@@ -257,8 +257,8 @@ class APGDTargeted(_SeededLikeAutoAttack):
 
     def run_ranked(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
                    order: torch.Tensor) -> AttackOutput:
-        """Attack the classes in `order` ([n, ≥ targets]: per example, the target of each rank),
-        each rank on what is still robust."""
+        """Attack the classes in `order` ([n, ≥ targets]: per example, the target of each rank; −1
+        where an example has no target of that rank), each rank on what is still robust."""
         cfg: APGDTargetedConfig = self.config
         starts = StartNoise(x, y, seed, cfg.per_example_start)
 
@@ -269,7 +269,8 @@ class APGDTargeted(_SeededLikeAutoAttack):
                                    loss_of=LossOf("dlr-targeted", ys, order[rows, rank]))
 
         targets = min(cfg.targets, model.num_classes - 1, order.shape[1])
-        return _restarts(one, x, restarts=cfg.restarts, targets=targets, targeted=True, component=self.component)
+        return _restarts(one, x, restarts=cfg.restarts, targets=targets, targeted=True, component=self.component,
+                         active=order >= 0)
 
 
 def logit_ranked_targets(model: ModelUnderTest, at: torch.Tensor) -> torch.Tensor:
@@ -280,15 +281,16 @@ def logit_ranked_targets(model: ModelUnderTest, at: torch.Tensor) -> torch.Tenso
 
 
 def _restarts(single: Callable[[torch.Tensor, int], _Run], x: torch.Tensor, *, restarts: int, targets: int,
-              targeted: bool, component: str | None) -> AttackOutput:
-    """Target classes × restarts, each on the points still robust (the official loop order).
-    `broken_by` names the stage and, for targeted runs, the rank of the target that succeeded."""
+              targeted: bool, component: str | None, active: torch.Tensor | None = None) -> AttackOutput:
+    """Target classes × restarts, each on the points still robust (the official loop order), and
+    for rank k only on the points with `active[:, k]` (all when None). `broken_by` names the stage
+    and, for targeted runs, the rank of the target that succeeded."""
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     x_adv = x.clone()
     broken_by: list[str | None] = [None] * x.shape[0]
     for rank in range(targets):
         for _ in range(restarts):
-            todo = (~success).nonzero().squeeze(1)
+            todo = (~success & (active[:, rank] if active is not None else True)).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             result = single(todo, rank)
