@@ -1,6 +1,6 @@
 """What each cut of aa-fast buys, measured per example on the committed checkpoints.
 
-For the first N test points of each checkpoint (seed 0, L∞ ε = 0.1) it runs, as aa-fast/v2 would
+For the first N test points of each checkpoint (seed 0, L∞ ε = 0.1) it runs, as aa-fast would
 but without stopping early between stages:
 1. our APGD-CE (per-example starts);
 2. on what survives, targeted APGD-DLR against all 9 other classes in the MALT order (linearised

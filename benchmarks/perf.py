@@ -478,13 +478,13 @@ def render(results: dict[str, Any], command: str) -> str:
                                          ("ours_hardware_limit", "ours hw limit", ".2f"),
                                          ("pyautoattack_hardware_limit", "official hw limit", ".2f")]), ""]
     if "aa_fast" in results:
-        out += ["## aa-fast vs the official aa (first points of the test set, seed 0)", "",
+        out += [f"## aa-fast ({FAST_PROTOCOL}) vs the official aa (first points of the test set, seed 0)", "",
                 _table(_with_missed_text(results["aa_fast"]),
                        AA_FAST_COLUMNS + [("aa_s", "aa s", ".1f"), ("aa_fast_s", "aa-fast s", ".1f"),
                                           ("ratio", "speed-up", ".2f"), ("source", "from", "")]), "",
                 _aa_fast_summary(results["aa_fast"]), ""]
     if results.get("aa_fast_large"):
-        out += ["## aa-fast vs the official aa on 1000 points (committed leaderboard records)", "",
+        out += [f"## aa-fast ({FAST_PROTOCOL}) vs the official aa on 1000 points (committed leaderboard records)", "",
                 _table(_with_missed_text(results["aa_fast_large"]), AA_FAST_COLUMNS), "",
                 _aa_fast_summary(results["aa_fast_large"]), ""]
     if "masked" in results:
