@@ -17,9 +17,10 @@ schedule reaches after 500 queries: one 1000-query run broke every point that v2
 broke, and four more that only `aa` had broken. v1 (9 targets, one 2000-query Square with the
 schedule compressed) and v2 (3 targets, 20 × 50-query Square runs) records stay valid under their
 protocol names.
-Known gaps, measured (results/perf.md): behind a rounding or quantizing input layer Square needs its
-long local search (aa breaks points 1000 queries cannot), and on the ANCRA variants APGD-T's
-successes depend on the draws of its start, so aa breaks a few points there that this misses.
+Known gaps, measured (results/perf.md): APGD-T's targets are ranked at APGD-CE's point, not the
+clean one, and its successes on the ANCRA variants depend on the draws of its start, so aa breaks
+about 1–2 points per 1000 that this misses; behind rounding or quantizing input layers (toys, 60
+points) it matched aa.
 APGD starts and Square's initial stripes are drawn per example, so under L∞ no stage depends on the
 batch an example is attacked in: aa-fast can follow cheaper attacks in a `--cascade`.
 """
@@ -182,6 +183,5 @@ class AAFast(Attack):
 ATTACKS.add(LABEL, AttackEntry(
     f"AutoAttack, cheaper (v3): our APGD-CE and APGD-T ({TARGETS} logit-ranked targets and the nearest boundary; "
     f"broken points leave the batch), then official Square ({SQUARE_QUERIES} queries); no FAB-T. Not the official "
-    "protocol (that is aa); weaker than aa on models whose input layer has zero gradients (rounding, quantizing): "
-    "use aa there (results/perf.md)",
+    "protocol (that is aa); measured against it per example in results/perf.md",
     OfficialConfig, lambda cfg: AAFast()))
