@@ -5,6 +5,7 @@ import torch
 from bench.attacks import build_attack
 from bench.attacks.aa_fast import (
     BOUNDARY_TARGETS,
+    CLEAN_TARGETS,
     SQUARE_QUERIES,
     SQUARE_RESTARTS,
     TARGETS,
@@ -94,9 +95,9 @@ def test_a_shorter_square_run_is_a_prefix_of_a_longer_one(natural_model, points)
     assert bool(long[short].all())  # every short success is a long success
 
 
-def test_aa_fast_v3_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
+def test_aa_fast_v4_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
     attack = build_attack("aa-fast")
-    assert attack.protocol == "aa-fast/v3"
+    assert attack.protocol == "aa-fast/v4"
     assert [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "square"]
     assert attack.independent_of_batch(LINF) and not attack.independent_of_batch(ThreatModel(Norm.L2, 1.0))
     assert not build_attack("aa").independent_of_batch(LINF)  # the official one stays as it is
@@ -106,7 +107,7 @@ def test_aa_fast_v3_is_a_separate_protocol_and_breaks_a_natural_model(natural_mo
         out = attack.stages()[0].run(natural_model, x, y, LINF, seed=0)
     assert bool(out.success.all())
     assert out.broken_by is not None
-    assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + BOUNDARY_TARGETS + 1)}
+    assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + BOUNDARY_TARGETS + CLEAN_TARGETS + 1)}
 
 
 def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt, points):
@@ -125,3 +126,30 @@ def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt
             black = square.run(model, x, y, LINF, seed=0)
     assert not bool(white.success.any())
     assert int(black.success.sum()) >= 10  # 11 of these 20 with v3's one 1000-query run (v2's 20 short ones: 12)
+
+
+def _short(stage, steps):
+    """The stage with fewer APGD steps (the order of targets and the draws stay as they are)."""
+    from dataclasses import replace
+
+    stage.untargeted.config = replace(stage.untargeted.config, steps=steps)
+    stage.targeted.config = replace(stage.targeted.config, steps=steps)
+    return stage
+
+
+def test_the_clean_target_only_adds_to_what_the_first_ranks_break(committed_robust, points):
+    """v4 = v3's ranks, drawn the same way, then the clean point's top class: per example, every
+    point the stage without it breaks is broken at the same point by the same rank."""
+    from bench.attacks.aa_fast import GradientStage
+
+    x, y = _clean_correct(committed_robust, points, 60)
+    without = _short(GradientStage(TARGETS, BOUNDARY_TARGETS, 0), 8)
+    with_clean = _short(GradientStage(TARGETS, BOUNDARY_TARGETS, CLEAN_TARGETS), 8)
+    with committed_robust.attack_mode():
+        before = without.run(committed_robust, x, y, LINF, seed=0)
+        after = with_clean.run(committed_robust, x, y, LINF, seed=0)
+    assert 0 < int(before.success.sum()) < x.shape[0]
+    assert bool(after.success[before.success].all())
+    assert torch.equal(after.x_adv[before.success], before.x_adv[before.success])
+    assert [after.broken_by[i] for i in before.success.nonzero().squeeze(1).tolist()] == \
+        [before.broken_by[i] for i in before.success.nonzero().squeeze(1).tolist()]

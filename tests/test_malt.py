@@ -61,21 +61,25 @@ def test_ranking_costs_one_forward_and_one_backward_per_class(committed_robust, 
     assert (spent.forward, spent.backward) == (8, 8 * 10)
 
 
-def test_aa_fast_adds_the_nearest_boundary_only_when_the_logits_miss_it():
+def test_aa_fast_adds_the_nearest_boundary_and_the_clean_top_class_only_when_earlier_ranks_miss_them():
     """Five classes: for example 0 the nearest boundary (class 4, fast-moving but with the lowest
     logit) is outside the top-2 logits, so it becomes the third target; for example 1 it is the
-    top logit already, so the third slot is empty (−1) and costs nothing."""
-    from bench.attacks.aa_fast import logit_and_boundary_targets
+    top logit already, so the third slot is empty (−1) and costs nothing. The clean point's top
+    class (class 3 for example 0, whose attacked point has moved away from it; class 1 for example
+    1, already a target) fills the fourth slot only where no earlier rank had it."""
+    from bench.attacks.aa_fast import union_targets
 
     w = torch.zeros(5, 5)
     w[4, 0] = 100.0  # class 4 moves 100× faster than the others along pixel 0
     w[1, 1], w[2, 2], w[3, 3] = 1.0, 1.0, 1.0
     model = _linear(w, torch.tensor([5.0, 3.0, 2.0, 1.0, 0.0]))
-    x = torch.zeros(2, 1, 1, 5)
-    x[1, 0, 0, 0] = 0.04  # class 4's logit 4.0: now the largest after the true class
+    at = torch.zeros(2, 1, 1, 5)
+    at[1, 0, 0, 0] = 0.04  # class 4's logit 4.0: now the largest after the true class
+    clean = at.clone()
+    clean[0, 0, 0, 3] = 3.0  # at its clean point, example 0 was closest to class 3 (logit 4.0)
     y = torch.tensor([0, 0])
-    order = logit_and_boundary_targets(model, x, y, Norm.LINF, by_logits=2, by_boundary=1)
-    assert order.tolist() == [[1, 2, 4], [4, 1, -1]]
+    order = union_targets(model, clean, at, y, Norm.LINF, by_logits=2, by_boundary=1, by_clean=1)
+    assert order.tolist() == [[1, 2, 4, 3], [4, 1, -1, -1]]
 
 
 def test_targeted_apgd_never_attacks_an_empty_rank(committed_robust, points):
