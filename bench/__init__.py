@@ -1,3 +1,19 @@
-"""Robustness benchmarking harness: attacks, evaluation, run records and the `bench` CLI."""
+"""Robustness benchmarking harness: attacks, evaluation, run records and the `bench` CLI.
+
+The Python API (`bench.evaluate`, `bench.attack`, `bench.load`, `bench.audit`,
+`bench.leaderboard`; docs/api.md) is imported on first use, so the CLI starts without torch.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+API = ("evaluate", "attack", "load", "audit", "leaderboard", "Evaluation", "Attacked", "Estimate")
+__all__ = [*API, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in API:
+        from bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")

@@ -19,10 +19,10 @@ from bench.untrusted import load_tensors
 
 
 class AdversarialStore:
-    def __init__(self, path: Path, x: torch.Tensor, indices: np.ndarray) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, x: torch.Tensor, indices: np.ndarray) -> None:
+        self.path = path  # None: kept in memory only (the Python API without save)
         self.indices = torch.as_tensor(indices)
-        if path.is_file():
+        if path is not None and path.is_file():
             saved = load_tensors(path, trust=False, what="saved adversarial examples", trustable=False)
             if not (isinstance(saved, dict) and isinstance(saved.get("x_adv"), torch.Tensor)
                     and isinstance(saved.get("broken"), torch.Tensor) and saved["x_adv"].shape == x.shape
@@ -39,14 +39,18 @@ class AdversarialStore:
         self.x_adv[ids[new]] = x_adv.detach().float().cpu()[new]
         self.broken[ids[new]] = True
 
-    def save(self, path: Path | None = None) -> Path:
+    def save(self, path: Path | None = None) -> Path | None:
+        target = path or self.path
+        if target is None:
+            return None
         buffer = io.BytesIO()
         torch.save({"index": self.indices, "x_adv": self.x_adv, "broken": self.broken}, buffer)
-        target = path or self.path
         atomic_write(target, buffer.getvalue())
         return target
 
     def finish(self, record_path: Path) -> Path:
-        final = self.save(record_path.with_suffix(".adv.pt"))
-        self.path.unlink(missing_ok=True)
+        final = record_path.with_suffix(".adv.pt")
+        self.save(final)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
         return final

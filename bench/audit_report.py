@@ -9,9 +9,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.audit import Audit, AuditConfig
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
+from bench.masking_audit import Audit, AuditConfig
 from bench.stats import wilson_interval
 
 AUDIT_SCHEMA = 1

@@ -42,6 +42,7 @@ class RunConfig:
     quiet: bool = False
     purpose: RunPurpose = RunPurpose.EVALUATION
     extra_warnings: tuple[str, ...] = ()  # the audit's failed model checks, carried into the record
+    in_process: bool = False  # the model is an nn.Module handed to the Python API, not named here
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -51,7 +52,7 @@ class RunConfig:
         if self.sample_seed is not None and self.n is None:
             raise BenchError("--sample-seed draws --n points at random: give --n too (without it every test "
                              "point is evaluated and the seed would change nothing)")
-        if sum(x is not None for x in (self.defense, self.checkpoint, self.model)) != 1:
+        if sum(x is not None for x in (self.defense, self.checkpoint, self.model)) + self.in_process != 1:
             raise BenchError("give exactly one of --defense NAME, --checkpoint PATH or --model SPEC")
         self.attacks()  # fail on a bad attack list before any data or model is loaded
 

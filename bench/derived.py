@@ -43,9 +43,9 @@ def rebuild(runs_dir: Path, *, with_leaderboard: bool = True) -> Derived:
             write_table(build_table(records), table_path)
             if not with_leaderboard:
                 return Derived(table_path, None, [], len(records))
-            from bench import leaderboard  # matplotlib: only when plots are made
+            from bench import leaderboards  # matplotlib: only when plots are made
 
-            board, plot_files = leaderboard.write(records, root)
+            board, plot_files = leaderboards.write(records, root)
     except OSError as exc:
         raise BenchError(f"cannot write the derived files in {root} ({exc.strerror}: {exc.filename})") from None
     return Derived(table_path, board, plot_files, len(records))

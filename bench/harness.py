@@ -32,7 +32,7 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records import ResumeState, write_record
 from bench.resolve import ResolvedModel, resolve_model
-from bench.schema import WORST_CASE, portable_path
+from bench.schema import WORST_CASE
 from bench.shards import Shard, join
 from bench.stats import wilson_interval
 from bench.threat import ThreatModel
@@ -43,8 +43,9 @@ MARGIN_DECIMALS = 4  # per-example margins at the attack's output: a fingerprint
 
 @dataclass
 class RunResult:
-    record_path: Path | None  # None on torchrun ranks other than 0 (rank 0 writes the record)
+    record_path: Path | None  # None when not written: torchrun ranks other than 0, the API without save
     record: dict[str, Any]
+    adversarials: AdversarialStore | None = None  # with save_adv: the worst case's first success per point
 
     def summary(self) -> dict[str, Any]:
         r = self.record
@@ -231,7 +232,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
         "threat": {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps},
         "purpose": cfg.purpose.value,
         "model": {"label": model.label, "defense": cfg.defense or model.sidecar.get("defense"),
-                  "path": portable_path(model.path),
+                  "path": model.recorded_path(),
                   "sha256": model.sha256, "arch": model.sidecar.get("arch"),
                   "paper": model.sidecar.get("paper"), "variant": model.sidecar.get("variant"),
                   "hyperparameters": model.sidecar.get("hyperparameters"),
@@ -271,19 +272,30 @@ def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device, 
 
 
 def evaluate(cfg: RunConfig) -> RunResult:
-    attacks = cfg.attacks()
-    shard = join()
-    if shard.writes:  # before any model, data or attack work: where the record and progress go
+    """`bench run`: the configured model on the configured test points; the record is written."""
+    if join().writes:  # before any model, data or attack work: where the record and progress go
         ensure_writable_dir(cfg.results_dir, "--results-dir")
-    device = cfg.torch_device()
     resolved = resolve_model(cfg)
-    spec = data.DATASETS.get(cfg.dataset)
     test = data.load(cfg.dataset, data.Split.TEST, cfg.data_dir)
     indices = data.select_indices(len(test), cfg.n, cfg.sample_seed)
     x, y = test.batch(indices)
+    return evaluate_on(cfg, resolved, x, y, indices, data.DATASETS.get(cfg.dataset).num_classes)
+
+
+def evaluate_on(cfg: RunConfig, resolved: ResolvedModel, x: torch.Tensor, y: torch.Tensor, indices: np.ndarray,
+                num_classes: int, *, write: bool = True) -> RunResult:
+    """Every attack of `cfg` on the points `x, y` (test-set `indices`). `write=False` (the Python
+    API's default) keeps everything in memory: no resume state, no record, no files touched; the
+    record is built all the same, and with `cfg.save_adv` so are the adversarial examples."""
+    attacks = cfg.attacks()
+    shard = join()
+    writes = shard.writes and write
+    if writes:
+        ensure_writable_dir(cfg.results_dir, "--results-dir")
+    device = cfg.torch_device()
     check_input_range(x)
     cfg.check_speed(device)
-    model = under_test(resolved, spec.num_classes, device, cfg.speed)
+    model = under_test(resolved, num_classes, device, cfg.speed)
     with model.attack_mode():
         guard_warnings = preflight(model, x[:256], allow_randomized=cfg.allow_randomized)
         clean_correct = (model.predict(x) == y).numpy()
@@ -292,15 +304,17 @@ def evaluate(cfg: RunConfig) -> RunResult:
                "attacks": [[a.protocol, a.label, repr(a.config)] for a in attacks],
                "seed": cfg.seed, "batch_size": cfg.batch_size, "cascade": cfg.cascade,
                "precision": cfg.speed.precision.value}
-        state = ResumeState(cfg.results_dir / ".state", f"{cfg.dataset}-{resolved.label}", key, write=shard.writes)
-        store = (AdversarialStore(state.path.with_suffix(".adv.pt"), x, indices)
-                 if cfg.save_adv and shard.writes else None)
+        state = ResumeState(cfg.results_dir / ".state" if write else None, f"{cfg.dataset}-{resolved.label}", key,
+                            write=writes)
+        store = None
+        if cfg.save_adv and (writes or not write):
+            store = AdversarialStore(state.path.with_suffix(".adv.pt") if state.path else None, x, indices)
         for attack in attacks:
             state.progress[attack.label] = _fresh_progress(torch.from_numpy(clean_correct))
         state.start(cfg.resume, before_write=shard.barrier)
         try:
             return _attack_and_record(cfg, resolved, attacks, model, x, y, indices, clean_correct,
-                                      guard_warnings, device, state, store, shard)
+                                      guard_warnings, device, state, store, shard, writes)
         finally:
             state.release()  # an interrupted run keeps its state, for --resume
 
@@ -308,7 +322,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
 def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[Attack], model: ModelUnderTest,
                        x: torch.Tensor, y: torch.Tensor, indices: np.ndarray, clean_correct: np.ndarray,
                        guard_warnings: list[str], device: torch.device, state: ResumeState,
-                       store: AdversarialStore | None, shard: Shard) -> RunResult:
+                       store: AdversarialStore | None, shard: Shard, writes: bool) -> RunResult:
     survivors = torch.from_numpy(clean_correct).clone()  # from_numpy shares memory
     for attack in _execution_order(attacks, cfg):
         if cfg.cascade and attack.independent_of_batch(cfg.threat):
@@ -317,10 +331,10 @@ def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[At
         survivors &= torch.tensor(prog["alive"], dtype=torch.bool)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
                            [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world)
-    if not shard.writes:
-        return RunResult(None, record)
+    if not writes:
+        return RunResult(None, record, store)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")
     if store is not None:
         store.finish(path)
     state.finish()
-    return RunResult(path, record)
+    return RunResult(path, record, store)

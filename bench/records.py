@@ -55,17 +55,18 @@ class ResumeState:
     The run that writes a state holds a lock on it, so a second identical run is told that one is
     in progress instead of being offered a state that is still being written."""
 
-    def __init__(self, directory: Path, model_label: str, key: dict[str, Any], write: bool = True) -> None:
-        self.directory = directory
-        self.write = write  # False on torchrun ranks other than 0: they read the state, never write it
+    def __init__(self, directory: Path | None, model_label: str, key: dict[str, Any], write: bool = True) -> None:
+        self.directory = directory  # None: progress kept in memory only (the Python API without save)
+        self.write = write and directory is not None  # False on torchrun ranks other than 0: they only read it
         self.model_label = model_label
         self.key = key
-        self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json"
+        self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json" if directory else None
         self.progress: dict[str, Any] = {}
         self.resumed = False
         self._lock: IO[str] | None = None
 
     def _take_lock(self) -> None:
+        assert self.directory is not None and self.path is not None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             handle = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 (held until finish)
@@ -80,6 +81,7 @@ class ResumeState:
         self._lock = handle
 
     def _read(self) -> dict[str, Any]:
+        assert self.path is not None
         try:
             saved = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
@@ -99,7 +101,7 @@ class ResumeState:
         there, so that none of them reads the fresh state rank 0 is about to write."""
         if self.write:
             self._take_lock()
-        if self.path.exists():
+        if self.path is not None and self.path.exists():
             if resume is False:
                 raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
                                  "--resume to continue it, or delete the file to start over")
@@ -113,6 +115,8 @@ class ResumeState:
         self.save()  # from now on an interruption, however early, leaves a state to resume
 
     def _nothing_to_resume(self) -> str:
+        if self.directory is None:
+            return "resume: this run keeps its progress in memory, so there is nothing to continue"
         others = sorted(self.directory.glob(f"{self.model_label}-*.json"))
         if not others:
             return f"--resume: no interrupted run of {self.model_label} in {self.directory}"
@@ -128,12 +132,12 @@ class ResumeState:
         return "; ".join(lines)
 
     def save(self) -> None:
-        if not self.write:
+        if not self.write or self.path is None:
             return
         atomic_write(self.path, json.dumps({"key": self.key, "progress": self.progress}).encode())
 
     def finish(self) -> None:
-        if self.write:
+        if self.write and self.path is not None:
             self.path.unlink(missing_ok=True)
         self.release()
 

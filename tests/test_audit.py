@@ -9,10 +9,11 @@ import re
 import numpy as np
 import pytest
 
-from bench import leaderboard, sanity
-from bench.audit import _adaptive_gap, probe
+from bench import leaderboards as leaderboard
+from bench import sanity
 from bench.cli import main
 from bench.config import RunConfig
+from bench.masking_audit import _adaptive_gap, probe
 from bench.resolve import resolve_model
 from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from bench import leaderboard
+from bench import leaderboards as leaderboard
 from bench.cli import main
 from bench.schema import load_records
 from defenses import DEFENSES

@@ -29,7 +29,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_audit(sub: argparse._SubParsersAction) -> None:
-    from bench.audit import STANDARD_ATTACKS, STRENGTH_LADDER
+    from bench.masking_audit import STANDARD_ATTACKS, STRENGTH_LADDER
 
     p = sub.add_parser("audit", help="gradient-masking audit: standard vs adaptive attacks, checks, verdict",
                        description="Runs (or reuses from records) the standard and the adaptive attacks, "
@@ -55,10 +55,10 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from bench import audit_report
-    from bench.audit import AuditConfig, Verdict, run_audit
     from bench.config import RunConfig
     from bench.derived import derived_root, rebuild
     from bench.files import ensure_writable_dir
+    from bench.masking_audit import AuditConfig, Verdict, run_audit
 
     args.attack = args.standard
     run = RunConfig.from_cli(args)
@@ -91,31 +91,13 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
-def _is_bench_checkpoint(path: Path) -> bool:
-    """A file with a valid `bench train` sidecar; anything else is a --model spec."""
-    from defenses.checkpoints import read_sidecar
-
-    if not path.is_file():
-        return False
-    try:
-        read_sidecar(path)
-    except BenchError:
-        return False
-    return True
-
-
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from bench.config import RunConfig
     from bench.inspect_model import describe
-    from defenses import DEFENSES
+    from bench.resolve import name_model
 
-    target = args.target
-    if target not in DEFENSES and not Path(target).exists() and ":" not in target and "/" not in target:
-        raise BenchError(f"{target!r} is not a model: {DEFENSES.unknown_message(target)}; or give a checkpoint "
-                         "file, robustbench:NAME or package.module:factory")
-    args.defense = target if target in DEFENSES else None
-    args.checkpoint = Path(target) if args.defense is None and _is_bench_checkpoint(Path(target)) else None
-    args.model = target if args.defense is None and args.checkpoint is None else None
+    named = name_model(args.target)
+    args.defense, args.checkpoint, args.model = named.defense, named.checkpoint, named.model
     args.attack, args.resume, args.quiet, args.n, args.sample_seed = "adaptive", False, True, None, None
     args.seed, args.batch_size, args.results_dir = 0, 500, Path("results/runs")
     failed = False

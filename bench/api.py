@@ -1,0 +1,318 @@
+"""The Python API: what `bench run`, `bench audit` and `bench leaderboard` do, as calls.
+
+    import bench
+    result = bench.evaluate("pgd-at", attacks=["fgsm", "pgd"], n=100)
+    print(result)          # clean, each attack and the worst case, with 95% intervals
+    result.per_example     # a DataFrame, one row per test point
+
+A model is an `nn.Module` taking [0, 1] pixels, what `bench.load` returned, or a spec as the CLI
+takes it: a registered defense (its committed checkpoint), a `bench train` checkpoint, a user model
+(`robustbench:NAME`, `package.module:factory` with `weights=`, a model file). Files are loaded
+without running their code unless `trust_checkpoint=True`. Nothing is written unless `save=True`;
+the same harness runs underneath, so every success is verified in fp32 and an attack's outcome on a
+point is the CLI's for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tabulate import tabulate
+from torch import nn
+
+from bench.config import RunConfig
+from bench.data import DATASETS, Split, select_indices
+from bench.data import load as load_data
+from bench.errors import BenchError
+from bench.harness import RunResult, evaluate_on
+from bench.masking_audit import Audit, AuditConfig, run_audit
+from bench.resolve import ResolvedModel, in_process, name_model, resolve
+from bench.schema import WORST_CASE
+from bench.sources import InputRange, ModelSpec
+from bench.threat import Norm, ThreatModel, parse_eps
+
+Model = str | Path | nn.Module | ResolvedModel
+Points = tuple[torch.Tensor, torch.Tensor]
+DEFAULT_ATTACKS = ("fgsm", "pgd", "cw", "aa")
+TENSORS = "tensors"  # the dataset name recorded for points handed over as tensors
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """k of n points, with the Wilson 95% interval the records and the leaderboard use."""
+
+    count: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.count / self.n
+
+    def __str__(self) -> str:
+        return f"{100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
+
+def _estimate(entry: dict[str, Any], n: int) -> Estimate:
+    low, high = entry["ci95"]
+    return Estimate(int(entry["count"]), n, float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation: accuracies, per-example outcomes, and the run record (written only on save)."""
+
+    model: str
+    sha256: str
+    dataset: str
+    threat: ThreatModel
+    clean: Estimate
+    robust: dict[str, Estimate]  # attack label → robust accuracy, in the order the attacks were given
+    worst_case: Estimate  # robust under every attack
+    per_example: pd.DataFrame  # index: test-set index; label, clean_correct, one column per attack, worst_case
+    record: dict[str, Any]
+    record_path: Path | None
+
+    @property
+    def n(self) -> int:
+        return self.clean.n
+
+    def __str__(self) -> str:
+        rows = [["clean", str(self.clean)], *([label, str(e)] for label, e in self.robust.items()),
+                [WORST_CASE, str(self.worst_case)]]
+        head = (f"{self.model} on {self.dataset}, {self.threat.norm.value} ε={self.threat.eps:g}, "
+                f"n={self.n}" + (f"; record {self.record_path}" if self.record_path else ""))
+        return head + "\n" + tabulate(rows, headers=["", "accuracy [95% CI]"], tablefmt="github")
+
+
+def _evaluation(result: RunResult) -> Evaluation:
+    r = result.record
+    n = int(r["data"]["n"])
+    per = r["per_example"]
+    frame = pd.DataFrame({"label": per["label"], "clean_correct": [c == "1" for c in per["clean_correct"]]},
+                         index=pd.Index(per["index"], name="index"))
+    for label, flags in per["robust"].items():
+        frame[label] = [c == "1" for c in flags]
+    frame[WORST_CASE] = [c == "1" for c in per["worst_case"]]
+    frame["broken_first_by"] = pd.Series(per["broken_first_by"], index=frame.index, dtype=object)  # None: not broken
+    return Evaluation(r["model"]["label"], r["model"]["sha256"], r["data"]["dataset"],
+                      ThreatModel(Norm(r["threat"]["norm"]), float(r["threat"]["eps"])),
+                      _estimate(r["clean"], n), {label: _estimate(a, n) for label, a in r["attacks"].items()},
+                      _estimate(r["worst_case"], n), frame, r, result.record_path)
+
+
+# ------------------------------------------------------------------ models
+
+def load(model: Model, *, dataset: str = "fashion-mnist", norm: str | None = None, weights: Path | str | None = None,
+         sha256: str | None = None, trust_checkpoint: bool = False, mean: Sequence[float] | None = None,
+         std: Sequence[float] | None = None, input_range: str | None = None,
+         model_dir: Path | str | None = None) -> ResolvedModel:
+    """The model and what we know about it (label, sha256, sidecar, declared input). `norm`
+    picks the RobustBench zoo's threat folder; the qualifiers are the CLI's model flags."""
+    if isinstance(model, ResolvedModel):
+        return model
+    if isinstance(model, nn.Module):
+        return in_process(model, dataset)
+    spec_dataset = DATASETS.get(dataset)
+    named = name_model(str(model))
+    qualifiers = {"weights": weights, "trust_checkpoint": trust_checkpoint or None, "mean": mean, "std": std,
+                  "input_range": input_range, "model_dir": model_dir}
+    spec = None
+    if named.model is not None:
+        spec = model_spec(named.model, qualifiers)
+    elif any(v is not None for v in qualifiers.values()):
+        raise BenchError(f"{', '.join(k for k, v in qualifiers.items() if v is not None)} only apply to a user "
+                         "model spec (robustbench:NAME, package.module:factory, a model file)")
+    threat_norm = Norm.parse(norm) if norm else spec_dataset.default_threat().norm
+    return resolve(dataset, threat_norm.value, defense=named.defense, checkpoint=named.checkpoint, model=spec,
+                   sha256=sha256)
+
+
+def model_spec(text: str, qualifiers: dict[str, Any]) -> ModelSpec:
+    """A user-model spec with the CLI's model flags given as keywords (None: not given)."""
+    q = qualifiers
+    extra = {"model_dir": Path(q["model_dir"])} if q.get("model_dir") is not None else {}
+    return ModelSpec(text, weights=Path(q["weights"]) if q.get("weights") is not None else None,
+                     trust=bool(q.get("trust_checkpoint")),
+                     mean=tuple(q["mean"]) if q.get("mean") is not None else None,
+                     std=tuple(q["std"]) if q.get("std") is not None else None,
+                     input_range=InputRange(q["input_range"]) if q.get("input_range") else None, **extra)
+
+
+def _threat(dataset: str, x: torch.Tensor | None, norm: str | None, eps: float | str | None) -> ThreatModel:
+    eps_text = None if eps is None else str(eps)
+    if x is None:
+        return RunConfig.resolve_threat(dataset, norm, eps_text)
+    if eps_text is None:
+        raise BenchError("points given as tensors have no default threat model: give eps (and norm, default linf)")
+    threat = ThreatModel(Norm.parse(norm or "linf"), parse_eps(eps_text))
+    threat.check_fits(int(np.prod(x.shape[1:])))
+    return threat
+
+
+def _points(data: Points) -> Points:
+    x, y = data
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise BenchError("points must be a pair of tensors (x, y)")
+    if x.ndim != 4 or not x.is_floating_point():
+        raise BenchError(f"x must be float images [n, channels, height, width] in [0, 1], got {tuple(x.shape)} "
+                         f"{x.dtype}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.is_floating_point():
+        raise BenchError(f"y must be integer labels [n] for the {x.shape[0]} images, got {tuple(y.shape)} {y.dtype}")
+    return x.detach().float().cpu(), y.detach().long().cpu()
+
+
+def _classes(resolved: ResolvedModel, x: torch.Tensor) -> int:
+    """The number of logits the model gives (points handed over as tensors name no dataset)."""
+    module = resolved.module
+    training = module.training
+    module.eval()  # a forward pass in training mode would move batch-norm statistics
+    try:
+        with torch.no_grad():
+            first = next(iter(module.parameters()), None)
+            return int(module(x[:1].to(first.device if first is not None else x.device)).shape[1])
+    finally:
+        module.train(training)
+
+
+def _attack_text(attacks: str | Sequence[str]) -> str:
+    return attacks if isinstance(attacks, str) else ",".join(attacks)
+
+
+# ------------------------------------------------------------------ evaluation
+
+def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
+             attacks: str | Sequence[str] = DEFAULT_ATTACKS, n: int | None = None,
+             eps: float | str | None = None, norm: str | None = None, seed: int = 0,
+             sample_seed: int | None = None, device: str | None = None, batch_size: int = 500,
+             save: bool = False, results_dir: Path | str = Path("results/runs"), data_dir: Path | str | None = None,
+             cascade: bool = False, allow_randomized: bool = False, quiet: bool = True,
+             **model_options: Any) -> Evaluation:
+    """`bench run` as a call. `dataset` names a dataset (its test split, the first `n` points or
+    `n` drawn with `sample_seed`), or is a pair of tensors `(x, y)` with `eps` given; then `model`
+    must be a module or what `bench.load` returned, and nothing can be saved (records are of
+    test-split points). `model_options` go to `bench.load` (weights, sha256, trust_checkpoint, ...)."""
+    return _evaluation(_run(model, dataset, _attack_text(attacks), n=n, eps=eps, norm=norm, seed=seed,
+                            sample_seed=sample_seed, device=device, batch_size=batch_size, save=save,
+                            results_dir=Path(results_dir), data_dir=data_dir, cascade=cascade,
+                            allow_randomized=allow_randomized, quiet=quiet, keep_adversarials=False,
+                            model_options=model_options))
+
+
+def _run(model: Model, dataset: str | Points, attacks: str, *, n: int | None, eps: float | str | None,
+         norm: str | None, seed: int, sample_seed: int | None, device: str | None, batch_size: int, save: bool,
+         results_dir: Path, data_dir: Path | str | None, cascade: bool, allow_randomized: bool, quiet: bool,
+         keep_adversarials: bool, model_options: dict[str, Any]) -> RunResult:
+    from bench.schema import RunPurpose
+
+    given = None if isinstance(dataset, str) else _points(dataset)
+    if given is not None:
+        if save:
+            raise BenchError("save=True needs a dataset name: records are of test-split points, not given tensors")
+        if not isinstance(model, (nn.Module, ResolvedModel)):
+            raise BenchError("with points given as tensors, pass a module or bench.load(spec, dataset=...)'s result")
+        if sample_seed is not None:
+            raise BenchError("sample_seed draws test-split points: with tensors, select them yourself")
+    name = dataset if isinstance(dataset, str) else TENSORS
+    resolved = load(model, dataset=name, norm=norm, **model_options)
+    threat = _threat(name, given[0] if given is not None else None, norm, eps)
+    defense = _defense_of(resolved)
+    cfg = RunConfig(dataset=name, threat=threat, attacks_text=attacks, defense=defense, in_process=defense is None,
+                    n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device or "auto",
+                    save_adv=keep_adversarials, results_dir=results_dir,
+                    data_dir=Path(data_dir) if data_dir is not None else None, allow_randomized=allow_randomized,
+                    quiet=quiet, purpose=RunPurpose.WORST_CASE if cascade else RunPurpose.EVALUATION)
+    if given is None:
+        test = load_data(name, Split.TEST, cfg.data_dir)
+        indices = select_indices(len(test), n, sample_seed)
+        x, y = test.batch(indices)
+        classes = DATASETS.get(name).num_classes
+    else:
+        x, y = given
+        if n is not None:
+            x, y = x[:n], y[:n]
+        indices = np.arange(x.shape[0])
+        classes = _classes(resolved, x)
+    return evaluate_on(cfg, resolved, x, y, indices, classes, write=save)
+
+
+def _defense_of(resolved: ResolvedModel) -> str | None:
+    """The registered defense behind a model (its adaptive attacks need it), from the sidecar."""
+    name = resolved.sidecar.get("defense")
+    return str(name) if name else None
+
+
+@dataclass(frozen=True)
+class Attacked:
+    """Adversarial inputs for `x` (the clean input where the attack found nothing) and which hold:
+    misclassified, inside the ε-ball and [0, 1], checked in fp32. Points the model already gets
+    wrong are not attacked (`clean_correct` False, `success` False)."""
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    clean_correct: torch.Tensor
+    broken_by: list[str | None]
+
+
+def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *, eps: float | str,
+           norm: str = "linf", seed: int = 0, device: str | None = None, batch_size: int = 500,
+           dataset: str = "fashion-mnist", **model_options: Any) -> Attacked:
+    """One attack (`spec` as the CLI writes it, e.g. "pgd:steps=50,restarts=2") on the given
+    points. A spec-string `model` is loaded for `dataset`."""
+    resolved = load(model, dataset=dataset, norm=norm, **model_options)
+    result = _run(resolved, (x, y), spec, n=None, eps=eps, norm=norm, seed=seed, sample_seed=None, device=device,
+                  batch_size=batch_size, save=False, results_dir=Path("results/runs"), data_dir=None, cascade=False,
+                  allow_randomized=False, quiet=True, keep_adversarials=True, model_options={})
+    store = result.adversarials
+    assert store is not None
+    per = result.record["per_example"]
+    return Attacked(store.x_adv.clone(), store.broken.clone(),
+                    torch.tensor([c == "1" for c in per["clean_correct"]]), list(per["broken_first_by"]))
+
+
+# ------------------------------------------------------------------ audits and leaderboards
+
+def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, eps: float | str | None = None,
+          norm: str | None = None, seed: int = 0, device: str | None = None, sha256: str | None = None,
+          results_dir: Path | str = Path("results/runs"), audits_dir: Path | str | None = None,
+          **qualifiers: Any) -> Audit:
+    """`bench audit` as a call: it reuses and writes run records in `results_dir` (they are its
+    evidence), so the model must be one the records can name: a defense, a checkpoint or a spec
+    (`qualifiers`: weights, trust_checkpoint, mean, std, input_range, model_dir)."""
+    from bench.derived import derived_root
+    from bench.masking_audit import STANDARD_ATTACKS
+
+    if isinstance(model, (nn.Module, ResolvedModel)):
+        raise BenchError("bench.audit keeps its evidence in run records: give the model as a spec "
+                         "(a defense, a checkpoint file, package.module:factory with weights=...)")
+    load(model, dataset=dataset, norm=norm, sha256=sha256, **qualifiers)  # a bad model fails before any attack
+    named = name_model(str(model))
+    run = RunConfig(dataset=dataset, threat=_threat(dataset, None, norm, eps), attacks_text=STANDARD_ATTACKS,
+                    defense=named.defense, checkpoint=named.checkpoint,
+                    model=model_spec(named.model, qualifiers) if named.model else None, sha256=sha256, n=n,
+                    seed=seed, device=device or "auto", results_dir=Path(results_dir), quiet=True)
+    return run_audit(AuditConfig(run, audits_dir=Path(audits_dir) if audits_dir else
+                                 derived_root(run.results_dir) / "audits"))
+
+
+def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool = False) -> str:
+    """The leaderboard's markdown from the records in `results_dir`; `write=True` also rewrites
+    LEADERBOARD.md, its plots and results.csv beside them, as `bench leaderboard` does."""
+    from bench import leaderboards as board
+    from bench.derived import rebuild
+    from bench.schema import load_records
+
+    runs = Path(results_dir)
+    if not runs.is_dir():
+        raise BenchError(f"no results folder at {runs}")
+    if write:
+        rebuild(runs, with_leaderboard=True)
+    markdown, _ = board.render(load_records(runs))
+    return markdown

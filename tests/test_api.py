@@ -1,0 +1,85 @@
+"""The Python API: docs/api.md's examples run as written; tensors, modules and bad input."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import bench
+from bench.errors import BenchError
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+
+def _blocks(*kinds: str) -> list[str]:
+    return [code for kind, code in re.findall(r"```(python(?: slow)?)\n(.*?)```", DOC.read_text(), re.S)
+            if kind in kinds]
+
+
+def test_the_api_docs_examples_run(monkeypatch):
+    monkeypatch.chdir(DOC.parent.parent)
+    blocks = _blocks("python")
+    assert len(blocks) >= 5
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 (our own docs)
+
+
+@pytest.mark.slow
+def test_the_api_docs_audit_example_runs(monkeypatch):
+    monkeypatch.chdir(DOC.parent.parent)
+    namespace: dict = {}
+    for code in _blocks("python", "python slow"):
+        exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 (our own docs)
+
+
+@pytest.fixture(scope="module")
+def module():
+    return bench.load("pgd-at").module
+
+
+def test_tensors_give_the_same_outcomes_as_the_test_split(module, points, tmp_path):
+    x, y = points[0][:12], points[1][:12]
+    from_split = bench.evaluate(module, attacks="fgsm", n=12, results_dir=tmp_path / "runs")
+    from_tensors = bench.evaluate(module, dataset=(x, y), attacks="fgsm", eps=0.1)
+    assert from_tensors.dataset == "tensors" and from_split.dataset == "fashion-mnist"
+    assert from_tensors.per_example.equals(from_split.per_example)
+    assert from_split.record_path is None and not any(tmp_path.iterdir())  # nothing written without save
+
+
+def test_a_module_keeps_its_mode_and_is_pinned_by_its_weights(module, points):
+    from bench.resolve import state_sha256
+
+    module.train()
+    try:
+        out = bench.attack(module, points[0][:8], points[1][:8], "fgsm", eps=0.1)
+        assert module.training  # the API put it back as it was
+    finally:
+        module.eval()
+    assert out.x_adv.shape == points[0][:8].shape and out.success.dtype == torch.bool
+    assert bool(out.success.any()) and not bool(out.success[~out.clean_correct].any())
+    changed = bench.load("pgd-at").module
+    with torch.no_grad():
+        next(changed.parameters()).view(-1)[0] += 1e-3
+    assert state_sha256(changed) != state_sha256(module) == state_sha256(bench.load("pgd-at").module)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda m, x, y: bench.evaluate(m, dataset=(x, y), attacks="fgsm"), "give eps"),
+    (lambda m, x, y: bench.evaluate(m, dataset=(x, y), attacks="fgsm", eps=0.1, save=True), "save=True"),
+    (lambda m, x, y: bench.evaluate("pgd-at", dataset=(x, y), attacks="fgsm", eps=0.1), "bench.load"),
+    (lambda m, x, y: bench.evaluate(m, dataset=(x[0], y), attacks="fgsm", eps=0.1), "x must be float images"),
+    (lambda m, x, y: bench.evaluate(m, dataset=(x, y.float()), attacks="fgsm", eps=0.1), "y must be integer"),
+    (lambda m, x, y: bench.evaluate(m, dataset=(x, y), attacks="fgsmm", eps=0.1), "fgsm"),
+    (lambda m, x, y: bench.evaluate(m, dataset=(x * 255, y), attacks="fgsm", eps=0.1), "[0, 1]"),
+    (lambda m, x, y: bench.evaluate("ancraa", attacks="fgsm", n=2), "ancra"),
+    (lambda m, x, y: bench.evaluate("pgd-at", attacks="fgsm", n=2, weights="w.pt"), "only apply to a user model"),
+    (lambda m, x, y: bench.evaluate("pgd-at", attacks="fgsm", n=2, dataset="fashion"), "fashion-mnist"),
+    (lambda m, x, y: bench.audit(m), "spec"),
+    (lambda m, x, y: bench.leaderboard("no/such/folder"), "no results folder"),
+])
+def test_bad_input_is_one_line(module, points, call, message):
+    with pytest.raises(BenchError) as error:
+        call(module, points[0][:4], points[1][:4])
+    assert message in str(error.value) and "\n" not in str(error.value)
