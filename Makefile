@@ -53,11 +53,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# Retrains every committed Fashion-MNIST checkpoint (README: time on 2 cores). `standard` comes
-# first: it is AFD's fine-tuning start.
-DEFENSE_NAMES := standard pgd-at trades mart ancra ancra-pgd ancra-mart afd claf ascl spat
+# Retrains every published defense's committed Fashion-MNIST checkpoint (docs/defenses.md: time on
+# 2 cores), fine-tuning starts first (`standard` before AFD).
 checkpoints: data
-	for d in $(DEFENSE_NAMES); do $(BIN)/bench train --defense $$d --dataset fashion-mnist --overwrite --quiet || exit 1; done
+	for d in $$($(BIN)/python -c "from defenses import published; print(*published('fashion-mnist'))"); do \
+	  $(BIN)/bench train --defense $$d --dataset fashion-mnist --overwrite --quiet || exit 1; done
 
 # The ε curves and attack-strength curves behind the leaderboard's plots (README: duration);
 # incremental: what is recorded already is skipped.

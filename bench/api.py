@@ -199,20 +199,23 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
     `n` drawn with `sample_seed`), or is a pair of tensors `(x, y)` with `eps` given; then `model`
     must be a module or what `bench.load` returned, and nothing can be saved (records are of
     test-split points). `model_options` go to `bench.load` (weights, sha256, trust_checkpoint, ...)."""
-    return _evaluation(_run(model, dataset, _attack_text(attacks), n=n, eps=eps, norm=norm, seed=seed,
+    name, points = (dataset, None) if isinstance(dataset, str) else (TENSORS, dataset)
+    return _evaluation(_run(model, name, points, _attack_text(attacks), n=n, eps=eps, norm=norm, seed=seed,
                             sample_seed=sample_seed, device=device, batch_size=batch_size, save=save,
                             results_dir=Path(results_dir), data_dir=data_dir, cascade=cascade,
                             allow_randomized=allow_randomized, quiet=quiet, keep_adversarials=False,
                             model_options=model_options))
 
 
-def _run(model: Model, dataset: str | Points, attacks: str, *, n: int | None, eps: float | str | None,
+def _run(model: Model, name: str, points: Points | None, attacks: str, *, n: int | None, eps: float | str | None,
          norm: str | None, seed: int, sample_seed: int | None, device: str | None, batch_size: int, save: bool,
          results_dir: Path, data_dir: Path | str | None, cascade: bool, allow_randomized: bool, quiet: bool,
          keep_adversarials: bool, model_options: dict[str, Any]) -> RunResult:
     from bench.schema import RunPurpose
 
-    given = None if isinstance(dataset, str) else _points(dataset)
+    """`name`: the dataset (the test split's when `points` is None; with points, what the attacks
+    may look up, e.g. a transfer surrogate; TENSORS for none)."""
+    given = None if points is None else _points(points)
     if given is not None:
         if save:
             raise BenchError("save=True needs a dataset name: records are of test-split points, not given tensors")
@@ -220,7 +223,6 @@ def _run(model: Model, dataset: str | Points, attacks: str, *, n: int | None, ep
             raise BenchError("with points given as tensors, pass a module or bench.load(spec, dataset=...)'s result")
         if sample_seed is not None:
             raise BenchError("sample_seed draws test-split points: with tensors, select them yourself")
-    name = dataset if isinstance(dataset, str) else TENSORS
     resolved = load(model, dataset=name, norm=norm, **model_options)
     threat = _threat(name, given[0] if given is not None else None, norm, eps)
     defense = _defense_of(resolved)
@@ -267,7 +269,7 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
     """One attack (`spec` as the CLI writes it, e.g. "pgd:steps=50,restarts=2") on the given
     points. A spec-string `model` is loaded for `dataset`."""
     resolved = load(model, dataset=dataset, norm=norm, **model_options)
-    result = _run(resolved, (x, y), spec, n=None, eps=eps, norm=norm, seed=seed, sample_seed=None, device=device,
+    result = _run(resolved, dataset, (x, y), spec, n=None, eps=eps, norm=norm, seed=seed, sample_seed=None, device=device,
                   batch_size=batch_size, save=False, results_dir=Path("results/runs"), data_dir=None, cascade=False,
                   allow_randomized=False, quiet=True, keep_adversarials=True, model_options={})
     store = result.adversarials

@@ -62,7 +62,8 @@ class RunConfig:
         return self.purpose is RunPurpose.WORST_CASE
 
     def attacks(self) -> list[Attack]:
-        return build_attacks(self.attacks_text, self.threat.norm, AttackContext(self.dataset, self.defense_name()))
+        known = self.dataset if self.dataset in DATASETS else None  # points given as tensors name no dataset
+        return build_attacks(self.attacks_text, self.threat.norm, AttackContext(known, self.defense_name()))
 
     def defense_name(self) -> str | None:
         """The registered defense behind the model: named, or in the checkpoint's sidecar."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from bench.errors import BenchError
@@ -51,3 +53,12 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+
+def import_modules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> None:
+    """Import every module of a package, so that each one registers what it defines: adding an
+    attack or a defense is adding its module, with no list of names to keep in step."""
+    skipped = set(skip)
+    for info in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
+        if info.name not in skipped and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")

@@ -120,7 +120,7 @@ class Afd(Method):
 
 
 DEFENSES.add("afd", Defense(
-    name="afd",
+    name="afd", published=True,
     summary="AFD: adversarial fine-tuning of a natural model with feature disentanglers, teacher and EMA",
     paper="arXiv:2401.14707 (AAAI 2025)",
     method=Afd,

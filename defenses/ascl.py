@@ -82,7 +82,7 @@ class Ascl(Method):
 
 
 DEFENSES.add("ascl", Defense(
-    name="ascl",
+    name="ascl", published=True,
     summary="ASCL: supervised contrastive term on natural+adversarial latents with label/prediction selection",
     paper="arXiv:2101.10027",
     method=Ascl,

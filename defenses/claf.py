@@ -120,7 +120,7 @@ class Claf(Method):
 
 
 DEFENSES.add("claf", Defense(
-    name="claf",
+    name="claf", published=True,
     summary="CLAF: SupCon with the adversarial example as an extra positive, head kept in sync, linear read-out",
     paper="arXiv:2203.08959 (ICMLC 2022)",
     method=Claf,

@@ -29,7 +29,7 @@ class Mart(PGDAT, Method):
 
 
 DEFENSES.add("mart", Defense(
-    name="mart",
+    name="mart", published=True,
     summary="MART: boosted CE on misclassification-aware adversarial examples + weighted KL (β = 5)",
     paper="arXiv:1911.06510 (ICLR 2020)",
     method=Mart,

@@ -8,10 +8,11 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 from bench.errors import BenchError
-from bench.registry import Registry
+from bench.registry import Registry, import_modules
 
 if TYPE_CHECKING:
     from defenses.method import Method
@@ -107,6 +108,9 @@ class Defense:
     selection_metric: str = "robust"  # held-out metric that picks the checkpoint: robust | clean
     # attacks its structure calls for beyond the standard ones (`--attack adaptive` adds them)
     adaptive_attacks: tuple[str, ...] = ()
+    # listed on the leaderboard: a committed checkpoint per recipe dataset, a row and a gate
+    # baseline are required (and tested). A new defense starts unpublished: one module and its test.
+    published: bool = False
 
     def make_params(self, values: dict[str, Any]) -> Any:
         """The typed hyper-parameters from a recipe's dict; unknown names fail with suggestions."""
@@ -135,9 +139,23 @@ class Defense:
 DEFENSES: Registry[Defense] = Registry("defense")
 
 
-def _load_all() -> None:
-    """Import the modules that register defenses (kept here so `import defenses` is enough)."""
-    from defenses import afd, ancra, ascl, claf, mart, pgd_at, spat, standard, trades  # noqa: F401
+import_modules("defenses", [str(Path(__file__).parent)], skip=("registry",))  # each defense module registers itself
 
 
-_load_all()
+def published(dataset: str) -> list[str]:
+    """The published defenses with a recipe for `dataset`, in training order: a defense whose
+    recipe fine-tunes from another (`Recipe.init`) comes after it (`make checkpoints` needs this)."""
+    names = [name for name, d in DEFENSES.items() if d.published and dataset in d.recipes]
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        start = DEFENSES.get(name).recipes[dataset].init
+        if start in names:
+            visit(start)
+        ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return ordered

@@ -15,7 +15,7 @@ class Natural(Method):
 
 
 DEFENSES.add("standard", Defense(
-    name="standard",
+    name="standard", published=True,
     summary="natural training (no defense): the reference every robust model is compared with",
     paper="none",
     method=Natural,

@@ -1,13 +1,14 @@
-"""The committed Fashion-MNIST checkpoints are what they claim: every defense robust, standard not."""
+"""The committed Fashion-MNIST checkpoints are what they claim: every published defense robust, standard not."""
 
 import json
 
 import pytest
 
 from bench.cli import main
-from defenses import DEFENSES
+from defenses import published
 
-ADVERSARIAL = [n for n in DEFENSES.names() if n != "standard"]
+PUBLISHED = published("fashion-mnist")
+ADVERSARIAL = [n for n in PUBLISHED if n != "standard"]
 
 
 def _run(defense: str, attack: str, n: int, tmp_path, capsys) -> dict:
@@ -41,8 +42,8 @@ def test_every_defense_beats_standard_by_a_wide_margin_under_pgd(defense, standa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("defense", DEFENSES.names())
-def test_every_registered_defense_runs_autoattack_from_its_committed_checkpoint(defense, tmp_path, capsys):
+@pytest.mark.parametrize("defense", PUBLISHED)
+def test_every_published_defense_runs_autoattack_from_its_committed_checkpoint(defense, tmp_path, capsys):
     robust = _run(defense, "aa", 50, tmp_path, capsys)["robust_accuracy"]["aa"]
     if defense == "standard":
         assert robust < 0.05

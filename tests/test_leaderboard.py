@@ -8,7 +8,7 @@ import pytest
 from bench import leaderboards as leaderboard
 from bench.cli import main
 from bench.schema import load_records
-from defenses import DEFENSES
+from defenses import published
 from tests.synthetic import attack, record
 
 
@@ -44,7 +44,7 @@ def test_every_committed_checkpoint_has_a_row_with_every_column_and_an_eps_plot(
     text = (committed / "LEADERBOARD.md").read_text()
     section = text.split("## fashion-mnist — L∞ ε = 0.1")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if re.match(r"\| \d+ ", line)]
-    defenses = [name for name, d in DEFENSES.items() if "fashion-mnist" in d.recipes]
+    defenses = published("fashion-mnist")
     assert sorted(re.search(r"`([^`]+)`", row).group(1) for row in rows) == sorted(defenses)
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]

@@ -1,6 +1,8 @@
-"""Attack registry: importing this package registers every attack."""
+"""Attack registry: importing this package imports each of its modules, which register their attacks."""
 
-from bench.attacks import aa_fast, adaptive, apgd, autoattack, cw_l2, gradient  # noqa: F401  (registration side effects)
 from bench.attacks.base import ATTACKS, Attack, AttackOutput, build_attack, build_attacks
+from bench.registry import import_modules
+
+import_modules(__name__, __path__)
 
 __all__ = ["ATTACKS", "Attack", "AttackOutput", "build_attack", "build_attacks"]
