@@ -24,6 +24,7 @@ class Derived:
     leaderboard: Path | None
     plots: list[Path]
     records: int
+    html: Path | None = None  # LEADERBOARD.html, when asked for
 
 
 def derived_root(runs_dir: Path) -> Path:
@@ -31,7 +32,7 @@ def derived_root(runs_dir: Path) -> Path:
     return runs_dir.parent if runs_dir.name == "runs" else runs_dir
 
 
-def rebuild(runs_dir: Path, *, with_leaderboard: bool = True) -> Derived:
+def rebuild(runs_dir: Path, *, with_leaderboard: bool = True, with_html: bool = False) -> Derived:
     root = derived_root(runs_dir)
     if not runs_dir.is_dir():
         raise BenchError(f"no results folder at {runs_dir}")
@@ -46,6 +47,11 @@ def rebuild(runs_dir: Path, *, with_leaderboard: bool = True) -> Derived:
             from bench import leaderboards  # matplotlib: only when plots are made
 
             board, plot_files = leaderboards.write(records, root)
+            page = None
+            if with_html:
+                from bench import leaderboard_html
+
+                page = leaderboard_html.write(records, root)
     except OSError as exc:
         raise BenchError(f"cannot write the derived files in {root} ({exc.strerror}: {exc.filename})") from None
-    return Derived(table_path, board, plot_files, len(records))
+    return Derived(table_path, board, plot_files, len(records), page)

@@ -182,7 +182,7 @@ def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]]
     return current, superseded
 
 
-def _budget(budget: dict[str, Any] | None) -> str:
+def budget_text(budget: dict[str, Any] | None) -> str:
     if not budget:
         return ""
     text = f"{budget['epochs']} ep × {budget['train_points']:,} pts" if budget.get("train_points") else (
@@ -195,7 +195,7 @@ def _budget(budget: dict[str, Any] | None) -> str:
     return text
 
 
-def _by_budget(rows: list[Row]) -> dict[str, list[Row]]:
+def by_budget(rows: list[Row]) -> dict[str, list[Row]]:
     """Rows per training budget, the registered recipes first: checkpoints trained under
     different budgets are ranked apart (`bench train --budget`)."""
     groups: dict[str, list[Row]] = {"recipe": []}
@@ -204,7 +204,7 @@ def _by_budget(rows: list[Row]) -> dict[str, list[Row]]:
     return {name: group for name, group in groups.items() if group}
 
 
-def _checks(row: Row) -> str:
+def checks_text(row: Row) -> str:
     failed = [c.check.value for c in row.checks if not c.passed]
     passed = [c.check.value for c in row.checks if c.passed]
     parts = []
@@ -276,19 +276,45 @@ def _audit_table(rows: list[Row]) -> str:
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)) if body else ""
 
 
-def versus_next(row: Row, below: Row | None) -> str:
-    """Whether this row's worst case differs from the next row's beyond chance: an exact McNemar
-    test on the per-example worst-case flags of the points both rows evaluated."""
+@dataclass(frozen=True)
+class Paired:
+    """An exact McNemar test on the worst-case flags of the points two rows both evaluated:
+    `here` robust only in the upper row, `there` only in the lower one."""
+
+    here: int
+    there: int
+    shared: int
+    p: float
+
+    @property
+    def distinguishable(self) -> bool:
+        return self.p < 0.05
+
+
+def versus_next(row: Row, below: Row | None) -> Paired | None:
+    """Whether this row's worst case differs from the next row's beyond chance (None: no next
+    row, or no shared points)."""
     if below is None:
-        return "–"
+        return None
     shared = row.worst_flags.keys() & below.worst_flags.keys()
     if not shared:
-        return "no shared points"
+        return None
     b = sum(row.worst_flags[i] and not below.worst_flags[i] for i in shared)
     c = sum(below.worst_flags[i] and not row.worst_flags[i] for i in shared)
-    p = mcnemar_exact(b, c)
-    verdict = "distinguishable" if p < 0.05 else "not distinguishable"
-    return f"{verdict} (p={p:.2g}, {b}:{c} of n={len(shared)})"
+    return Paired(b, c, len(shared), mcnemar_exact(b, c))
+
+
+def paired_short(paired: Paired | None) -> str:
+    return "–" if paired is None else f"{'yes' if paired.distinguishable else 'no'} (p={paired.p:.2g})"
+
+
+def paired_long(paired: Paired | None, below: Row | None) -> str:
+    if paired is None:
+        return "no next row" if below is None else "no shared points with the next row"
+    verdict = "distinguishable" if paired.distinguishable else "not distinguishable"
+    assert below is not None
+    return (f"{verdict} from `{below.label}` (p={paired.p:.2g}, {paired.here}:{paired.there} of "
+            f"n={paired.shared})")
 
 
 def _official_vs_fast(row: Row) -> str:
@@ -299,49 +325,73 @@ def _official_vs_fast(row: Row) -> str:
     return f"- `{row.label}`, {d.shared} points: {missed}; aa-fast broke {d.only_second} that aa left robust."
 
 
-def _subset_attacks(row: Row) -> str:
+def subset_text(row: Row) -> str:
     """The "subset attacks" cell: each, and what it found beyond the full-set attacks (⚠ if anything)."""
     parts = [f"{'⚠ ' if b.broken else ''}{label} +{b.broken} of {b.of}" for label, b in row.beyond.items()]
     return ", ".join(parts) or "–"
 
 
+def _worst_text(row: Row) -> str:
+    lo, hi = wilson_interval(row.worst.count, row.worst.n)
+    flag = " ⚠" if any(not c.passed for c in row.checks) else ""
+    return f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{flag}"
+
+
 def _table(rows: list[Row]) -> str:
+    """The ranking: what a reader compares across rows. Everything else is in the details."""
     body = []
     for rank, row in enumerate(rows, 1):
         wn = row.worst.n
-        lo, hi = wilson_interval(row.worst.count, row.worst.n)
-        others = ", ".join(f"{label} {cell.text(wn)}" for label, cell in sorted(row.attacks.items())
-                           if label not in dict((v, k) for k, v in COLUMNS))
-        links = " · ".join(f"[{text}]({path})" for text, path in row.plots)
-        body.append([rank, f"`{row.label}` {row.sha256[:12]}", row.variant or "", row.arch or "",
-                     row.clean.text(wn), *[row.attacks[col].text(wn) if col in row.attacks else "–"
-                                           for _, col in COLUMNS],
-                     others or "–", f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]", wn,
-                     _subset_attacks(row), versus_next(row, rows[rank] if rank < len(rows) else None),
-                     _budget(row.budget), row.date[:10], _checks(row),
-                     _audit_link(row.audit) if row.audit else "not audited", links or "–"])
-    headers = ["#", "checkpoint", "variant", "arch", "clean", *[c for c, _ in COLUMNS], "other attacks",
-               "worst case [95% CI]", "n", "subset attacks", "vs next row", "training budget", "date", "sanity checks", "audit", "curves"]
+        official = row.attacks.get(OFFICIAL)
+        body.append([rank, f"`{row.label}` {row.sha256[:12]}", row.arch or "", row.clean.text(wn),
+                     official.text(wn) if official else "–", _worst_text(row), wn,
+                     paired_short(versus_next(row, rows[rank] if rank < len(rows) else None)),
+                     _audit_link(row.audit) if row.audit else "not audited"])
+    headers = ["#", "checkpoint", "arch", "clean", "AutoAttack", "worst case [95% CI]", "n", "vs next row", "audit"]
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+
+
+def _details(rows: list[Row]) -> str:
+    """Per checkpoint, in rank order: every attack, the subset attacks, the paired test, the
+    training budget, the checks and the curves."""
+    parts = []
+    for rank, row in enumerate(rows, 1):
+        wn = row.worst.n
+        below = rows[rank] if rank < len(rows) else None
+        named = [f"{name} {row.attacks[col].text(wn)}" for name, col in COLUMNS if col in row.attacks]
+        others = [f"{label} {cell.text(wn)}" for label, cell in sorted(row.attacks.items())
+                  if label not in dict((v, k) for k, v in COLUMNS)]
+        links = " · ".join(f"[{text}]({path})" for text, path in row.plots)
+        lines = [f"#### {rank}. `{row.label}` {row.sha256[:12]}", ""]
+        if row.variant:
+            lines.append(f"- variant: {row.variant}")
+        lines += [f"- robust accuracy (%, n={wn} unless marked): {', '.join(named + others) or '–'}",
+                  f"- worst case: {_worst_text(row)} on {wn} points; attacks on a subset: {subset_text(row)}",
+                  f"- vs next row: {paired_long(versus_next(row, below), below)}",
+                  f"- training budget: {budget_text(row.budget) or '–'}; last evaluated {row.date[:10]}",
+                  f"- sanity checks: {checks_text(row)}",
+                  f"- audit: {_audit_link(row.audit) if row.audit else 'not audited'}; curves: {links or '–'}", ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
 
 
 HEADER = """# Leaderboard
 
 Generated by `bench leaderboard` from {count} run records in `results/runs/` (schema {schema}).
-Do not edit: regenerate. Accuracies in % on the test split. Each attack column comes from the
+Do not edit: regenerate. Accuracies in % on the test split. Each attack's number comes from the
 record of that checkpoint with the attack in its default configuration on the most test points
-(the newest of those); a cell measured on a different number of points than the worst case says so.
+(the newest of those); a number measured on a different number of points than the worst case says
+so (`n=`).
 **Worst case** (the headline, rows are sorted by it) is per test point of the row's full evaluation
 set — the points of its largest record, `n` —: a point counts as robust only if every attack that
-ran on it failed; with its 95% Wilson interval. Attacks run on fewer points (marked `n=` in their
-cells: typically the official AutoAttack and the adaptive attacks on the first 200) count on the
-points where they ran. **Subset attacks** lists each of those with the number of its points it broke
-that the attacks run on every point had left robust: `+0 of 200` means it found nothing more there;
-⚠ means it did, so on the points where it did not run the worst case may still be too high by about
-that rate.
+ran on it failed; with its 95% Wilson interval; ⚠ marks a failed check (see the row's details).
+Attacks run on fewer points (typically the official AutoAttack and the adaptive attacks on the
+first 200) count on the points where they ran; each row's details list them with the number of their
+points they broke that the attacks run on every point had left robust (`+0 of 200`: nothing more;
+⚠: something, so where they did not run the worst case may be too high by about that rate).
 **vs next row**: an exact McNemar test on the per-example worst-case flags of the points this row
-and the next both evaluated (here:there = points robust only in this row : only in the next); "distinguishable" when
-p < 0.05 (uncorrected for the number of pairs), else the rank difference may be chance.
+and the next both evaluated; "yes" when p < 0.05 (uncorrected for the number of pairs), else the
+rank difference may be chance (the details give the counts).
 Sanity checks (rules in `bench/sanity.py`): ε-curve = robust accuracy falls with ε and reaches the
 largest class share where every input can be moved to the same image; steps = more attack steps
 never help the model; black-box = Square (and transfer attacks) break at most 1% of what
@@ -349,7 +399,7 @@ white-box attacks left robust; AA checks = AutoAttack raised no warning. The ada
 defense calls for (`--attack adaptive`) count in the worst case on the points where they ran. **Audit** =
 the verdict of the newest `bench audit` (report linked), whose model probes (AA model checks,
 gradients) and adaptive gap (adaptive attacks break ≤ 1% of what standard ones left robust)
-join the checks. ⚠ marks a failed check; details below each table.
+join the checks. `bench leaderboard --html` writes the same as one sortable page.
 """
 
 
@@ -372,22 +422,41 @@ def attach_audits(rows: list[Row], key: TableKey, audits: list[dict[str, Any]]) 
                 row.checks.append(sanity.CheckResult(check, c["passed"], c["detail"]))
 
 
-def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, bytes]]:
-    """(markdown, {plot path relative to results/: PNG bytes}); `audits` oldest first."""
+@dataclass
+class Board:
+    """Everything a leaderboard page shows, rendered by `render` (markdown) or `bench.leaderboard_html`."""
+
+    records: int
+    current: dict[TableKey, list[Row]]  # rows with audits attached and plot links filled
+    superseded: dict[TableKey, list[Row]]
+    files: dict[str, bytes]  # plot path relative to results/ → PNG bytes
+
+
+def prepare(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = None) -> Board:
+    """The rows of every table, with audits (oldest first) and plots."""
     current, superseded = build_rows(records)
-    for key, rows in current.items():
-        attach_audits(rows, key, audits or [])
-    parts = [HEADER.format(count=len(records), schema=SCHEMA_VERSION)]
     files: dict[str, bytes] = {}
     for key, rows in current.items():
-        dataset, norm, eps = key
+        attach_audits(rows, key, audits or [])
         files.update(_plots(key, rows, records))
+    return Board(len(records), current, superseded, files)
+
+
+def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, bytes]]:
+    """(markdown, {plot path relative to results/: PNG bytes}); `audits` oldest first."""
+    board = prepare(records, audits)
+    current, superseded, files = board.current, board.superseded, board.files
+    parts = [HEADER.format(count=len(records), schema=SCHEMA_VERSION)]
+    for key, rows in current.items():
+        dataset, norm, eps = key
         parts.append(f"## {dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}\n")
-        for budget, budget_rows in _by_budget(rows).items():
+        details: list[tuple[str, str]] = []
+        for budget, budget_rows in by_budget(rows).items():
             if budget != "recipe":
                 summary = f": {BUDGETS.get(budget).summary}" if budget in BUDGETS else ""
                 parts.append(f"### Training budget `{budget}`{summary}\n")
             parts.append(_table(budget_rows) + "\n")
+            details.append((budget, _details(budget_rows)))
         compared = [row for row in rows if row.official_vs_fast is not None]
         if compared:
             parts.append("The official AutoAttack against aa-fast, per example on the points both ran (aa-fast is "
@@ -407,6 +476,9 @@ def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = 
         overview = f"plots/{_slug(dataset)}-{norm}-eps-all.png"
         if overview in files:
             parts.append(f"![PGD robust accuracy vs ε]({overview})\n")
+        for budget, text in details:
+            parts.append(f"### Details{'' if budget == 'recipe' else f' (training budget `{budget}`)'}\n")
+            parts.append(text)
         if superseded[key]:
             parts.append("Superseded checkpoints (a newer file at the same path has records):\n")
             parts += [f"- `{row.label}` {row.sha256[:12]} ({row.path}), last evaluated {row.date[:10]}: worst case "

@@ -108,7 +108,8 @@ def test_a_second_audit_reuses_the_records_and_never_overwrites(masked_audit):
     assert len(list((root / "audits").glob("*.json"))) == 2
     board = (root / "LEADERBOARD.md").read_text()
     row = next(line for line in board.splitlines() if "`rounded_smallcnn`" in line)
-    assert "[gradient masking](audits/" in row and "⚠" in row and "gradients" in row
+    assert "[gradient masking](audits/" in row and re.search(r"\] ⚠ +\|", row)
+    assert re.search(r"sanity checks: ⚠ [^\n]*gradients", board.split("### Details")[1])
 
 
 def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
@@ -125,7 +126,8 @@ def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
     markdown, _ = leaderboard.render([good], [audit("no sign of masking", "2026-01-01", True),
                                               audit("overstated by standard attacks", "2026-02-01", False)])
     row = next(line for line in markdown.splitlines() if re.match(r"\| 1 ", line))
-    assert "[overstated by standard attacks](audits/2026-02-01.md)" in row and "⚠ adaptive" in row
+    assert "[overstated by standard attacks](audits/2026-02-01.md)" in row and re.search(r"\] ⚠ +\|", row)
+    assert "⚠ adaptive" in markdown.split("### Details")[1]
     assert "recomputed" not in markdown
     audit_row = next(line for line in markdown.splitlines() if line.startswith("| `good`"))
     assert re.search(r"\| 60.0 +\|", audit_row) and "ra-aux 51.0" in audit_row and "**50.0**" in audit_row

@@ -417,6 +417,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("results-corrupt-record", ["results", "--results-dir", "{bad}/corrupt-runs/runs"], "corrupt record"),
     ("leaderboard-missing-dir", ["leaderboard", "--results-dir", "{tmp}/nowhere"], "no results folder"),
     ("leaderboard-corrupt-record", ["leaderboard", "--results-dir", "{bad}/corrupt-runs/runs"], "corrupt record"),
+    ("leaderboard-html-missing-dir", ["leaderboard", "--html", "--results-dir", "{tmp}/nowhere"], "no results folder"),
+    ("leaderboard-html-corrupt-record", ["leaderboard", "--html", "--results-dir", "{bad}/corrupt-runs/runs"], "corrupt record"),
     *[(f"results-record-{name}", ["results", "--results-dir", f"{{bad}}/records/{name}/runs"], "record")
       for name in BAD_RECORDS],
     *[(f"leaderboard-record-{name}", ["leaderboard", "--results-dir", f"{{bad}}/records/{name}/runs"], "run record")

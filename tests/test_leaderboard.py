@@ -40,7 +40,12 @@ def test_rendering_twice_gives_the_same_bytes(committed):
     assert markdown.count("\n| ") > len(records) // 20 and plots  # it rendered tables and plots
 
 
-def test_every_committed_checkpoint_has_a_row_with_every_column_and_an_eps_plot(committed):
+def _details(markdown: str, label: str) -> str:
+    start = markdown.index(f". `{label}` ", markdown.index("### Details"))
+    return markdown[start:].split("\n#### ")[0]
+
+
+def test_every_committed_checkpoint_has_a_short_row_and_details_with_every_attack_and_an_eps_plot(committed):
     text = (committed / "LEADERBOARD.md").read_text()
     section = text.split("## fashion-mnist — L∞ ε = 0.1")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if re.match(r"\| \d+ ", line)]
@@ -48,10 +53,12 @@ def test_every_committed_checkpoint_has_a_row_with_every_column_and_an_eps_plot(
     assert sorted(re.search(r"`([^`]+)`", row).group(1) for row in rows) == sorted(defenses)
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert all(cells[i] != "–" for i in range(4, 9)), row  # clean, FGSM, PGD, C&W, AutoAttack
-        assert "**" in cells[10], row  # worst case
-        assert "[ε](plots/" in cells[-1], row
-        plot = re.search(r"\[ε\]\((plots/[^)]+)\)", cells[-1]).group(1)
+        assert len(cells) == 9, row  # #, checkpoint, arch, clean, AutoAttack, worst case, n, vs next row, audit
+        assert cells[3] != "–" and cells[4] != "–" and "**" in cells[5] and int(cells[6]) >= 1000, row
+        label = re.search(r"`([^`]+)`", cells[1]).group(1)
+        details = _details(section, label)
+        assert all(re.search(rf"{name} \d+\.\d", details) for name in ("FGSM", "PGD", "C&W", "AutoAttack")), label
+        plot = re.search(r"\[ε\]\((plots/[^)]+)\)", details).group(1)
         assert (committed / plot).is_file()
 
 
@@ -67,7 +74,8 @@ def test_rows_sort_by_worst_case_and_failed_checks_are_marked_not_hidden():
     markdown, _ = leaderboard.render([masked, good])
     lines = [line for line in markdown.splitlines() if re.match(r"\| \d+ ", line)]
     assert "`good`" in lines[0] and "`masked`" in lines[1]
-    assert "⚠ black-box" in lines[1]
+    assert re.search(r"\] ⚠ +\|", lines[1]) and "⚠" not in lines[0]  # the failed check shows in the ranking
+    assert "⚠ black-box" in _details(markdown, "masked")
     assert "- `masked` black-box: Square broke 10 of 60 points" in markdown
 
 
@@ -81,9 +89,12 @@ def test_neighbouring_rows_are_told_distinguishable_only_when_a_paired_test_says
     markdown, _ = leaderboard.render([weak, close, strong])
     lines = [line for line in markdown.splitlines() if re.match(r"\| \d+ ", line)]
     assert ["strong" in lines[0], "close" in lines[1], "weak" in lines[2]] == [True] * 3
-    assert "not distinguishable (p=0.69, 4:2 of n=200)" in lines[0]  # exact: 2·P(X ≥ 4 | 6, ½) = 0.6875
-    assert "| distinguishable (p=" in lines[1] and "58:0 of n=200" in lines[1]
-    assert f"of n={n}" not in lines[2]  # the last row has no next row
+    assert re.search(r"\| no \(p=0\.69\) +\|", lines[0]) and "| yes (p=" in lines[1]
+    assert re.search(r"\| – +\| not audited", lines[2])
+    # exact: 2·P(X ≥ 4 | 6, ½) = 0.6875
+    assert "not distinguishable from `close` (p=0.69, 4:2 of n=200)" in _details(markdown, "strong")
+    assert "distinguishable from `weak` (p=" in _details(markdown, "close") and "58:0 of n=200" in markdown
+    assert f"of n={n}" not in _details(markdown, "weak")  # the last row has no next row
 
 
 def test_mcnemar_exact_matches_hand_computed_values():
@@ -111,8 +122,8 @@ def test_the_headline_is_on_the_full_set_and_attacks_on_subsets_count_where_they
     assert row.beyond == {"aa": leaderboard.Beyond(0, 200), "ra-aux": leaderboard.Beyond(3, 200)}
     markdown, _ = leaderboard.render([big, small])
     line = next(line for line in markdown.splitlines() if line.startswith("| 1 "))
-    assert "aa +0 of 200, ⚠ ra-aux +3 of 200" in line
     assert "100.0 (n=200)" in line and "**69.7** [" in line and "| 1000 |" in line
+    assert "attacks on a subset: aa +0 of 200, ⚠ ra-aux +3 of 200" in _details(markdown, "m")
 
 
 def test_the_official_autoattack_and_aa_fast_are_compared_per_example_under_the_table():

@@ -58,13 +58,16 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"),
                    help="the run records (default results/runs); derived files go beside a folder named runs "
                         "(results/), inside any other")
+    p.add_argument("--html", action="store_true", help="also write LEADERBOARD.html: the same tables and details as "
+                   "one self-contained page (plots inlined, columns sortable; #sort=COLUMN[:desc] opens it sorted)")
     p.set_defaults(func=_cmd_leaderboard)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.derived import derived_root, rebuild
 
-    derived = rebuild(args.results_dir)
+    derived = rebuild(args.results_dir, with_html=args.html)
     print(f"{derived.leaderboard} and {derived.table} from {derived.records} records; "
-          f"{len(derived.plots)} plots in {derived_root(args.results_dir) / 'plots'}")
+          f"{len(derived.plots)} plots in {derived_root(args.results_dir) / 'plots'}"
+          + (f"; {derived.html}" if derived.html else ""))
     return 0

@@ -1,0 +1,111 @@
+"""`bench leaderboard --html`: one self-contained page with the committed rows, sorted by a real
+headless Chromium (Debian's `chromium`, which `make test` installs where apt can)."""
+
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from bench import leaderboard_html, leaderboards
+from bench.audit_report import load_audits
+from bench.cli import main
+from bench.schema import load_records
+from defenses import published
+
+
+class Page(HTMLParser):
+    """What a reader's browser would fetch and show: resources, ranking rows, detail sections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resources: list[str] = []
+        self.rows: list[str] = []
+        self.sections: list[str] = []
+        self.values: dict[str, list[float]] = {}
+        self._column = -1
+        self._keys: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("img", "script", "link", "iframe") and (a.get("src") or a.get("href")):
+            self.resources.append(a.get("src") or a.get("href"))
+        if tag == "th" and "data-key" in a:
+            self._keys.append(a["data-key"])
+        if tag == "tr" and (a.get("id") or "").startswith("rank-"):
+            self.rows.append(a["id"])
+            self._column = -1
+        if tag == "td" and self.rows:
+            self._column += 1
+            if "data-value" in a and self._column < len(self._keys):
+                self.values.setdefault(self._keys[self._column], []).append(float(a["data-value"]))
+        if tag == "section" and a.get("id", "").startswith("row-"):
+            self.sections.append(a["id"])
+
+
+def _page(path) -> Page:
+    page = Page()
+    page.feed(path.read_text())
+    return page
+
+
+@pytest.fixture(scope="module")
+def page_file(tmp_path_factory, committed):
+    root = tmp_path_factory.mktemp("html")
+    shutil.copytree(committed / "runs", root / "runs")
+    if (committed / "audits").is_dir():
+        shutil.copytree(committed / "audits", root / "audits")
+    assert main(["leaderboard", "--html", "--results-dir", str(root / "runs")]) == 0
+    return root / "LEADERBOARD.html"
+
+
+def test_the_page_is_self_contained_with_every_published_row_and_its_details(page_file, committed):
+    page = _page(page_file)
+    assert page.resources and all(r.startswith("data:image/png;base64,") for r in page.resources)
+    assert len(page.rows) == len(published("fashion-mnist")) == len(page.sections)
+    assert page.values["worst"] == sorted(page.values["worst"], reverse=True)  # ranked as LEADERBOARD.md
+    text = page_file.read_text()
+    for row in re.findall(r"\| \d+ +\| `([^`]+)`", (committed / "LEADERBOARD.md").read_text()):
+        assert f"<code>{row}</code>" in text
+
+
+def test_the_page_ranks_as_the_markdown_does(committed):
+    records, audits = load_records(committed / "runs"), load_audits(committed / "audits")
+    board = leaderboards.prepare(records, audits)
+    html = leaderboard_html.render(board, leaderboards.HEADER.format(count=board.records, schema=2))
+    markdown, _ = leaderboards.render(records, audits)
+    ranked_md = re.findall(r"\| (\d+) +\| `([^`]+)`", markdown)
+    ranked_html = re.findall(r'<tr id="rank-(\d+)"><td[^>]*>\d+</td><td><a href="#[^"]+"><code>([^<]+)</code>', html)
+    assert ranked_md == ranked_html and ranked_md
+
+
+def _browser() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must check the HTML leaderboard in a real browser: `make test` installs chromium")
+        pytest.skip("no chromium here (make test installs Debian's where apt can)")
+    return found
+
+
+def _rendered(page_file, fragment: str, tmp_path) -> Page:
+    """The DOM after the page's own script ran in headless Chromium, opened at `#fragment`."""
+    out = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          f"--user-data-dir={tmp_path / 'profile'}", f"{page_file.as_uri()}#{fragment}"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    dumped = tmp_path / "dom.html"
+    dumped.write_text(out)
+    return _page(dumped)
+
+
+@pytest.mark.parametrize(("fragment", "key", "descending"), [
+    ("sort=clean:desc", "clean", True), ("sort=worst", "worst", False), ("sort=autoattack:desc", "autoattack", True)])
+def test_a_real_browser_sorts_the_ranking_by_any_column(page_file, tmp_path, fragment, key, descending):
+    page = _rendered(page_file, fragment, tmp_path)
+    values = page.values[key]
+    assert len(values) == len(published("fashion-mnist"))
+    assert values == sorted(values, reverse=descending)
+    assert page.rows != sorted(page.rows, key=lambda r: int(r.split("-")[1]))  # the script moved rows: no ranking
+    # order has these columns sorted ascending (worst) or descending (clean, AutoAttack) as asked
