@@ -41,6 +41,7 @@ from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
 from bench.resolve import committed_defenses
 from bench.schema import WORST_CASE
+from bench.sources import InputRange, ModelSpec
 from bench.stats import binomial_quantile, sign_test_greater
 
 BASELINE_VERSION = 1
@@ -64,12 +65,14 @@ class GateProtocol:
 
 @dataclass(frozen=True)
 class Target:
-    """One checkpoint under the gate: a registered defense or a checkpoint file."""
+    """One model under the gate: a registered defense, a checkpoint file, or any model spec
+    `bench run --model` takes (its baseline pins the weights' sha256 and the declared input)."""
 
     label: str
     dataset: str
     defense: str | None = None
     checkpoint: Path | None = None
+    model: ModelSpec | None = None
 
 
 @dataclass
@@ -144,7 +147,7 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> dict
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         cfg = RunConfig(dataset=target.dataset, threat=DATASETS.get(target.dataset).default_threat(),
                         attacks_text=protocol.attacks, defense=target.defense, checkpoint=target.checkpoint,
-                        n=protocol.n, seed=protocol.seed, batch_size=protocol.batch_size,
+                        model=target.model, n=protocol.n, seed=protocol.seed, batch_size=protocol.batch_size,
                         results_dir=Path(tmp), quiet=quiet)
         return evaluate(cfg).record
 
@@ -169,6 +172,9 @@ def compare(target: Target, path: Path, baseline: dict[str, Any], record: dict[s
     if baseline["checkpoint"]["sha256"] != record["model"]["sha256"]:
         verdict.identity.append(f"checkpoint changed: sha256 {baseline['checkpoint']['sha256'][:16]}… in the "
                                 f"baseline, {record['model']['sha256'][:16]}… now")
+    declared = baseline["checkpoint"].get("input")  # baselines blessed before inputs were pinned have none
+    if declared is not None and declared != record["model"]["input"]:
+        verdict.identity.append(f"declared input changed: {declared!r} in the baseline, {record['model']['input']!r} now")
     if baseline["index_sha256"] != record["data"]["index_sha256"] or baseline["threat"] != record["threat"]:
         verdict.identity.append("test points or threat model differ from the baseline's")
         return verdict
@@ -214,10 +220,27 @@ def new_baseline(record: dict[str, Any], target: Target, protocol: GateProtocol,
     return {"baseline_version": BASELINE_VERSION, "protocol": dataclasses.asdict(protocol),
             "dataset": target.dataset, "threat": record["threat"],
             "checkpoint": {"label": target.label, "path": record["model"]["path"],
-                           "sha256": record["model"]["sha256"]},
+                           "sha256": record["model"]["sha256"], "input": record["model"]["input"],
+                           **({"model": _spec_entry(target.model)} if target.model else {})},
             "index_sha256": record["data"]["index_sha256"], "n": record["data"]["n"],
             "flags": _flags_of(record), "margins": _margins_of(record), "passes": _passes_of(record),
             "history": history}
+
+
+def _spec_entry(spec: ModelSpec) -> dict[str, Any]:
+    """How `bench check` without arguments finds the model again. Never `trust`: a baseline is a
+    file handed to us, and may not turn on code execution; a model that needs it is checked only
+    with `--model ... --trust-checkpoint` given by hand."""
+    return {"spec": spec.text, "weights": str(spec.weights) if spec.weights else None,
+            "mean": list(spec.mean) if spec.mean else None, "std": list(spec.std) if spec.std else None,
+            "input_range": spec.input_range.value if spec.input_range else None}
+
+
+def _spec_of(entry: dict[str, Any]) -> ModelSpec:
+    return ModelSpec(str(entry["spec"]), weights=Path(entry["weights"]) if entry.get("weights") else None,
+                     mean=tuple(entry["mean"]) if entry.get("mean") else None,
+                     std=tuple(entry["std"]) if entry.get("std") else None,
+                     input_range=InputRange(entry["input_range"]) if entry.get("input_range") else None)
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
@@ -237,8 +260,12 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
         if label in targets:
             continue
         try:
-            recorded = Path(read_baseline(path)["checkpoint"]["path"])
-        except (BenchError, KeyError, TypeError) as exc:
+            entry = read_baseline(path)["checkpoint"]
+            if isinstance(entry.get("model"), dict):
+                targets[label] = Target(label, dataset, model=_spec_of(entry["model"]))
+                continue
+            recorded = Path(entry["path"])
+        except (BenchError, KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: {exc}")
             continue
         if recorded.is_file():

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.schema import portable_path
-from bench.sources import ModelSpec, Preprocessing, load_user_model
+from bench.sources import ModelSpec, Preprocessing, load_user_model, state_dict_sha256
 
 
 @dataclass(frozen=True)
@@ -92,21 +90,11 @@ IN_PROCESS = "module"  # ResolvedModel.source of an nn.Module handed to the Pyth
 
 
 def in_process(module: nn.Module, dataset: str) -> ResolvedModel:
-    """An nn.Module taking [0, 1] pixels, named by its class and pinned by a hash of its state."""
+    """An nn.Module taking [0, 1] pixels, named by its class and pinned by a hash of its state
+    (the one a factory without weights gets)."""
     return ResolvedModel(module, type(module).__name__, Path(f"<{type(module).__name__} in memory>"),
-                         state_sha256(module), {"arch": type(module).__name__, "dataset": dataset}, IN_PROCESS,
+                         state_dict_sha256(module), {"arch": type(module).__name__, "dataset": dataset}, IN_PROCESS,
                          Preprocessing())
-
-
-def state_sha256(module: nn.Module) -> str:
-    """sha256 over the module's parameters and buffers (names, dtypes, shapes, bytes), in name order:
-    the same weights give the same hash wherever they came from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def test_tensors_give_the_same_outcomes_as_the_test_split(module, points, tmp_pa
 
 
 def test_a_module_keeps_its_mode_and_is_pinned_by_its_weights(module, points):
-    from bench.resolve import state_sha256
+    from bench.sources import state_dict_sha256
 
     module.train()
     try:
@@ -62,7 +62,7 @@ def test_a_module_keeps_its_mode_and_is_pinned_by_its_weights(module, points):
     changed = bench.load("pgd-at").module
     with torch.no_grad():
         next(changed.parameters()).view(-1)[0] += 1e-3
-    assert state_sha256(changed) != state_sha256(module) == state_sha256(bench.load("pgd-at").module)
+    assert state_dict_sha256(changed) != state_dict_sha256(module) == state_dict_sha256(bench.load("pgd-at").module)
 
 
 @pytest.mark.parametrize(("call", "message"), [

@@ -451,6 +451,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("check-attack", ["check", "--attack", "pgdd"], "Did you mean: pgd"),
     ("check-dataset", ["check", "--dataset", "fmnist"], "unknown dataset"),
     ("check-seed", ["check", "--seed", "-2"], "outside the seed range"),
+    ("check-label-without-model", ["check", "--label", "mine"], "give --model too"),
+    ("check-weights-without-model", ["check", "--weights", "{bad}/nope.pt"], "only apply to --model"),
+    ("check-model-missing-module", ["check", "--model", "nowhere_pkg.nets:make"], "cannot import"),
+    ("check-model-missing-file", ["check", "--model", "{bad}/nope.pt2"], "does not exist"),
+    ("check-model-weights-not-fit", ["check", "--model", "examples.toy_models:plain_smallcnn", "--weights",
+                                     "{bad}/notfit.pt"], "does not fit"),
     ("check-corrupt-baseline", ["check", "--defense", "standard", "--baselines", "{bad}/baselines",
                                 "--n", "5", "--attack", "fgsm"], "corrupt baseline"),
     # bench audit

@@ -127,3 +127,27 @@ def test_churn_limit_follows_the_stated_rule():
     assert m.problem() is None  # 6 one-way flips: p = 1/64, not below α = 0.001
     m = gate.Measure("pgd", 500, to_robust=10, to_broken=0, baseline_count=300, count=310)
     assert "flipped" in m.problem() or "drift" in m.problem()
+
+
+def test_a_user_architecture_is_gated_end_to_end(tmp_path, capsys):
+    """`--model package.module:factory --weights`: blessed once, then passes; other weights or another
+    declared input under the same label turn it red; a later `bench check` finds it from its baseline."""
+    base = tmp_path / "ci-baselines"
+    model = ["--model", "examples.toy_models:plain_smallcnn", "--label", "mine"]
+    protocol = ["--baselines", str(base), "--n", "30", "--attack", "fgsm,pgd"]
+    pgd_at, standard = str(COMMITTED / "pgd-at-smallcnn.pt"), str(COMMITTED / "standard-smallcnn.pt")
+    assert main(["check", "--quiet", *model, "--weights", pgd_at, *protocol, "--update-baseline",
+                 "--reason", "first"]) == 0
+    baseline = json.loads((base / "fashion-mnist" / "mine.json").read_text())["checkpoint"]
+    assert baseline["sha256"] == checkpoints.read_sidecar(COMMITTED / "pgd-at-smallcnn.pt")["sha256"]
+    assert baseline["model"]["spec"] == "examples.toy_models:plain_smallcnn" and "trust" not in baseline["model"]
+    capsys.readouterr()
+    code, out = _check(capsys, *model, "--weights", pgd_at, *protocol)
+    assert code == 0 and "PASS: 1 checkpoints" in out
+    code, out = _check(capsys, *model, "--weights", standard, *protocol)
+    assert code == 1 and "RED mine: checkpoint changed: sha256" in out
+    code, out = _check(capsys, *model, "--weights", pgd_at, "--mean", "0.5", "--std", "0.5", *protocol)
+    assert code == 1 and "RED mine: declared input changed" in out
+    found, problems = gate.default_targets("fashion-mnist", base)
+    (mine,) = [t for t in found if t.label == "mine"]
+    assert mine.model is not None and str(mine.model.weights) == pgd_at and not mine.model.trust and not problems
