@@ -18,7 +18,7 @@ from bench import data
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.harness import RunResult, evaluate
-from bench.resolve import committed_checkpoint, committed_defenses
+from bench.resolve import committed_checkpoint, committed_defenses, resolve_model
 from bench.schema import load_records
 
 
@@ -42,6 +42,14 @@ def registered_checkpoints(dataset: str) -> list[str]:
         raise BenchError(f"no committed checkpoints for {dataset}: train them with `make checkpoints` or "
                          "`bench train --defense NAME`")
     return names
+
+
+def _identity(cfg: RunConfig) -> tuple[str, str]:
+    """(label, sha256) of the configured model; a user model spec is loaded to learn them."""
+    if cfg.model is not None:
+        resolved = resolve_model(cfg)
+        return resolved.label, resolved.sha256
+    return cfg.defense or (cfg.checkpoint.stem if cfg.checkpoint else ""), _sha256(cfg)
 
 
 def _sha256(cfg: RunConfig) -> str:
@@ -75,11 +83,11 @@ def plan(targets: list[RunConfig], force: bool) -> list[SweepItem]:
     index_sha = data.hash_indices(data.select_indices(total, base.n, base.sample_seed))
     items = []
     for cfg in targets:
-        done = set() if force else _done(records, _sha256(cfg), cfg, index_sha)
+        label, sha = _identity(cfg)
+        done = set() if force else _done(records, sha, cfg, index_sha)
         attacks = cfg.attacks()
         todo = [a.label for a in attacks if (a.label, a.protocol) not in done]
         skipped = [a.label for a in attacks if (a.label, a.protocol) in done]
-        label = cfg.defense or (cfg.checkpoint.stem if cfg.checkpoint else "")
         # a recorded label (`pgd:restarts=2,steps=50`) is also a valid --attack token
         items.append(SweepItem(label, dataclasses.replace(cfg, attacks_text=",".join(todo)) if todo else None,
                                skipped))

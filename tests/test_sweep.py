@@ -98,3 +98,16 @@ def test_folder_without_checkpoints_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "lonely.pt").write_bytes(b"no sidecar next to me")
     assert _sweep(tmp_path, tmp_path / "runs", "fgsm") == 2
     assert "no checkpoints with sidecars" in capsys.readouterr().err
+
+
+def test_a_user_model_spec_is_swept_and_skipped_by_its_sha256(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    model = ["--model", "examples.toy_models:plain_smallcnn", "--weights", str(COMMITTED / "pgd-at-smallcnn.pt")]
+    args = ["sweep", *model, "--attack", "fgsm", "--n", "16", "--results-dir", str(runs), "--quiet"]
+    assert main(args) == 0
+    (record,) = [json.loads(p.read_text()) for p in _records(runs)]
+    assert record["model"]["source"] == "factory" and record["model"]["label"] == "plain_smallcnn"
+    assert record["model"]["sha256"] == checkpoints.read_sidecar(COMMITTED / "pgd-at-smallcnn.pt")["sha256"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "plain_smallcnn: nothing to do (already recorded: fgsm)" in capsys.readouterr().out

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from bench.cli.arguments import positive_int, seed_value
+from bench.cli.model_options import MODEL_HELP, add_model_qualifiers, model_spec
 
 SWEEP_EXAMPLES = """examples:
   bench sweep                                          # fgsm,pgd,cw,aa over every committed fashion-mnist checkpoint
   bench sweep --attack pgd,aa --n 1000                 # what is already recorded is skipped
   bench sweep --checkpoints-dir runs/ --attack pgd     # every checkpoint (with sidecar) in a folder
+  bench sweep --model mypkg.nets:make_net --weights w.pt --attack fgsm,pgd,aa-fast   # a user model
   bench sweep --attack fgsm,pgd --eps-sweep 0.05,0.1,0.2,0.3,0.5 --n 500   # ε curves for the plots
   bench sweep --force                                  # rerun even what is recorded
 An interrupted sweep continues where it stopped when started again with the same options.
@@ -21,8 +24,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run an attack set over every checkpoint, skipping what is recorded",
                        epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--checkpoints-dir", type=Path, help="every *.pt with a sidecar here, instead of the "
-                   "registered defenses' committed checkpoints")
+    models = p.add_mutually_exclusive_group()
+    models.add_argument("--checkpoints-dir", type=Path, help="every *.pt with a sidecar here, instead of the "
+                        "registered defenses' committed checkpoints")
+    models.add_argument("--model", help=f"instead: one user model, {MODEL_HELP}")
+    add_model_qualifiers(p)
     p.add_argument("--attack", default="fgsm,pgd,cw,aa")
     eps = p.add_mutually_exclusive_group()
     eps.add_argument("--eps", help="perturbation budget (default: the dataset's)")
@@ -53,9 +59,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     DATASETS.get(args.dataset)
     common = dict(dataset=args.dataset, attacks_text=args.attack, data_dir=args.data_dir, n=args.n,
                   sample_seed=args.sample_seed, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                  results_dir=args.results_dir, resume=None, quiet=args.quiet)
-    models = ([{"checkpoint": p} for p in sweep.checkpoints_in(args.checkpoints_dir)] if args.checkpoints_dir
-              else [{"defense": d} for d in sweep.registered_checkpoints(args.dataset)])
+                  results_dir=args.results_dir, resume=None, quiet=args.quiet, sha256=args.sha256)
+    spec = model_spec(args)
+    if spec is not None:
+        models: list[dict[str, Any]] = [{"model": spec}]
+    elif args.checkpoints_dir:
+        models = [{"checkpoint": p} for p in sweep.checkpoints_in(args.checkpoints_dir)]
+    else:
+        models = [{"defense": d} for d in sweep.registered_checkpoints(args.dataset)]
     if args.eps_sweep is not None:
         threats = [(RunConfig.resolve_threat(args.dataset, args.norm, str(e)), RunPurpose.EPS_SWEEP)
                    for e in parse_eps_list(args.eps_sweep)]
