@@ -57,6 +57,7 @@ test-slow: data
 
 lint: install
 	$(BIN)/ruff check bench defenses tests benchmarks examples
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

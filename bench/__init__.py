@@ -6,7 +6,8 @@ The Python API (`bench.evaluate`, `bench.attack`, `bench.load`, `bench.audit`,
 
 from typing import Any
 
-__version__ = "0.1.0"
+from bench.version import VERSION as __version__
+
 API = ("evaluate", "attack", "load", "audit", "leaderboard", "Evaluation", "Attacked", "Estimate")
 __all__ = [*API, "__version__"]
 

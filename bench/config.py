@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bench.attacks import Attack, build_attacks
-from bench.attacks.base import AttackContext
+from bench.committed import attack_context
 from bench.data import DATASETS
 from bench.device import resolve_device
 from bench.errors import BenchError
@@ -63,7 +62,7 @@ class RunConfig:
 
     def attacks(self) -> list[Attack]:
         known = self.dataset if self.dataset in DATASETS else None  # points given as tensors name no dataset
-        return build_attacks(self.attacks_text, self.threat.norm, AttackContext(known, self.defense_name()))
+        return build_attacks(self.attacks_text, self.threat.norm, attack_context(known, self.defense_name()))
 
     def defense_name(self) -> str | None:
         """The registered defense behind the model: named, or in the checkpoint's sidecar."""
@@ -92,28 +91,3 @@ class RunConfig:
         threat = ThreatModel(norm or spec.default_threat().norm, parse_eps(eps_text))
         threat.check_fits(spec.shape[0] * spec.shape[1] * spec.shape[2])
         return threat
-
-    @classmethod
-    def from_cli(cls, args: argparse.Namespace) -> RunConfig:
-        from bench.cli.model_options import model_spec
-
-        dataset = args.dataset
-        if args.checkpoint is not None:
-            from defenses.checkpoints import read_sidecar
-
-            trained_on = read_sidecar(args.checkpoint)["dataset"] if args.checkpoint.is_file() else None
-            if dataset and trained_on and dataset != trained_on:
-                raise BenchError(f"{args.checkpoint} was trained on {trained_on}, not {dataset}")
-            dataset = dataset or trained_on
-        dataset = dataset or "fashion-mnist"
-        DATASETS.get(dataset)
-        return cls(dataset=dataset, threat=cls.resolve_threat(dataset, args.norm, args.eps),
-                   attacks_text=args.attack, defense=args.defense, checkpoint=args.checkpoint,
-                   model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n,
-                   sample_seed=args.sample_seed,
-                   seed=args.seed, batch_size=args.batch_size, device=args.device,
-                   speed=Speed(Precision(getattr(args, "precision", "fp32")), getattr(args, "channels_last", False),
-                               getattr(args, "compile", False)),  # `bench run` only
-                   save_adv=getattr(args, "save_adv", False),
-                   results_dir=args.results_dir, resume=args.resume,
-                   allow_randomized=args.allow_randomized, quiet=args.quiet)

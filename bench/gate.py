@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.committed import committed_defenses
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
 from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
-from bench.resolve import committed_defenses
 from bench.schema import WORST_CASE
 from bench.sources import InputRange, ModelSpec
 from bench.stats import binomial_quantile, sign_test_greater

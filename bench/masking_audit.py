@@ -26,7 +26,7 @@ import torch
 from bench import data, sanity
 from bench.attacks import Attack, build_attacks
 from bench.attacks.autoattack import AA_LOGGER, captured_autoattack_log
-from bench.attacks.base import AttackContext
+from bench.committed import attack_context
 from bench.config import RunConfig
 from bench.curves import eps_curves, flags_by_index, strength_curves
 from bench.errors import ModelGuardError, ModelInputError
@@ -66,7 +66,7 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         """Every attack list is checked before the first attack runs (the standard ones by `run`)."""
-        context = AttackContext(self.run.dataset, self.run.defense_name())
+        context = attack_context(self.run.dataset, self.run.defense_name())
         for text in (self.adaptive, self.strength):
             build_attacks(text, self.run.threat.norm, context)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-import bench
+from bench.version import VERSION
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def versions() -> dict[str, str | None]:
         aa_version: str | None = pyautoattack.__version__
     except ImportError:
         aa_version = None
-    return {"bench": bench.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"bench": VERSION, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "pyautoattack": aa_version, "python": platform.python_version(),
             "cuda": torch.version.cuda if torch.cuda.is_available() else None}
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from bench.committed import committed_checkpoint
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.schema import portable_path
@@ -34,21 +35,6 @@ class ResolvedModel:
     def recorded_path(self) -> str:
         """What the record names as the model's file: none for a module handed over in memory."""
         return str(self.path) if self.source == IN_PROCESS else portable_path(self.path)
-
-
-def committed_checkpoint(dataset: str, defense: str) -> Path | None:
-    """Where `--defense NAME` looks for `dataset` (None when the defense has no recipe for it)."""
-    from defenses import DEFENSES, checkpoints
-
-    recipe = DEFENSES.get(defense).recipes.get(dataset)
-    return checkpoints.default_path(dataset, defense, recipe.arch) if recipe else None
-
-
-def committed_defenses(dataset: str) -> list[str]:
-    """Registered defenses whose committed checkpoint for `dataset` exists."""
-    from defenses import DEFENSES
-
-    return [name for name, _ in DEFENSES.items() if (path := committed_checkpoint(dataset, name)) and path.is_file()]
 
 
 def resolve_model(cfg: RunConfig) -> ResolvedModel:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from defenses import distributed
+from bench import distributed
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench.committed import committed_checkpoint, committed_defenses
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.harness import RunResult, evaluate
-from bench.resolve import committed_checkpoint, committed_defenses, resolve_model
+from bench.resolve import resolve_model
 from bench.schema import load_records
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.attacks.norms import distance
 from bench.errors import VerificationError
 from bench.model import ModelUnderTest
+from bench.norms import distance
 from bench.threat import ThreatModel
 
 TOLERANCE = 1e-5  # float slack on the ε-ball and the [0,1] box

@@ -35,9 +35,9 @@ from bench import data  # noqa: E402
 from bench.attacks.aa_fast import PerExampleStartSquare  # noqa: E402
 from bench.attacks.apgd import LossOf, StartNoise, apgd_single_run  # noqa: E402
 from bench.attacks.malt import ranked_targets  # noqa: E402
+from bench.committed import committed_checkpoint, committed_defenses  # noqa: E402
 from bench.curves import flags_by_index  # noqa: E402
 from bench.model import ModelUnderTest  # noqa: E402
-from bench.resolve import committed_checkpoint, committed_defenses  # noqa: E402
 from bench.schema import load_records  # noqa: E402
 from bench.threat import Norm  # noqa: E402
 from defenses import checkpoints  # noqa: E402

@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
 from bench.attacks import build_attack  # noqa: E402
+from bench.committed import committed_checkpoint  # noqa: E402
 from bench.config import RunConfig  # noqa: E402
 from bench.harness import evaluate  # noqa: E402
 from bench.model import ModelUnderTest, Precision, Speed, tensor_cores_for_fp32  # noqa: E402
-from bench.resolve import committed_checkpoint  # noqa: E402
 from bench.threat import Norm, ThreatModel  # noqa: E402
 from defenses import checkpoints  # noqa: E402
 from defenses.archs import ARCHS  # noqa: E402

@@ -39,11 +39,11 @@ from tabulate import tabulate
 
 from bench import data
 from bench.attacks import build_attack
+from bench.committed import committed_checkpoint, committed_defenses
 from bench.config import RunConfig
 from bench.files import atomic_write
 from bench.harness import evaluate
 from bench.model import ModelUnderTest
-from bench.resolve import committed_checkpoint, committed_defenses
 from bench.schema import RunPurpose, load_records
 from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel
@@ -142,7 +142,7 @@ def timed(model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, run: Callable
     x_adv = run()
     seconds = time.perf_counter() - start
     spent = model.passes.since(before)
-    from bench.attacks.norms import distance
+    from bench.norms import distance
 
     inside = distance(threat.norm, x_adv, x) <= threat.eps + 1e-5
     robust = (model.predict(x_adv) == y) | ~inside

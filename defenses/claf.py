@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defenses import distributed
+from bench import distributed
 from defenses.augment import crop_flip
 from defenses.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
 from defenses.objectives import supcon

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.attacks.norms import ascent_step, project, random_start
 from bench.data import DatasetSpec
+from bench.norms import ascent_step, project, random_start
 from bench.threat import Norm
 from defenses.archs import Backbone
 from defenses.registry import Recipe

@@ -3,7 +3,7 @@
 Runs on `--device` (CUDA when available). Resume is exact on CPU: shuffling and every random draw are derived from (seed, epoch, batch),
 and the method/optimizer/scheduler state is saved after every epoch, so an interrupted run
 continued with `--resume` ends with the same weights as an uninterrupted one. Under torchrun each
-rank trains on its slice of every batch (see `defenses.distributed`); rank 0 validates and writes.
+rank trains on its slice of every batch (see `bench.distributed`); rank 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bench import data as bench_data
+from bench import distributed
 from bench.attacks.gradient import pgd_iterates
 from bench.attacks.losses import Loss
 from bench.device import resolve_device
@@ -31,7 +32,7 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.threat import Norm
 from bench.untrusted import load_tensors
-from defenses import checkpoints, distributed
+from defenses import checkpoints
 from defenses.archs import ARCHS
 from defenses.augment import crop_flip
 from defenses.method import Method, TrainContext

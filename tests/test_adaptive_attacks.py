@@ -7,6 +7,7 @@ import torch
 
 from bench.attacks import build_attack, build_attacks
 from bench.attacks.base import AttackContext
+from bench.committed import attack_context
 from bench.errors import BenchError
 from bench.model import ModelUnderTest
 from bench.sources import ModelSpec, load_user_model
@@ -21,7 +22,7 @@ FEW_ITERATIONS = {name: {"n_iter": "20", "n_target_classes": "2"} for name in ("
 
 def _success_rate(name: str, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
                   params: dict[str, str] | None = None, context: AttackContext | None = None) -> float:
-    attack = build_attack(name, params, context)
+    attack = build_attack(name, params, context or attack_context(None))
     rates = []
     with model.attack_mode():
         for stage in attack.stages():
@@ -82,23 +83,23 @@ def test_soft_mask_keeps_ancra_forward_values_and_opens_a_gradient(points):
 
 def test_adaptive_expands_per_defense_and_labels_are_canonical():
     def labels(defense):
-        return [a.label for a in build_attacks("adaptive", Norm.LINF, AttackContext("fashion-mnist", defense))]
+        return [a.label for a in build_attacks("adaptive", Norm.LINF, attack_context("fashion-mnist", defense))]
 
     assert labels("ancra") == ["ra-sum", "ra-aux", "ra-bpda", "transfer", "square-long"]
     assert labels("spat") == ["spat-scaled", "transfer", "square-long"]
     assert labels("pgd-at") == ["transfer:trades", "square-long"]  # never itself as its surrogate
     assert labels(None) == ["transfer", "square-long"]
-    context = AttackContext("fashion-mnist")
+    context = attack_context("fashion-mnist")
     assert build_attack("transfer", {"surrogate": "trades"}, context).label == "transfer:trades"
     assert [a.label for a in build_attacks("transfer:trades", Norm.LINF, context)] == ["transfer:trades"]
-    assert all(a.adaptive for a in build_attacks("adaptive", Norm.LINF, AttackContext("fashion-mnist", "ancra")))
+    assert all(a.adaptive for a in build_attacks("adaptive", Norm.LINF, attack_context("fashion-mnist", "ancra")))
 
 
 def test_adaptive_refusals_are_clear(points):
     with pytest.raises(BenchError, match="takes no parameters"):
-        build_attacks("adaptive:steps=3", Norm.LINF, AttackContext("fashion-mnist", "ancra"))
+        build_attacks("adaptive:steps=3", Norm.LINF, attack_context("fashion-mnist", "ancra"))
     with pytest.raises(BenchError, match="unknown defense 'pgd-att'. Did you mean: pgd-at"):
-        build_attack("transfer", {"surrogate": "pgd-att"}, AttackContext("fashion-mnist"))
+        build_attack("transfer", {"surrogate": "pgd-att"}, attack_context("fashion-mnist"))
     with pytest.raises(BenchError, match="write key=value"):
         build_attack("pgd", {"": "50"})
     plain = ModelUnderTest(checkpoints.load(COMMITTED / "standard-smallcnn.pt")[0], 10)

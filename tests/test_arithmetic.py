@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from bench import distributed
 from bench.device import resolve_device
 from bench.errors import BenchError, VerificationError
 from bench.model import ModelUnderTest, Precision, Speed, tensor_cores_for_fp32
 from bench.threat import Norm, ThreatModel
 from bench.verify import BOUNDARY_NOISE, verify_successes
-from defenses import distributed
 from defenses.registry import BUDGETS, DEFENSES
 
 LINF = ThreatModel(Norm.LINF, 0.1)

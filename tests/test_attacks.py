@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bench.attacks import Attack, AttackOutput, build_attack
-from bench.attacks.norms import distance
 from bench.errors import VerificationError
+from bench.norms import distance
 from bench.threat import Norm, ThreatModel
 from bench.verify import verify_successes
 

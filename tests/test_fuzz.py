@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.attacks import ATTACKS, build_attacks
-from bench.attacks.base import AttackContext
+from bench.committed import attack_context
 from bench.errors import BenchError
 from bench.record_rules import problems
 from bench.schema import RecordError, upgrade
@@ -25,7 +25,7 @@ from bench.threat import Norm
 from tests.conftest import REPO
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-CONTEXT = AttackContext("fashion-mnist", "pgd-at")
+CONTEXT = attack_context("fashion-mnist", "pgd-at")
 NAMES = [*ATTACKS.names(), "adaptive", "PGD", "pgdd"]
 KEYS = ["steps", "restarts", "rel_step", "random_start", "loss", "targets", "queries", "per_example_start", "", "x"]
 VALUES = ["0", "1", "5", "-3", "1e9", "nan", "true", "maybe", "ce", "margin", "dlr", "pgd-at", "", "0.5"]

@@ -19,26 +19,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.attacks.base import ATTACKS, POSITIONAL, Attack, AttackContext, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, DEFAULT_SURROGATE, Attack, AttackContext, AttackEntry, AttackOutput
 from bench.attacks.gradient import PGD, Objective, PGDConfig
 from bench.attacks.losses import per_example
 from bench.errors import BenchError
 from bench.model import ModelUnderTest
 from bench.threat import ThreatModel
-from bench.untrusted import readable_file
 
-ADAPTIVE = "adaptive"  # the `--attack` token that expands to the defense's adaptive attacks
 AUX_INTERFACE = "forward_all"
 SCALE_FLAG = "scaled"
 SOFT_MASK_TEMPERATURE = 1.0
-DEFAULT_SURROGATE = "pgd-at"
 View = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (module, normalized input) → logits
 
 
@@ -197,12 +193,15 @@ class Transfer(PGD):
     def bind(self, context: AttackContext) -> None:
         """Only find and check the surrogate's file here (configs build attacks often); its
         weights load once, when the attack first runs."""
-        self._surrogate_path = surrogate_path(self.config.surrogate, context.dataset)
+        if context.surrogates is None:
+            raise BenchError(f"transfer:{self.config.surrogate}: no surrogate checkpoints in this context")
+        self._surrogates = context.surrogates
+        self._surrogate_path = context.surrogates.locate(self.config.surrogate)
         self._surrogate: nn.Module | None = None
 
     def objective(self, model: ModelUnderTest, y: torch.Tensor) -> Objective:
         if self._surrogate is None:
-            self._surrogate = load_surrogate(self._surrogate_path)
+            self._surrogate = self._surrogates.load(self._surrogate_path)
         surrogate = self._surrogate.to(model.device)
         loss = self.config.loss
 
@@ -212,41 +211,6 @@ class Transfer(PGD):
             return target, per_example(loss, surrogate(z), y)
 
         return on_surrogate
-
-
-def surrogate_path(surrogate: str, dataset: str | None) -> Path:
-    """A checkpoint path, or a registered defense's committed checkpoint for `dataset`."""
-    from bench.resolve import committed_checkpoint
-    from defenses import checkpoints
-
-    path = Path(surrogate)
-    if path.exists() or "/" in surrogate or path.suffix:
-        readable_file(path, f"transfer:{surrogate}: checkpoint")
-    if not path.is_file():
-        if dataset is None:
-            raise BenchError(f"transfer:{surrogate}: no dataset to find the surrogate's checkpoint for")
-        try:
-            committed = committed_checkpoint(dataset, surrogate)
-        except BenchError as exc:
-            raise BenchError(f"transfer:{surrogate}: {exc}") from None
-        if committed is None or not committed.is_file():
-            raise BenchError(f"transfer:{surrogate}: no committed {dataset} checkpoint of {surrogate!r}; "
-                             "name a defense with one (`bench ls defenses`) or a checkpoint path")
-        path = committed
-    trained_on = checkpoints.read_sidecar(path)["dataset"]
-    if dataset is not None and trained_on != dataset:
-        raise BenchError(f"transfer surrogate {path} was trained on {trained_on}, not {dataset}")
-    return path
-
-
-def load_surrogate(path: Path) -> nn.Module:
-    """The surrogate's verified weights, frozen, in eval mode."""
-    from defenses import checkpoints
-
-    module, _ = checkpoints.load(path)
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.eval()
 
 
 @dataclass(frozen=True)
@@ -276,44 +240,6 @@ class LongSquare(Attack):
             x_adv = square.perturb(x, y).detach()
             success = model(x_adv).argmax(1) != y
         return AttackOutput(x_adv, success)
-
-
-def _default_surrogate(context: AttackContext) -> str | None:
-    """pgd-at's committed checkpoint (trades' for pgd-at itself), when the dataset has one."""
-    from bench.resolve import committed_checkpoint
-
-    if context.dataset is None:
-        return None
-    name = "trades" if context.defense == DEFAULT_SURROGATE else DEFAULT_SURROGATE
-    path = committed_checkpoint(context.dataset, name)
-    return name if path is not None and path.is_file() else None
-
-
-def adaptive_attacks_for(context: AttackContext) -> list[tuple[str, dict[str, str]]]:
-    """What `adaptive` means for this model: its defense's own attacks, transfer, long Square."""
-    from defenses import DEFENSES
-
-    own = DEFENSES.get(context.defense).adaptive_attacks if context.defense and context.defense in DEFENSES else ()
-    chosen: list[tuple[str, dict[str, str]]] = [(name, {}) for name in own]
-    surrogate = _default_surrogate(context)
-    if surrogate is not None:
-        chosen.append(("transfer", {} if surrogate == DEFAULT_SURROGATE else {POSITIONAL: surrogate}))
-    chosen.append(("square-long", {}))
-    return chosen
-
-
-def expand_adaptive(pairs: list[tuple[str, dict[str, str]]], context: AttackContext
-                    ) -> list[tuple[str, dict[str, str]]]:
-    out: list[tuple[str, dict[str, str]]] = []
-    for name, params in pairs:
-        if name != ADAPTIVE:
-            out.append((name, params))
-            continue
-        if params:
-            raise BenchError("`adaptive` takes no parameters: name the attacks instead, "
-                             "e.g. ra-aux,square-long:queries=20000")
-        out += [pair for pair in adaptive_attacks_for(context) if pair[0] not in {n for n, _ in pairs}]
-    return out
 
 
 ATTACKS.add("ra-sum", AttackEntry(

@@ -12,9 +12,11 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from pathlib import Path
+from typing import Any, Protocol, get_type_hints
 
 import torch
+from torch import nn
 
 from bench.errors import BenchError
 from bench.model import ModelUnderTest
@@ -36,13 +38,33 @@ class AttackOutput:
     warnings: list[str] = field(default_factory=list)
 
 
+class Surrogates(Protocol):
+    """Where transfer attacks find and load their surrogate models. The application supplies it
+    (`bench.resolve.attack_context`): attacks never import defenses or checkpoints themselves."""
+
+    def locate(self, spec: str) -> Path:
+        """A surrogate named by a registered defense or a checkpoint path, checked; BenchError if not."""
+        ...
+
+    def load(self, path: Path) -> nn.Module:
+        """The surrogate's verified weights, frozen, in eval mode."""
+        ...
+
+    def available(self, name: str) -> bool:
+        """Whether the defense `name` has a committed checkpoint to use as a surrogate."""
+        ...
+
+
 @dataclass(frozen=True)
 class AttackContext:
-    """What an attack may need beyond its config: the dataset (a transfer attack's surrogate
-    checkpoint) and the defense under test (what `adaptive` expands to)."""
+    """What an attack may need beyond its config: the dataset, the defense under test and the
+    adaptive attacks its structure calls for (what `adaptive` expands to), and where surrogate
+    models come from (transfer attacks). Built by `bench.resolve.attack_context`."""
 
     dataset: str | None = None
     defense: str | None = None
+    defense_attacks: tuple[str, ...] = ()
+    surrogates: Surrogates | None = None
 
 
 class Attack(ABC):
@@ -196,9 +218,43 @@ def build_attack(name: str, params: dict[str, str] | None = None,
     return attack
 
 
-def build_attacks(text: str, norm: Norm, context: AttackContext | None = None) -> list[Attack]:
-    from bench.attacks.adaptive import expand_adaptive
+ADAPTIVE = "adaptive"  # the `--attack` token that expands to the defense's adaptive attacks
+DEFAULT_SURROGATE = "pgd-at"  # transfer's default surrogate (trades' checkpoint for pgd-at itself)
 
+
+def _default_surrogate(context: AttackContext) -> str | None:
+    """pgd-at's committed checkpoint (trades' for pgd-at itself), when the dataset has one."""
+    if context.surrogates is None:
+        return None
+    name = "trades" if context.defense == DEFAULT_SURROGATE else DEFAULT_SURROGATE
+    return name if context.surrogates.available(name) else None
+
+
+def adaptive_attacks_for(context: AttackContext) -> list[tuple[str, dict[str, str]]]:
+    """What `adaptive` means for this model: its defense's own attacks, transfer, long Square."""
+    chosen: list[tuple[str, dict[str, str]]] = [(name, {}) for name in context.defense_attacks]
+    surrogate = _default_surrogate(context)
+    if surrogate is not None:
+        chosen.append(("transfer", {} if surrogate == DEFAULT_SURROGATE else {POSITIONAL: surrogate}))
+    chosen.append(("square-long", {}))
+    return chosen
+
+
+def expand_adaptive(pairs: list[tuple[str, dict[str, str]]], context: AttackContext
+                    ) -> list[tuple[str, dict[str, str]]]:
+    out: list[tuple[str, dict[str, str]]] = []
+    for name, params in pairs:
+        if name != ADAPTIVE:
+            out.append((name, params))
+            continue
+        if params:
+            raise BenchError("`adaptive` takes no parameters: name the attacks instead, "
+                             "e.g. ra-aux,square-long:queries=20000")
+        out += [pair for pair in adaptive_attacks_for(context) if pair[0] not in {n for n, _ in pairs}]
+    return out
+
+
+def build_attacks(text: str, norm: Norm, context: AttackContext | None = None) -> list[Attack]:
     attacks = []
     for name, params in expand_adaptive(parse_attack_list(text), context or AttackContext()):
         entry = ATTACKS.get(name)

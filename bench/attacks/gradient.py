@@ -14,8 +14,8 @@ import torch
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
 from bench.attacks.losses import Loss, per_example
 from bench.attacks.noise import ball_start, example_generators
-from bench.attacks.norms import ascent_step, project, random_start
 from bench.model import ModelUnderTest
+from bench.norms import ascent_step, project, random_start
 from bench.threat import Norm, ThreatModel
 
 Forward = Callable[[torch.Tensor], torch.Tensor]

@@ -55,13 +55,13 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from bench import audit_report
-    from bench.config import RunConfig
+    from bench.cli.run_config import run_config
     from bench.derived import derived_root, rebuild
     from bench.files import ensure_writable_dir
     from bench.masking_audit import AuditConfig, Verdict, run_audit
 
     args.attack = args.standard
-    run = RunConfig.from_cli(args)
+    run = run_config(args)
     cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, strength=args.strength,
                       audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits")
     ensure_writable_dir(run.results_dir, "--results-dir")  # both before any attack runs
@@ -92,7 +92,7 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from bench.config import RunConfig
+    from bench.cli.run_config import run_config
     from bench.inspect_model import describe
     from bench.resolve import name_model
 
@@ -101,7 +101,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     args.attack, args.resume, args.quiet, args.n, args.sample_seed = "adaptive", False, True, None, None
     args.seed, args.batch_size, args.results_dir = 0, 500, Path("results/runs")
     failed = False
-    for key, value in describe(RunConfig.from_cli(args)):
+    for key, value in describe(run_config(args)):
         print(f"{key:20s} {value}")
         failed |= key == "guards" and value.startswith("FAILED")
     return 1 if failed else 0

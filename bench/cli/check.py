@@ -74,18 +74,17 @@ def _check_arguments(args: argparse.Namespace) -> Target | None:
     """Names, files and folders first: a typo is a usage error (exit 2), never a red gate (exit 1).
     Returns the --model target, loaded once here so that a model that does not load is exit 2."""
     from bench.attacks import build_attacks
-    from bench.attacks.base import AttackContext
     from bench.cli.model_options import model_spec
+    from bench.committed import attack_context, committed_checkpoint
     from bench.data import DATASETS
     from bench.errors import BenchError
     from bench.files import ensure_writable_dir
-    from bench.resolve import committed_checkpoint
     from bench.untrusted import readable_file
     from defenses import DEFENSES
 
     dataset = DATASETS.get(args.dataset)
     spec_norm = dataset.default_threat().norm.value
-    build_attacks(args.attack, dataset.default_threat().norm, AttackContext(args.dataset))
+    build_attacks(args.attack, dataset.default_threat().norm, attack_context(args.dataset))
     for name in args.defense:
         DEFENSES.get(name)
         path = committed_checkpoint(args.dataset, name)

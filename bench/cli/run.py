@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+from bench import distributed
 from bench.cli.arguments import positive_int, seed_value
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 from bench.model import Precision
-from defenses import distributed
 
 RUN_EXAMPLES = """examples:
   bench run --defense pgd-at --attack aa                    # committed checkpoint, AutoAttack
@@ -86,6 +86,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from bench.cli.run_config import run_config
     from bench.config import RunConfig
     from bench.derived import derived_root
     from bench.files import ensure_writable_dir
@@ -94,7 +95,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.schema import RunPurpose
     from bench.threat import parse_eps_list
 
-    cfg = RunConfig.from_cli(args)
+    cfg = run_config(args)
     if args.cascade:
         if args.eps_sweep is not None:
             raise BenchError("--cascade answers the worst case only; an ε sweep needs per-attack flags")
