@@ -30,7 +30,7 @@ from bench.guards import check_input_range, preflight
 from bench.model import ModelUnderTest, Speed
 from bench.progress import progress
 from bench.provenance import stamp
-from bench.records import ResumeState, write_record
+from bench.records import AttackProgress, ResumeState, StageCost, write_record
 from bench.resolve import ResolvedModel, resolve_model
 from bench.schema import WORST_CASE
 from bench.shards import Shard, join
@@ -59,13 +59,6 @@ class RunResult:
                    and (adv := self.record_path.with_suffix(".adv.pt")).is_file() else {})}
 
 
-def _fresh_progress(clean_correct: torch.Tensor) -> dict[str, Any]:
-    return {"alive": clean_correct.int().tolist(), "broken_by": [None] * len(clean_correct),
-            "margin": [None] * len(clean_correct),
-            "stage": 0, "batch": 0, "stage_alive": None, "forward": 0, "backward": 0,
-            "seconds": 0.0, "warnings": []}
-
-
 def _execution_order(attacks: list[Attack], cfg: RunConfig) -> list[Attack]:
     """A cascade runs batch-dependent attacks (official AutoAttack) first, on every clean-correct
     point as a plain run would, and then the batch-independent ones on what is left, so its worst
@@ -75,10 +68,10 @@ def _execution_order(attacks: list[Attack], cfg: RunConfig) -> list[Attack]:
     return sorted(attacks, key=lambda a: a.independent_of_batch(cfg.threat))
 
 
-def _start_from(prog: dict[str, Any], survivors: torch.Tensor) -> None:
+def _start_from(prog: AttackProgress, survivors: torch.Tensor) -> None:
     """Cascade: an attack that has not started yet attacks only what earlier attacks left robust."""
-    if prog["stage"] == 0 and prog["batch"] == 0 and prog["stage_alive"] is None:
-        prog["alive"] = (torch.tensor(prog["alive"], dtype=torch.bool) & survivors).int().tolist()
+    if prog.stage == 0 and prog.batch == 0 and prog.stage_alive is None:
+        prog.alive = (torch.tensor(prog.alive, dtype=torch.bool) & survivors).int().tolist()
 
 
 def _run_stage(stage: Attack, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
@@ -137,45 +130,43 @@ def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Ten
                        warnings, out.x_adv.detach().cpu() if cfg.save_adv else None)
 
 
-def _apply(prog: dict[str, Any], alive: torch.Tensor, label: str, stage: str, r: BatchResult,
+def _apply(prog: AttackProgress, alive: torch.Tensor, label: str, stage: str, r: BatchResult,
            store: AdversarialStore | None) -> None:
     for j, point in enumerate(r.ids):
-        prog["margin"][point] = round(r.margins[j], MARGIN_DECIMALS)
+        prog.margin[point] = round(r.margins[j], MARGIN_DECIMALS)
     for j, component in r.broken:
         alive[r.ids[j]] = False
-        prog["broken_by"][r.ids[j]] = f"{label}/{component}" if component else label
-    prog["warnings"] += [w for w in r.warnings if w not in prog["warnings"]]
+        prog.broken_by[r.ids[j]] = f"{label}/{component}" if component else label
+    prog.warnings += [w for w in r.warnings if w not in prog.warnings]
     if store is not None and r.x_adv is not None:
         success = torch.zeros(len(r.ids), dtype=torch.bool)
         success[[j for j, _ in r.broken]] = True
         store.add(torch.tensor(r.ids), r.x_adv, success)
         store.save()
-    prog.update(alive=alive.int().tolist(), batch=r.batch + 1, forward=prog["forward"] + r.forward,
-                backward=prog["backward"] + r.backward, seconds=prog["seconds"] + r.seconds)
-    cost = prog.setdefault("stage_cost", {}).setdefault(stage, {"seconds": 0.0, "forward": 0, "backward": 0,
-                                                                 "attacked": 0, "broken": 0})
-    cost.update(seconds=round(cost["seconds"] + r.seconds, 3), forward=cost["forward"] + r.forward,
-                backward=cost["backward"] + r.backward, attacked=cost["attacked"] + len(r.ids),
-                broken=cost["broken"] + len(r.broken))
+    prog.alive, prog.batch = alive.int().tolist(), r.batch + 1
+    prog.forward, prog.backward, prog.seconds = prog.forward + r.forward, prog.backward + r.backward, prog.seconds + r.seconds
+    cost = prog.stage_cost.setdefault(stage, StageCost())
+    cost.seconds = round(cost.seconds + r.seconds, 3)
+    cost.forward, cost.backward = cost.forward + r.forward, cost.backward + r.backward
+    cost.attacked, cost.broken = cost.attacked + len(r.ids), cost.broken + len(r.broken)
 
 
 def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-                cfg: RunConfig, state: ResumeState, store: AdversarialStore | None, shard: Shard) -> dict[str, Any]:
+                cfg: RunConfig, state: ResumeState, store: AdversarialStore | None, shard: Shard) -> AttackProgress:
     """Run one attack's stages over the points still robust to it; returns its progress entry.
     One process saves progress after every batch; sharded runs after every stage."""
     prog = state.progress[attack.label]
-    prog.setdefault("margin", [None] * len(prog["alive"]))  # states saved before margins were kept
-    alive = torch.tensor(prog["alive"], dtype=torch.bool)
+    alive = torch.tensor(prog.alive, dtype=torch.bool)
     for s, stage in enumerate(attack.stages()):
-        if s < prog["stage"]:
+        if s < prog.stage:
             continue
-        if prog["stage_alive"] is None:
-            prog["stage_alive"] = alive.int().tolist()
-        todo = torch.tensor(prog["stage_alive"], dtype=torch.bool).nonzero().squeeze(1)
+        if prog.stage_alive is None:
+            prog.stage_alive = alive.int().tolist()
+        todo = torch.tensor(prog.stage_alive, dtype=torch.bool).nonzero().squeeze(1)
         size = max(todo.numel(), 1) if stage.forward_only and stage.independent_of_batch(cfg.threat) else cfg.batch_size
         chunks = todo.split(size) if todo.numel() else ()  # split() of nothing gives one empty chunk
         name = getattr(stage, "component", stage.label)
-        mine = [b for b in range(prog["batch"], len(chunks)) if shard.mine(b)]
+        mine = [b for b in range(prog.batch, len(chunks)) if shard.mine(b)]
         done = []
         for b in progress(mine, desc=f"{attack.label} {name}", disable=cfg.quiet or not shard.writes):
             result = _attack_batch(stage, attack.label, model, x, y, chunks[b], b, cfg)
@@ -186,7 +177,7 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
             state.save()
         for result in sorted(shard.gather(done), key=lambda r: r.batch):
             _apply(prog, alive, attack.label, name, result, store)
-        prog.update(stage=s + 1, batch=0, stage_alive=None)
+        prog.stage, prog.batch, prog.stage_alive = s + 1, 0, None
         state.save()
     return prog
 
@@ -201,16 +192,16 @@ def _flags(values: np.ndarray) -> str:
 
 
 def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], indices: np.ndarray,
-                  y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, Any],
+                  y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, AttackProgress],
                   guard_warnings: list[str], device: torch.device, resumed: bool, world_size: int
                   ) -> dict[str, Any]:
     n = len(indices)
-    robust = {a.label: np.array(progress_by_attack[a.label]["alive"], dtype=bool) & clean_correct
+    robust = {a.label: np.array(progress_by_attack[a.label].alive, dtype=bool) & clean_correct
               for a in attacks}
     worst = np.logical_and.reduce([clean_correct, *robust.values()])
     first_broken: list[str | None] = [None] * n
     for a in attacks:
-        for i, who in enumerate(progress_by_attack[a.label]["broken_by"]):
+        for i, who in enumerate(progress_by_attack[a.label].broken_by):
             if who is not None and first_broken[i] is None:
                 first_broken[i] = who
     per_attack = {}
@@ -220,12 +211,12 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
             **_accuracy(robust[a.label]), "attack": a.name, "protocol": a.protocol, "adaptive": a.adaptive,
             "config": dataclasses.asdict(a.config),
             "stages": [getattr(s, "component", s.label) for s in a.stages()],
-            "stage_cost": prog.get("stage_cost", {}),  # per stage: seconds, passes, points attacked/broken
-            "seconds": round(prog["seconds"], 3),
-            "passes": {"forward": prog["forward"], "backward": prog["backward"],
-                       "forward_per_example": prog["forward"] / n, "backward_per_example": prog["backward"] / n},
-            "warnings": prog["warnings"]}
-    warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label]["warnings"]]
+            "stage_cost": {k: dataclasses.asdict(v) for k, v in prog.stage_cost.items()},  # seconds, passes, points
+            "seconds": round(prog.seconds, 3),
+            "passes": {"forward": prog.forward, "backward": prog.backward,
+                       "forward_per_example": prog.forward / n, "backward_per_example": prog.backward / n},
+            "warnings": prog.warnings}
+    warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]
     return {
         "config": {"attacks": cfg.attacks_text, "seed": cfg.seed, "batch_size": cfg.batch_size,
                    "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size},
@@ -249,7 +240,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
         "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": _flags(clean_correct),
                         "robust": {label: _flags(f) for label, f in robust.items()},
                         "worst_case": _flags(worst), "broken_first_by": first_broken,
-                        "margin": {a.label: progress_by_attack[a.label]["margin"] for a in attacks}},
+                        "margin": {a.label: progress_by_attack[a.label].margin for a in attacks}},
     }
 
 
@@ -310,7 +301,7 @@ def evaluate_on(cfg: RunConfig, resolved: ResolvedModel, x: torch.Tensor, y: tor
         if cfg.save_adv and (writes or not write):
             store = AdversarialStore(state.path.with_suffix(".adv.pt") if state.path else None, x, indices)
         for attack in attacks:
-            state.progress[attack.label] = _fresh_progress(torch.from_numpy(clean_correct))
+            state.progress[attack.label] = AttackProgress.fresh(clean_correct.tolist())
         state.start(cfg.resume, before_write=shard.barrier)
         try:
             return _attack_and_record(cfg, resolved, attacks, model, x, y, indices, clean_correct,
@@ -328,7 +319,7 @@ def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[At
         if cfg.cascade and attack.independent_of_batch(cfg.threat):
             _start_from(state.progress[attack.label], survivors)
         prog = _run_attack(model, attack, x, y, cfg, state, store, shard)
-        survivors &= torch.tensor(prog["alive"], dtype=torch.bool)
+        survivors &= torch.tensor(prog.alive, dtype=torch.bool)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
                            [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world)
     if not writes:

@@ -6,11 +6,13 @@ it can never overwrite another record, and written completely before it appears.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +33,56 @@ def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
         except FileExistsError:
             continue
     raise BenchError(f"could not create a new record file in {results_dir}")
+
+
+@dataclass
+class StageCost:
+    """What one stage of an attack cost over a run, and what it did."""
+
+    seconds: float = 0.0
+    forward: int = 0
+    backward: int = 0
+    attacked: int = 0
+    broken: int = 0
+
+
+@dataclass
+class AttackProgress:
+    """One attack's state in a run, per test point (position in the run's points) and overall:
+    saved after every batch, so that `--resume` continues to identical flags."""
+
+    alive: list[int]  # 1: not broken yet (clean-correct and robust so far)
+    broken_by: list[str | None]  # the attack (and component) that broke each point first
+    margin: list[float | None]  # true-class margin at the attack's output point
+    stage: int = 0  # the stage being run
+    batch: int = 0  # the next batch of that stage
+    stage_alive: list[int] | None = None  # what the current stage started on
+    forward: int = 0
+    backward: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    stage_cost: dict[str, StageCost] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, clean_correct: list[bool]) -> AttackProgress:
+        n = len(clean_correct)
+        return cls([int(c) for c in clean_correct], [None] * n, [None] * n)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, saved: Any) -> AttackProgress:
+        """A saved entry; states written before margins were kept have none. ValueError if it is not one."""
+        if not isinstance(saved, dict) or not isinstance(saved.get("alive"), list):
+            raise ValueError("not an attack's progress")
+        values = dict(saved)
+        values.setdefault("margin", [None] * len(values["alive"]))
+        values["stage_cost"] = {k: StageCost(**v) for k, v in (values.get("stage_cost") or {}).items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def state_key_hash(key: dict[str, Any]) -> str:
@@ -61,7 +113,7 @@ class ResumeState:
         self.model_label = model_label
         self.key = key
         self.path = directory / f"{model_label}-{state_key_hash(key)[:16]}.json" if directory else None
-        self.progress: dict[str, Any] = {}
+        self.progress: dict[str, AttackProgress] = {}
         self.resumed = False
         self._lock: IO[str] | None = None
 
@@ -105,7 +157,7 @@ class ResumeState:
             if resume is False:
                 raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
                                  "--resume to continue it, or delete the file to start over")
-            self.progress = self._read()["progress"]
+            self.progress = self._progress_of(self._read()["progress"])
             self.resumed = True
             before_write()
             return
@@ -113,6 +165,12 @@ class ResumeState:
             raise BenchError(self._nothing_to_resume())
         before_write()
         self.save()  # from now on an interruption, however early, leaves a state to resume
+
+    def _progress_of(self, saved: dict[str, Any]) -> dict[str, AttackProgress]:
+        try:
+            return {label: AttackProgress.from_json(entry) for label, entry in saved.items()}
+        except ValueError as exc:
+            raise BenchError(f"resume state {self.path} is not a saved run ({exc}): delete it to start over") from None
 
     def _nothing_to_resume(self) -> str:
         if self.directory is None:
@@ -134,7 +192,8 @@ class ResumeState:
     def save(self) -> None:
         if not self.write or self.path is None:
             return
-        atomic_write(self.path, json.dumps({"key": self.key, "progress": self.progress}).encode())
+        progress = {label: entry.to_json() for label, entry in self.progress.items()}
+        atomic_write(self.path, json.dumps({"key": self.key, "progress": progress}).encode())
 
     def finish(self) -> None:
         if self.write and self.path is not None:

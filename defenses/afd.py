@@ -5,7 +5,7 @@ classification) and D2 (confused, fed a stop-gradient f). A frozen copy of the n
 the teacher. On x_adv (PGD-10 on CE of ω·D1·f):
     L_CE = CE(ω f1, y),  L_dis = α·CE(ω f2, ŷ) with ŷ the most confused wrong class,
     L_elim = β·cos(f1, f2),  L_align = γ·(1 − cos(f1, f_teacher(x))).
-Update (the "clean" one of METHODS.md §2.3): D2 learns from L_dis only; backbone, D1 and head
+Update (the "clean" one of docs/design.md, AFD): D2 learns from L_dis only; backbone, D1 and head
 from L_CE + L_align + L_elim; one optimizer each, same SGD settings. The released three-optimizer
 update (gradients not zeroed between steps, so some terms are applied twice) is not reproduced.
 An EMA of weights and buffers (decay min(0.999, (t+1)/(t+10))) is what is validated and exported,

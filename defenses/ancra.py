@@ -7,7 +7,7 @@ x^o by its own label). The ANC term penalizes anchor and negative being predicte
 class, with the gradient reaching only the negative when α = 1.
 
 `ancra` is the released TRADES variant; `ancra-pgd` and `ancra-mart` are the README's other two,
-whose code is not released: their losses follow METHODS.md §1.3 item 6 (our reading).
+whose code is not released: their losses follow our reading (docs/design.md, ANCRA, "Unreleased variants").
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class AncraMART(Ancra):
 _CIFAR = cifar("resnet18-ra", 120, lr=0.01, weight_decay=2e-4, milestones=(75, 90, 100),
                attack_rel_step=STEP_0007)
 _PAPER = "arXiv:2310.03358"
-# METHODS.md §1.7: the authors' training attack on final + auxiliary logits, APGD on the first
+# docs/design.md (ANCRA, "Inference"): the authors' training attack on final + auxiliary logits, APGD on the first
 # RA block's auxiliary logits, and a soft-mask backward through the hard argmax (BPDA-style)
 RA_ADAPTIVE = ("ra-sum", "ra-aux", "ra-bpda")
 

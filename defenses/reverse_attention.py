@@ -6,7 +6,7 @@ For each RA block, with the network's shared linear head (W, b):
     h = z ⊙ W[j]                                             (per-channel scale, fed onwards)
 The network output is W·pool(h) + b after the last RA block. Training masks with the ground
 truth, the deployed model with its own prediction: that asymmetry, and the argmax, are why the
-adaptive attacks of METHODS.md §1.7 exist.
+adaptive attacks of docs/design.md (ANCRA, "Inference") exist.
 """
 
 from __future__ import annotations

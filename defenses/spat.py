@@ -88,5 +88,5 @@ DEFENSES.add("spat", Defense(
     recipes=per_cifar(cifar("wrn-34-10-cos", 100, lr=0.1, weight_decay=2e-4, milestones=(75, 90),
                             attack_rel_step=STEP_0007), fmnist_cpu("smallcnn-cos")),
     variant="released loss, functional weight normalization, unscaled deployed logits",
-    adaptive_attacks=("spat-scaled",),  # METHODS.md §7.2: evaluate the s-scaled head too
+    adaptive_attacks=("spat-scaled",),  # docs/design.md (SPAT): evaluate the s-scaled head too
 ))

@@ -24,7 +24,7 @@ DEFENSES.add("standard", Defense(
         # AFD's pre-trained start, so it is trained to convergence (8 epochs over 54k points).
         "fashion-mnist": Recipe(arch="smallcnn", epochs=8, lr=0.02, weight_decay=5e-4, milestones=(6,)),
         "mnist": Recipe(arch="smallcnn", epochs=10, lr=0.01, milestones=(8,)),
-        # METHODS.md §7.2: AFD needs natural models trained for 100 epochs.
+        # docs/design.md (AFD): AFD needs naturally trained models, trained to convergence.
         "cifar10": Recipe(arch="resnet18", epochs=100, lr=0.1, milestones=(50, 75), augment=True),
         "cifar100": Recipe(arch="resnet18", epochs=100, lr=0.1, milestones=(50, 75), augment=True),
         "svhn": Recipe(arch="resnet18", epochs=50, lr=0.01, milestones=(25, 40)),

@@ -1,7 +1,7 @@
 """Adaptive attacks: what a defense's structure calls for beyond the standard attacks.
 
 A defense shows extra structure through small optional interfaces of its module, never by the
-attack importing the defense (ARCHITECTURE.md, "Contracts"):
+attack importing the defense (docs/design.md, "Contracts"):
 
 - `forward_all(x, labels=None, soft_mask=None) -> (logits, [auxiliary logits per block])`: a
   network that classifies inside itself (ANCRA's reverse attention). `soft_mask=T` must keep

@@ -7,7 +7,7 @@ order and shapes), and targets taken as the 2nd, 3rd, ... largest clean logit. T
 an example is dropped from the forward/backward batch the moment an iterate misclassifies it.
 The official code keeps computing its gradient until the last iteration, although its outcome is
 already fixed — so on a weak model most of its passes are wasted. Results agree per example with
-pyautoattack up to floating-point effects of different batch shapes (benchmarks/attack_speed.py).
+pyautoattack up to floating-point effects of different batch shapes (benchmarks/perf.py, results/perf.md).
 """
 
 from __future__ import annotations
