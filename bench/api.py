@@ -33,7 +33,7 @@ from bench.errors import BenchError
 from bench.harness import RunResult, evaluate_on
 from bench.masking_audit import Audit, AuditConfig, run_audit
 from bench.resolve import ResolvedModel, in_process, name_model, resolve
-from bench.schema import WORST_CASE
+from bench.schema import WORST_CASE, RunPurpose
 from bench.sources import InputRange, ModelSpec
 from bench.threat import Norm, ThreatModel, parse_eps
 
@@ -211,8 +211,6 @@ def _run(model: Model, name: str, points: Points | None, attacks: str, *, n: int
          norm: str | None, seed: int, sample_seed: int | None, device: str | None, batch_size: int, save: bool,
          results_dir: Path, data_dir: Path | str | None, cascade: bool, allow_randomized: bool, quiet: bool,
          keep_adversarials: bool, model_options: dict[str, Any]) -> RunResult:
-    from bench.schema import RunPurpose
-
     """`name`: the dataset (the test split's when `points` is None; with points, what the attacks
     may look up, e.g. a transfer surrogate; TENSORS for none)."""
     given = None if points is None else _points(points)
@@ -231,6 +229,7 @@ def _run(model: Model, name: str, points: Points | None, attacks: str, *, n: int
                     save_adv=keep_adversarials, results_dir=results_dir,
                     data_dir=Path(data_dir) if data_dir is not None else None, allow_randomized=allow_randomized,
                     quiet=quiet, purpose=RunPurpose.WORST_CASE if cascade else RunPurpose.EVALUATION)
+    built = cfg.attacks()  # a bad attack list fails before any data is loaded
     if given is None:
         test = load_data(name, Split.TEST, cfg.data_dir)
         indices = select_indices(len(test), n, sample_seed)
@@ -242,7 +241,7 @@ def _run(model: Model, name: str, points: Points | None, attacks: str, *, n: int
             x, y = x[:n], y[:n]
         indices = np.arange(x.shape[0])
         classes = _classes(resolved, x)
-    return evaluate_on(cfg, resolved, x, y, indices, classes, write=save)
+    return evaluate_on(cfg, built, resolved, x, y, indices, classes, write=save)
 
 
 def _defense_of(resolved: ResolvedModel) -> str | None:

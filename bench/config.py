@@ -53,7 +53,6 @@ class RunConfig:
                              "point is evaluated and the seed would change nothing)")
         if sum(x is not None for x in (self.defense, self.checkpoint, self.model)) + self.in_process != 1:
             raise BenchError("give exactly one of --defense NAME, --checkpoint PATH or --model SPEC")
-        self.attacks()  # fail on a bad attack list before any data or model is loaded
 
     @property
     def cascade(self) -> bool:

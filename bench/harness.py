@@ -264,21 +264,21 @@ def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device, 
 
 def evaluate(cfg: RunConfig) -> RunResult:
     """`bench run`: the configured model on the configured test points; the record is written."""
+    attacks = cfg.attacks()  # a bad attack list fails before any data or model is loaded
     if join().writes:  # before any model, data or attack work: where the record and progress go
         ensure_writable_dir(cfg.results_dir, "--results-dir")
     resolved = resolve_model(cfg)
     test = data.load(cfg.dataset, data.Split.TEST, cfg.data_dir)
     indices = data.select_indices(len(test), cfg.n, cfg.sample_seed)
     x, y = test.batch(indices)
-    return evaluate_on(cfg, resolved, x, y, indices, data.DATASETS.get(cfg.dataset).num_classes)
+    return evaluate_on(cfg, attacks, resolved, x, y, indices, data.DATASETS.get(cfg.dataset).num_classes)
 
 
-def evaluate_on(cfg: RunConfig, resolved: ResolvedModel, x: torch.Tensor, y: torch.Tensor, indices: np.ndarray,
-                num_classes: int, *, write: bool = True) -> RunResult:
-    """Every attack of `cfg` on the points `x, y` (test-set `indices`). `write=False` (the Python
-    API's default) keeps everything in memory: no resume state, no record, no files touched; the
-    record is built all the same, and with `cfg.save_adv` so are the adversarial examples."""
-    attacks = cfg.attacks()
+def evaluate_on(cfg: RunConfig, attacks: list[Attack], resolved: ResolvedModel, x: torch.Tensor, y: torch.Tensor,
+                indices: np.ndarray, num_classes: int, *, write: bool = True) -> RunResult:
+    """`attacks` (built from `cfg`) on the points `x, y` (test-set `indices`). `write=False` (the
+    Python API's default) keeps everything in memory: no resume state, no record, no files touched;
+    the record is built all the same, and with `cfg.save_adv` so are the adversarial examples."""
     shard = join()
     writes = shard.writes and write
     if writes:

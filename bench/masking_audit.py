@@ -65,9 +65,9 @@ class AuditConfig:
     audits_dir: Path = Path("results/audits")
 
     def __post_init__(self) -> None:
-        """Every attack list is checked before the first attack runs (the standard ones by `run`)."""
+        """Every attack list is checked before the first attack runs."""
         context = attack_context(self.run.dataset, self.run.defense_name())
-        for text in (self.adaptive, self.strength):
+        for text in (self.standard, self.adaptive, self.strength):
             build_attacks(text, self.run.threat.norm, context)
 
 

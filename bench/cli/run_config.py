@@ -24,7 +24,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         dataset = dataset or trained_on
     dataset = dataset or "fashion-mnist"
     DATASETS.get(dataset)
-    return RunConfig(dataset=dataset, threat=RunConfig.resolve_threat(dataset, args.norm, args.eps),
+    cfg = RunConfig(dataset=dataset, threat=RunConfig.resolve_threat(dataset, args.norm, args.eps),
                      attacks_text=args.attack, defense=args.defense, checkpoint=args.checkpoint,
                      model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n,
                      sample_seed=args.sample_seed,
@@ -34,3 +34,5 @@ def run_config(args: argparse.Namespace) -> RunConfig:
                      save_adv=getattr(args, "save_adv", False),
                      results_dir=args.results_dir, resume=args.resume,
                      allow_randomized=args.allow_randomized, quiet=args.quiet)
+    cfg.attacks()  # a bad attack list is a usage error before anything is loaded
+    return cfg
