@@ -28,7 +28,7 @@ def added(tmp_path, monkeypatch):
     files = _files()
     monkeypatch.setattr(ATTACKS, "_entries", dict(ATTACKS._entries))
     monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
-    before = set(sys.modules)
+    added = []
     for package in (bench.attacks, defenses):
         folder = tmp_path / package.__name__
         folder.mkdir()
@@ -36,11 +36,12 @@ def added(tmp_path, monkeypatch):
         for path, code in files.items():
             if path.startswith(prefix) and "/" not in path[len(prefix):]:
                 (folder / Path(path).name).write_text(code)
+                added.append(f"{package.__name__}.{Path(path).stem}")
         monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
         import_modules(package.__name__, [str(folder)])
     yield files
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    for name in added:  # only the guide's modules: anything else imported meanwhile stays loaded
+        sys.modules.pop(name, None)
 
 
 def test_the_guide_has_an_attack_and_a_defense_each_with_its_test():

@@ -120,7 +120,7 @@ class ViewAPGDStage(Attack):
 
         if self.requires is not None:
             self.requires(model.module, self.label)
-        cfg: ViewAPGDConfig = self.config
+        cfg = self.config
         view = ViewModule(model, self.view)
         common: dict[str, Any] = dict(n_iter=cfg.n_iter, norm=threat.norm.autoattack_name, n_restarts=1,
                                       eps=threat.eps, seed=seed, device=x.device)
@@ -158,7 +158,7 @@ class RASumConfig(PGDConfig):
     steps: int = 50
 
 
-class RASum(PGD):
+class RASum(PGD[RASumConfig]):
     """PGD on CE(final) + Σ_b CE(aux_b): ANCRA's own training attack, aimed at the deployed model."""
 
     adaptive = True
@@ -184,7 +184,7 @@ class TransferConfig(PGDConfig):
     steps: int = 50
 
 
-class Transfer(PGD):
+class Transfer(PGD[TransferConfig]):
     """Ascends the surrogate's loss; every iterate is checked on the model under test (forward
     only: a black-box attacker's queries), so the best transferred point is kept."""
 
@@ -223,7 +223,7 @@ class LongSquareConfig:
             raise ValueError("queries must be at least 1 and p_init in (0, 1]")
 
 
-class LongSquare(Attack):
+class LongSquare(Attack[LongSquareConfig]):
     """The official Square attack (margin loss) with a larger query budget: gradient-free, so
     masked gradients cannot hide a model from it."""
 
@@ -233,7 +233,7 @@ class LongSquare(Attack):
             threat: ThreatModel, seed: int) -> AttackOutput:
         from pyautoattack.square import SquareAttack
 
-        cfg: LongSquareConfig = self.config
+        cfg = self.config
         square = SquareAttack(model, norm=threat.norm.autoattack_name, n_queries=cfg.queries, eps=threat.eps,
                               p_init=cfg.p_init, n_restarts=1, seed=seed, loss="margin", device=x.device)
         with torch.no_grad():

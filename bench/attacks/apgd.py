@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -212,9 +213,16 @@ def _increases(loss_steps: torch.Tensor, i: int, k: int) -> torch.Tensor:
     return count
 
 
-class _SeededLikeAutoAttack(Attack):
-    def __init__(self, name: str, version: int, config: APGDConfig | APGDTargetedConfig,
-                 component: str | None = None) -> None:
+class _StartChoice(Protocol):
+    @property
+    def per_example_start(self) -> bool: ...
+
+
+APGDConfigT = TypeVar("APGDConfigT", bound=_StartChoice)  # APGDConfig, APGDTargetedConfig
+
+
+class _SeededLikeAutoAttack(Attack[APGDConfigT]):
+    def __init__(self, name: str, version: int, config: APGDConfigT, component: str | None = None) -> None:
         super().__init__(name, version, config)
         self.batch_independent = config.per_example_start
         self.component = component  # its name as a stage of an ensemble (aa-fast's "apgd-ce")
@@ -223,12 +231,12 @@ class _SeededLikeAutoAttack(Attack):
         return run_seed  # like AutoAttack: every batch reseeded with the run seed
 
 
-class APGD(_SeededLikeAutoAttack):
+class APGD(_SeededLikeAutoAttack[APGDConfig]):
     """Untargeted APGD on CE or DLR."""
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        cfg: APGDConfig = self.config
+        cfg = self.config
         starts = StartNoise(x, y, seed, cfg.per_example_start)
         return _restarts(lambda rows, _: apgd_single_run(
             model, x[rows], y[rows], norm=threat.norm, eps=threat.eps, steps=cfg.steps, rho=cfg.rho,
@@ -237,7 +245,7 @@ class APGD(_SeededLikeAutoAttack):
             component=self.component)
 
 
-class APGDTargeted(_SeededLikeAutoAttack):
+class APGDTargeted(_SeededLikeAutoAttack[APGDTargetedConfig]):
     """Targeted APGD-DLR against the 2nd, 3rd, ... most likely class, each on what is still robust."""
 
     def bind(self, context: AttackContext) -> None:
@@ -259,7 +267,7 @@ class APGDTargeted(_SeededLikeAutoAttack):
                    order: torch.Tensor) -> AttackOutput:
         """Attack the classes in `order` ([n, ≥ targets]: per example, the target of each rank; −1
         where an example has no target of that rank), each rank on what is still robust."""
-        cfg: APGDTargetedConfig = self.config
+        cfg = self.config
         starts = StartNoise(x, y, seed, cfg.per_example_start)
 
         def one(rows: torch.Tensor, rank: int) -> _Run:

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, get_type_hints
+from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 
 import torch
 from torch import nn
@@ -67,8 +67,12 @@ class AttackContext:
     surrogates: Surrogates | None = None
 
 
-class Attack(ABC):
-    """Stateless with respect to the model: configuration in, tensors out."""
+ConfigT = TypeVar("ConfigT")
+
+
+class Attack(ABC, Generic[ConfigT]):
+    """Stateless with respect to the model: configuration in, tensors out. Generic in its config
+    dataclass, so `self.config` has the attack's own type."""
 
     adaptive = False  # an attack a defense's structure calls for; counted in the worst case
     # each example's outcome depends on the run seed and the example only, not on which other
@@ -77,10 +81,10 @@ class Attack(ABC):
     # gradient-free: the harness runs it under inference mode, on batches as large as fit
     forward_only = False
 
-    def __init__(self, name: str, version: int, config: Any) -> None:
+    def __init__(self, name: str, version: int, config: ConfigT) -> None:
         self.name = name
         self.version = version
-        self.config = config
+        self.config: ConfigT = config
         self.label = name  # the column name in results; `build_attack` adds non-default params
 
     def bind(self, context: AttackContext) -> None:

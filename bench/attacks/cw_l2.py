@@ -33,10 +33,10 @@ def _to_tanh_space(x: torch.Tensor) -> torch.Tensor:
     return torch.atanh((x * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
 
 
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(Attack[CWL2Config]):
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        cfg: CWL2Config = self.config
+        cfg = self.config
         n = x.shape[0]
         w0 = _to_tanh_space(x)
         const = torch.full((n,), cfg.initial_const, device=x.device)

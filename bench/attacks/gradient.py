@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -77,7 +78,10 @@ class PGDConfig:
             raise ValueError("rel_step must be in (0, 2.5] (a fraction of ε)")
 
 
-class PGD(Attack):
+PGDConfigT = TypeVar("PGDConfigT", bound=PGDConfig)
+
+
+class PGD(Attack[PGDConfigT]):
     """PGD with restarts; each restart attacks only the points not yet broken.
 
     Version 2: random starts are drawn per example (`noise`), so an example's outcome no longer
@@ -98,7 +102,7 @@ class PGD(Attack):
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        cfg: PGDConfig = self.config
+        cfg = self.config
         gens = example_generators(x, y, seed)
         x_adv, success = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(cfg.restarts):
@@ -123,7 +127,7 @@ class FGSMConfig:
     loss: Loss = Loss.CE
 
 
-class FGSM(Attack):
+class FGSM(Attack[FGSMConfig]):
     """One step of size ε (L∞: sign of the gradient; L2: normalized gradient, i.e. FGM)."""
 
     batch_independent = True  # deterministic
