@@ -130,3 +130,14 @@ def committed_results(dest: Path) -> Path:
 def committed(tmp_path_factory) -> Path:
     """Read-only by convention: the committed results/ tree (see `committed_results`)."""
     return committed_results(tmp_path_factory.mktemp("committed"))
+
+
+def leaderboard_of_committed(committed: Path, root: Path, *flags: str) -> Path:
+    """`bench leaderboard FLAGS` over a copy of the committed records and audits only, in `root`."""
+    from bench.cli import main
+
+    shutil.copytree(committed / "runs", root / "runs")
+    if (committed / "audits").is_dir():
+        shutil.copytree(committed / "audits", root / "audits")
+    assert main(["leaderboard", *flags, "--results-dir", str(root / "runs")]) == 0
+    return root

@@ -1,26 +1,20 @@
 """The committed leaderboard is exactly what `bench leaderboard` makes from the committed records."""
 
 import re
-import shutil
 
 import pytest
 
 from bench import leaderboards as leaderboard
-from bench.cli import main
 from bench.schema import load_records
 from defenses import published
+from tests.conftest import leaderboard_of_committed
 from tests.synthetic import attack, record
 
 
 @pytest.fixture(scope="module")
 def regenerated(committed, tmp_path_factory):
     """`bench leaderboard` over a copy of the committed records and audits only."""
-    root = tmp_path_factory.mktemp("results")
-    shutil.copytree(committed / "runs", root / "runs")
-    if (committed / "audits").is_dir():
-        shutil.copytree(committed / "audits", root / "audits")
-    assert main(["leaderboard", "--results-dir", str(root / "runs")]) == 0
-    return root
+    return leaderboard_of_committed(committed, tmp_path_factory.mktemp("results"))
 
 
 def test_committed_leaderboard_table_and_plots_regenerate_byte_for_byte(regenerated, committed):

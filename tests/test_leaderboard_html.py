@@ -11,9 +11,9 @@ import pytest
 
 from bench import leaderboard_html, leaderboards
 from bench.audit_report import load_audits
-from bench.cli import main
 from bench.schema import load_records
 from defenses import published
+from tests.conftest import leaderboard_of_committed
 
 
 class Page(HTMLParser):
@@ -53,12 +53,7 @@ def _page(path) -> Page:
 
 @pytest.fixture(scope="module")
 def page_file(tmp_path_factory, committed):
-    root = tmp_path_factory.mktemp("html")
-    shutil.copytree(committed / "runs", root / "runs")
-    if (committed / "audits").is_dir():
-        shutil.copytree(committed / "audits", root / "audits")
-    assert main(["leaderboard", "--html", "--results-dir", str(root / "runs")]) == 0
-    return root / "LEADERBOARD.html"
+    return leaderboard_of_committed(committed, tmp_path_factory.mktemp("html"), "--html") / "LEADERBOARD.html"
 
 
 def test_the_page_is_self_contained_with_every_published_row_and_its_details(page_file, committed):
