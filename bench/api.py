@@ -34,7 +34,7 @@ from bench.harness import RunResult, evaluate_on
 from bench.masking_audit import Audit, AuditConfig, run_audit
 from bench.resolve import ResolvedModel, in_process, name_model, resolve
 from bench.schema import WORST_CASE, RunPurpose
-from bench.sources import InputRange, ModelSpec
+from bench.sources import spec_with_options
 from bench.threat import Norm, ThreatModel, parse_eps
 
 Model = str | Path | nn.Module | ResolvedModel
@@ -126,24 +126,13 @@ def load(model: Model, *, dataset: str = "fashion-mnist", norm: str | None = Non
                   "input_range": input_range, "model_dir": model_dir}
     spec = None
     if named.model is not None:
-        spec = model_spec(named.model, qualifiers)
+        spec = spec_with_options(named.model, qualifiers)
     elif any(v is not None for v in qualifiers.values()):
         raise BenchError(f"{', '.join(k for k, v in qualifiers.items() if v is not None)} only apply to a user "
                          "model spec (robustbench:NAME, package.module:factory, a model file)")
     threat_norm = Norm.parse(norm) if norm else spec_dataset.default_threat().norm
     return resolve(dataset, threat_norm.value, defense=named.defense, checkpoint=named.checkpoint, model=spec,
                    sha256=sha256)
-
-
-def model_spec(text: str, qualifiers: dict[str, Any]) -> ModelSpec:
-    """A user-model spec with the CLI's model flags given as keywords (None: not given)."""
-    q = qualifiers
-    extra = {"model_dir": Path(q["model_dir"])} if q.get("model_dir") is not None else {}
-    return ModelSpec(text, weights=Path(q["weights"]) if q.get("weights") is not None else None,
-                     trust=bool(q.get("trust_checkpoint")),
-                     mean=tuple(q["mean"]) if q.get("mean") is not None else None,
-                     std=tuple(q["std"]) if q.get("std") is not None else None,
-                     input_range=InputRange(q["input_range"]) if q.get("input_range") else None, **extra)
 
 
 def _threat(dataset: str, x: torch.Tensor | None, norm: str | None, eps: float | str | None) -> ThreatModel:
@@ -297,7 +286,7 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
     named = name_model(str(model))
     run = RunConfig(dataset=dataset, threat=_threat(dataset, None, norm, eps), attacks_text=STANDARD_ATTACKS,
                     defense=named.defense, checkpoint=named.checkpoint,
-                    model=model_spec(named.model, qualifiers) if named.model else None, sha256=sha256, n=n,
+                    model=spec_with_options(named.model, qualifiers) if named.model else None, sha256=sha256, n=n,
                     seed=seed, device=device or "auto", results_dir=Path(results_dir), quiet=True)
     return run_audit(AuditConfig(run, audits_dir=Path(audits_dir) if audits_dir else
                                  derived_root(run.results_dir) / "audits"))

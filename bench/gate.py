@@ -41,7 +41,7 @@ from bench.files import atomic_write, read_json_object
 from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
 from bench.schema import WORST_CASE
-from bench.sources import InputRange, ModelSpec
+from bench.sources import ModelSpec, spec_with_options
 from bench.stats import binomial_quantile, sign_test_greater
 
 BASELINE_VERSION = 1
@@ -237,10 +237,7 @@ def _spec_entry(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _spec_of(entry: dict[str, Any]) -> ModelSpec:
-    return ModelSpec(str(entry["spec"]), weights=Path(entry["weights"]) if entry.get("weights") else None,
-                     mean=tuple(entry["mean"]) if entry.get("mean") else None,
-                     std=tuple(entry["std"]) if entry.get("std") else None,
-                     input_range=InputRange(entry["input_range"]) if entry.get("input_range") else None)
+    return spec_with_options(str(entry["spec"]), {**entry, "trust_checkpoint": None})  # a baseline never trusts
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:

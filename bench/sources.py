@@ -24,7 +24,7 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,18 @@ class LoadedModel:
     sha256: str
     preprocessing: Preprocessing
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def spec_with_options(text: str, options: Mapping[str, Any]) -> ModelSpec:
+    """A user-model spec with the model flags as typed values under their option names (weights,
+    trust_checkpoint, mean, std, input_range, model_dir; missing or None: not given)."""
+    extra = {"model_dir": Path(options["model_dir"])} if options.get("model_dir") is not None else {}
+    return ModelSpec(text, weights=Path(options["weights"]) if options.get("weights") is not None else None,
+                     trust=bool(options.get("trust_checkpoint")),
+                     mean=tuple(options["mean"]) if options.get("mean") is not None else None,
+                     std=tuple(options["std"]) if options.get("std") is not None else None,
+                     input_range=InputRange(options["input_range"]) if options.get("input_range") else None,
+                     **extra)
 
 
 def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:

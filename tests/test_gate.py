@@ -151,3 +151,10 @@ def test_a_user_architecture_is_gated_end_to_end(tmp_path, capsys):
     found, problems = gate.default_targets("fashion-mnist", base)
     (mine,) = [t for t in found if t.label == "mine"]
     assert mine.model is not None and str(mine.model.weights) == pgd_at and not mine.model.trust and not problems
+
+
+def test_a_baseline_file_cannot_turn_on_trust():
+    """A tampered baseline asking for trust still loads its model as tensors only."""
+    entry = {"spec": "examples.toy_models:plain_smallcnn", "weights": str(COMMITTED / "pgd-at-smallcnn.pt"),
+             "trust_checkpoint": True, "trust": True}
+    assert gate._spec_of(entry).trust is False
