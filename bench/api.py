@@ -272,12 +272,15 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
 def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, eps: float | str | None = None,
           norm: str | None = None, seed: int = 0, device: str | None = None, sha256: str | None = None,
           results_dir: Path | str = Path("results/runs"), audits_dir: Path | str | None = None,
-          **qualifiers: Any) -> Audit:
+          binarization_points: int = 100, binarization_attacks: str | None = None, **qualifiers: Any) -> Audit:
     """`bench audit` as a call: it reuses and writes run records in `results_dir` (they are its
     evidence), so the model must be one the records can name: a defense, a checkpoint or a spec
-    (`qualifiers`: weights, trust_checkpoint, mean, std, input_range, model_dir)."""
+    (`qualifiers`: weights, trust_checkpoint, mean, std, input_range, model_dir).
+    `binarization_points=0` skips the binarization test; `binarization_attacks` defaults to
+    `bench audit`'s (pgd,apgd)."""
+    from bench.binarization import BinarizationSettings
     from bench.derived import derived_root
-    from bench.masking_audit import STANDARD_ATTACKS
+    from bench.masking_audit import BINARIZATION_ATTACKS, STANDARD_ATTACKS
 
     if isinstance(model, (nn.Module, ResolvedModel)):
         raise BenchError("bench.audit keeps its evidence in run records: give the model as a spec "
@@ -288,8 +291,13 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
                     defense=named.defense, checkpoint=named.checkpoint,
                     model=spec_with_options(named.model, qualifiers) if named.model else None, sha256=sha256, n=n,
                     seed=seed, device=device or "auto", results_dir=Path(results_dir), quiet=True)
+    if binarization_points < 0:
+        raise BenchError(f"binarization_points={binarization_points} must be at least 0")
+    settings = BinarizationSettings(points=binarization_points) if binarization_points else None
     return run_audit(AuditConfig(run, audits_dir=Path(audits_dir) if audits_dir else
-                                 derived_root(run.results_dir) / "audits"))
+                                 derived_root(run.results_dir) / "audits",
+                                 binarization=settings,
+                                 binarization_attacks=binarization_attacks or BINARIZATION_ATTACKS))
 
 
 def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool = False) -> str:

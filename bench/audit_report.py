@@ -9,12 +9,13 @@ from typing import Any
 
 from tabulate import tabulate
 
+from bench.binarization import BinarizationResult
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
 from bench.masking_audit import Audit, AuditConfig
 from bench.stats import wilson_interval
 
-AUDIT_SCHEMA = 1
+AUDIT_SCHEMA = 2  # 2: the binarization test
 
 
 def _cell(k: int, n: int) -> str:
@@ -22,6 +23,46 @@ def _cell(k: int, n: int) -> str:
         return "n/a"
     low, high = wilson_interval(k, n)
     return f"{100 * k / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _binarization_summary(result: BinarizationResult | None, cfg: AuditConfig) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    settings = result.settings
+    return {"applicable": result.applicable, "note": result.reason, "attack_list": cfg.binarization_attacks,
+            "settings": {"points": settings.points, "inner": settings.inner, "boundary": settings.boundary,
+                         "gap": settings.gap, "closeness": settings.closeness, "validation": settings.validation,
+                         "random_draws": settings.random_draws},
+            "tried": result.tried, "construction_failed": list(result.construction_failed),
+            "validation_accuracy": None if result.tasks == 0 else result.validation_accuracy,
+            "random_baseline": [result.random_baseline, result.tasks],
+            "attacks": {a.label: {"passed": a.passed, "tasks": a.tasks, "failed": list(a.failed_indices),
+                                  "fails_test": a.fails_test} for a in result.attacks}}
+
+
+def _binarization_lines(result: BinarizationResult | None) -> list[str]:
+    if result is None:
+        return []
+    lines = ["## Binarization test (is the attack strong enough for this model?)", ""]
+    if not result.applicable:
+        return lines + [f"Not applicable: {result.reason}.", ""]
+    s = result.settings
+    rows = [[a.label, _cell(a.passed, a.tasks), "FAIL" if a.fails_test else "pass",
+             ", ".join(map(str, a.failed_indices[:20])) + (" …" if len(a.failed_indices) > 20 else "") or "–"]
+            for a in result.attacks]
+    lines += [f"One task per clean-correct audit point (up to {s.points}): a linear two-class readout on the "
+              f"model's features ({result.reason}) separates {s.inner} inner points (x and draws of the "
+              f"{1 - s.gap:g}·ε ball) from {s.boundary} point(s) on the ε-sphere, so an adversarial example "
+              "exists; an attack passes a task when it finds one (verified in fp32).", "",
+              tabulate(rows, headers=["attack", "tasks passed [95% CI]", "result", "points it missed"],
+                       tablefmt="github"), "",
+              f"- tasks: {result.tasks} of {result.tried} (construction failed on "
+              f"{', '.join(map(str, result.construction_failed)) or 'none'})",
+              "- readout validation accuracy (fresh inner draws called inner): "
+              + (f"{100 * result.validation_accuracy:.1f}%" if result.tasks else "n/a"),
+              f"- random baseline ({s.random_draws} draws of the ε-ball per task found the boundary class): "
+              f"{_cell(result.random_baseline, result.tasks)} of tasks", ""]
+    return lines
 
 
 def summary(audit: Audit, cfg: AuditConfig) -> dict[str, Any]:
@@ -39,6 +80,7 @@ def summary(audit: Audit, cfg: AuditConfig) -> dict[str, Any]:
         "agreement": audit.agreement,
         "checks": [{"check": c.check.value, "passed": c.passed, "detail": c.detail} for c in audit.checks],
         "records": audit.records,
+        "binarization": _binarization_summary(audit.binarization, cfg),
     }
 
 
@@ -58,6 +100,7 @@ def render(audit: Audit, cfg: AuditConfig) -> str:
     lines += ["## Checks", "",
               tabulate([[c.check.value, "pass" if c.passed else "FAIL", c.detail] for c in audit.checks],
                        headers=["check", "result", "detail"], tablefmt="github"), ""]
+    lines += _binarization_lines(audit.binarization)
     if audit.records:
         lines += ["Run records used: " + ", ".join(f"`{f}`" for f in audit.records), ""]
     return "\n".join(lines)

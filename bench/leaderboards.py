@@ -259,6 +259,18 @@ def _pct_pair(pair: list[int] | None) -> str:
     return f"{100 * pair[0] / pair[1]:.1f}" if pair and pair[1] else "–"
 
 
+def _binarization_cell(audit: dict[str, Any]) -> str:
+    """Each binarization attack's tasks passed, e.g. `pgd 100/100, apgd 99/100`; audits from before
+    the test say so."""
+    test = audit.get("binarization")
+    if test is None:
+        return "not run"
+    if not test["applicable"]:
+        return "n/a"
+    return ", ".join(f"{label} {a['passed']}/{a['tasks']}" + (" ✗" if a["fails_test"] else "")
+                     for label, a in test["attacks"].items())
+
+
 def _audit_table(rows: list[Row]) -> str:
     """Standard vs adaptive, per audited checkpoint, on the audit's own points."""
     body = []
@@ -270,9 +282,9 @@ def _audit_table(rows: list[Row]) -> str:
         adaptive = ", ".join(f"{label} {_pct_pair(pair)}" for label, pair in robust["adaptive"].items())
         body.append([f"`{row.label}`", row.audit["n"], _pct_pair(robust["standard"].get("aa")),
                      _pct_pair(worst["standard"]), adaptive or "–", _pct_pair(worst["adaptive"]),
-                     f"**{_pct_pair(worst['audit'])}**", _audit_link(row.audit)])
+                     f"**{_pct_pair(worst['audit'])}**", _binarization_cell(row.audit), _audit_link(row.audit)])
     headers = ["checkpoint", "n", "AutoAttack", "standard worst case", "adaptive attacks", "adaptive worst case",
-               "audit worst case", "verdict"]
+               "audit worst case", "binarization test", "verdict"]
     return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)) if body else ""
 
 
@@ -398,12 +410,14 @@ never help the model; black-box = Square (and transfer attacks) break at most 1%
 white-box attacks left robust; AA checks = AutoAttack raised no warning. The adaptive attacks a
 defense calls for (`--attack adaptive`) count in the worst case on the points where they ran. **Audit** =
 the verdict of the newest `bench audit` (report linked), whose model probes (AA model checks,
-gradients) and adaptive gap (adaptive attacks break ≤ 1% of what standard ones left robust)
-join the checks. `bench leaderboard --html` writes the same as one sortable page.
+gradients), adaptive gap (adaptive attacks break ≤ 1% of what standard ones left robust) and
+binarization test (PGD and APGD find adversarial examples that provably exist, tasks passed
+shown per attack; ✗ = below 90% with 95% confidence) join the checks. `bench leaderboard --html` writes the same as one sortable page.
 """
 
 
-AUDIT_ONLY_CHECKS = (sanity.Check.AUTOATTACK_PROBE, sanity.Check.GRADIENTS, sanity.Check.ADAPTIVE)
+AUDIT_ONLY_CHECKS = (sanity.Check.AUTOATTACK_PROBE, sanity.Check.GRADIENTS, sanity.Check.ADAPTIVE,
+                     sanity.Check.BINARIZATION)
 
 
 def attach_audits(rows: list[Row], key: TableKey, audits: list[dict[str, Any]]) -> None:

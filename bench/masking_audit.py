@@ -5,8 +5,9 @@ dynamic forward, zero gradients) and ours (input gradients zero, NaN or inf on m
 (2) makes sure the standard attacks, the adaptive ones (`--attack adaptive`), an ε ladder and an
 attack-strength ladder are recorded for its points, running only what no record covers, and
 (3) applies the record checks of `bench.sanity` plus the adaptive gap: adaptive attacks may break
-at most 1% of the points the standard attacks left robust. The report gives the numbers side
-by side, per-example agreement, every check, and one verdict line; the JSON next to it feeds
+at most 1% of the points the standard attacks left robust, and (4) runs the binarization test
+(`bench.binarization`): the iterative attacks must find adversarial examples that provably exist.
+The report gives the numbers side by side, per-example agreement, every check, and one verdict line; the JSON next to it feeds
 the leaderboard's marks.
 """
 
@@ -26,6 +27,7 @@ import torch
 from bench import data, sanity
 from bench.attacks import Attack, build_attacks
 from bench.attacks.autoattack import AA_LOGGER, captured_autoattack_log
+from bench.binarization import PASS_RATE, BinarizationResult, BinarizationSettings, run_binarization
 from bench.committed import attack_context
 from bench.config import RunConfig
 from bench.curves import eps_curves, flags_by_index, strength_curves
@@ -39,6 +41,7 @@ from bench.stats import wilson_interval
 
 STANDARD_ATTACKS = "fgsm,pgd,cw,aa"
 STRENGTH_LADDER = "pgd:steps=5,pgd,pgd:steps=100,pgd:restarts=3"
+BINARIZATION_ATTACKS = "pgd,apgd"  # the standard list's iterative attacks (apgd: AutoAttack's first stage)
 EPS_MULTIPLES = (1.0, 2.0, 3.0)  # plus the collapse ε, where every input reaches the same image
 PROBE_POINTS = 100
 GRADIENT_ALLOWANCE = 0.10  # share of probed points with a zero / non-finite gradient before failing
@@ -53,7 +56,8 @@ class Verdict(str, enum.Enum):
     CONSISTENT = "no sign of masking"
 
 
-MASKING_CHECKS = {sanity.Check.GRADIENTS, sanity.Check.BLACK_BOX, sanity.Check.EPS_CURVE, sanity.Check.STRENGTH}
+MASKING_CHECKS = {sanity.Check.GRADIENTS, sanity.Check.BLACK_BOX, sanity.Check.EPS_CURVE, sanity.Check.STRENGTH,
+                  sanity.Check.BINARIZATION}
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,13 @@ class AuditConfig:
     adaptive: str = "adaptive"
     strength: str = STRENGTH_LADDER
     audits_dir: Path = Path("results/audits")
+    binarization: BinarizationSettings | None = BinarizationSettings()  # None: not run
+    binarization_attacks: str = BINARIZATION_ATTACKS
 
     def __post_init__(self) -> None:
         """Every attack list is checked before the first attack runs."""
         context = attack_context(self.run.dataset, self.run.defense_name())
-        for text in (self.standard, self.adaptive, self.strength):
+        for text in (self.standard, self.adaptive, self.strength, self.binarization_attacks):
             build_attacks(text, self.run.threat.norm, context)
 
 
@@ -83,6 +89,7 @@ class Audit:
     worst: dict[str, tuple[int, int]]  # standard, adaptive, audit (all)
     agreement: dict[str, int]
     records: list[str]
+    binarization: BinarizationResult | None = None
 
 
 def _pct(k: int, n: int) -> str:
@@ -143,6 +150,26 @@ def probe(resolved: ResolvedModel, cfg: RunConfig, x: torch.Tensor, y: torch.Ten
             refused = str(exc)
         results = [_aa_probe(model, x, y), _gradient_probe(model, x, y, cfg.threat.eps)]
     return results, refused
+
+
+def binarization_check(resolved: ResolvedModel, cfg: AuditConfig, x: torch.Tensor, y: torch.Tensor,
+                       indices: list[int]) -> tuple[BinarizationResult | None, sanity.CheckResult | None]:
+    """The binarization test on the audit points the model classifies correctly; a check only
+    where the construction applies."""
+    if cfg.binarization is None:
+        return None, None
+    run = cfg.run
+    model = under_test(resolved, data.DATASETS.get(run.dataset).num_classes, run.torch_device())
+    attacks = build_attacks(cfg.binarization_attacks, run.threat.norm, attack_context(run.dataset, run.defense_name()))
+    correct = model.predict(x) == y
+    keep = [i for i, ok in zip(indices, correct.tolist(), strict=True) if ok]
+    result = run_binarization(model, x[correct], keep, run.threat, attacks, cfg.binarization, run.seed)
+    if not result.applicable:
+        return result, None
+    rates = "; ".join(f"{a.label} passed {a.passed} of {a.tasks} tasks" for a in result.attacks)
+    detail = (f"{rates} (fails below {100 * PASS_RATE:.0f}% with 95% confidence); random draws found the "
+              f"boundary class on {result.random_baseline}; construction failed on {len(result.construction_failed)}")
+    return result, sanity.CheckResult(sanity.Check.BINARIZATION, result.passed, detail)
 
 
 # ---------------------------------------------------------------- runs: reuse what is recorded
@@ -263,7 +290,8 @@ def run_audit(cfg: AuditConfig) -> Audit:
         sanity.eps_curve(history, base.threat.norm.value, math.prod(spec.shape)),
         sanity.attack_strength(history, base.threat.norm.value, base.threat.eps),
         sanity.black_box(chosen), sanity.autoattack_warnings(chosen)) if c is not None]
-    checks = checks + record_checks + [_adaptive_gap(std_worst, ada_worst)]
+    binarized, binarization = binarization_check(resolved, cfg, *test.batch(index_array), indices)
+    checks = checks + record_checks + [_adaptive_gap(std_worst, ada_worst)] + ([binarization] if binarization else [])
     worst = {"standard": (int(std_worst.sum()), n), "adaptive": (int(ada_worst.sum()), n),
              "audit": (int(all_worst.sum()), n)}
     verdict, headline = _verdict(checks, None, worst)
@@ -275,4 +303,4 @@ def run_audit(cfg: AuditConfig) -> Audit:
     files = sorted({r["_file"] for r in chosen.values()})
     return Audit(resolved.label, resolved.sha256, checks, verdict, headline,
                  {k: (int(v.sum()), n) for k, v in std_flags.items()},
-                 {k: (int(v.sum()), n) for k, v in ada_flags.items()}, worst, agreement, files)
+                 {k: (int(v.sum()), n) for k, v in ada_flags.items()}, worst, agreement, files, binarized)

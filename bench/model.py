@@ -132,6 +132,13 @@ class ModelUnderTest(nn.Module):
             out.register_hook(self._count_backward(n))
         return out
 
+    def around(self, module: nn.Module, num_classes: int) -> ModelUnderTest:
+        """Another classifier behind this one's input handling (its normalization), in fp32 eager:
+        how the binarization test attacks the model with its readout replaced."""
+        other = ModelUnderTest(module, num_classes)
+        other.normalize = self.normalize
+        return other
+
     @contextlib.contextmanager
     def full_precision(self) -> Iterator[None]:
         """The reference model for the duration — IEEE fp32, eager (not compiled): how successes

@@ -40,6 +40,7 @@ class Check(str, enum.Enum):
     AUTOATTACK_PROBE = "AA model checks"  # the audit runs AutoAttack's checks on the model itself
     GRADIENTS = "gradients"
     ADAPTIVE = "adaptive"
+    BINARIZATION = "binarization"  # the audit's active test of attack strength (bench.binarization)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.arguments import positive_int, seed_value
+from bench.cli.arguments import non_negative_int, positive_int, seed_value
 from bench.cli.model_options import add_model_arguments, add_model_qualifiers
 from bench.errors import BenchError
 
@@ -15,6 +15,7 @@ AUDIT_EXAMPLES = """examples:
   bench audit --defense pgd-at --n 500
   bench audit --model examples.toy_models:rounded_smallcnn --weights checkpoints/fashion-mnist/standard-smallcnn.pt
   bench audit --defense spat --standard fgsm,pgd --adaptive spat-scaled,square-long:queries=2000
+  bench audit --defense pgd-at --binarization-attacks pgd:steps=1,random_start=false   # a weak attack fails it
 exit status: 0 no sign of masking, 1 a check failed (verdict says which), 2 bad input
 """
 
@@ -29,12 +30,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_audit(sub: argparse._SubParsersAction) -> None:
-    from bench.masking_audit import STANDARD_ATTACKS, STRENGTH_LADDER
+    from bench.binarization import BinarizationSettings
+    from bench.masking_audit import BINARIZATION_ATTACKS, STANDARD_ATTACKS, STRENGTH_LADDER
 
     p = sub.add_parser("audit", help="gradient-masking audit: standard vs adaptive attacks, checks, verdict",
                        description="Runs (or reuses from records) the standard and the adaptive attacks, "
                        "an ε ladder and a strength ladder when none is recorded, probes the model with "
-                       "AutoAttack's checks and ours, and writes a markdown report + JSON to --audits-dir.",
+                       "AutoAttack's checks and ours, runs the binarization test (can the attacks find "
+                       "adversarial examples that provably exist?), and writes a markdown report + JSON "
+                       "to --audits-dir.",
                        epilog=AUDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p)
     _common(p)
@@ -47,6 +51,11 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
                    help="adaptive attacks (default: `adaptive` = the defense's own + transfer + long Square)")
     p.add_argument("--strength", default=STRENGTH_LADDER,
                    help=f"strength ladder run when none is recorded (default {STRENGTH_LADDER})")
+    p.add_argument("--binarization-points", type=non_negative_int, default=BinarizationSettings.points,
+                   help=f"binarization test tasks, one per clean-correct audit point (default "
+                   f"{BinarizationSettings.points}; 0 skips the test)")
+    p.add_argument("--binarization-attacks", default=BINARIZATION_ATTACKS,
+                   help=f"attacks the binarization test runs (default {BINARIZATION_ATTACKS})")
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
     p.add_argument("--audits-dir", type=Path, default=None, help="default: audits/ beside the derived files of --results-dir (results/runs → results/audits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -55,6 +64,7 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from bench import audit_report
+    from bench.binarization import BinarizationSettings
     from bench.cli.run_config import run_config
     from bench.derived import derived_root, rebuild
     from bench.files import ensure_writable_dir
@@ -62,8 +72,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     args.attack = args.standard
     run = run_config(args)
+    binarization = BinarizationSettings(points=args.binarization_points) if args.binarization_points else None
     cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, strength=args.strength,
-                      audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits")
+                      audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits",
+                      binarization=binarization, binarization_attacks=args.binarization_attacks)
     ensure_writable_dir(run.results_dir, "--results-dir")  # both before any attack runs
     ensure_writable_dir(cfg.audits_dir, "--audits-dir")
     result = run_audit(cfg)
