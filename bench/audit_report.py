@@ -76,6 +76,7 @@ def summary(audit: Audit, cfg: AuditConfig) -> dict[str, Any]:
         "verdict": audit.verdict.value, "headline": audit.headline,
         "robust": {"standard": {k: list(v) for k, v in audit.standard.items()},
                    "adaptive": {k: list(v) for k, v in audit.adaptive.items()},
+                   "baseline": {k: list(v) for k, v in audit.baseline.items()},
                    "worst_case": {k: list(v) for k, v in audit.worst.items()}},
         "agreement": audit.agreement,
         "checks": [{"check": c.check.value, "passed": c.passed, "detail": c.detail} for c in audit.checks],
@@ -89,10 +90,11 @@ def render(audit: Audit, cfg: AuditConfig) -> str:
     lines = [f"# Audit: {audit.label} ({run.dataset}, {run.threat.norm.value} ε={run.threat.eps:g})", "",
              f"**Verdict: {audit.verdict.value}** — {audit.headline}", "",
              f"Model sha256 `{audit.sha256}`. Standard attacks: `{cfg.standard}`; adaptive: `{cfg.adaptive}` "
-             "(expanded below). Robust accuracy with 95% Wilson intervals on the same points.", ""]
+             f"(expanded below); baseline: `{cfg.baseline}`. Robust accuracy with 95% Wilson intervals on the same points.", ""]
     if audit.standard:
         rows = [["standard", label, _cell(*v)] for label, v in audit.standard.items()]
         rows += [["adaptive", label, _cell(*v)] for label, v in audit.adaptive.items()]
+        rows += [["baseline", label, _cell(*v)] for label, v in audit.baseline.items()]
         rows += [["worst case", what, _cell(*v)] for what, v in audit.worst.items()]
         lines += [tabulate(rows, headers=["kind", "attack", "robust accuracy"], tablefmt="github"), "",
                   "## Per-example agreement (standard worst case vs adaptive worst case)", "",

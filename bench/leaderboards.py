@@ -142,11 +142,7 @@ def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[s
     attacks = {label: Cell(r["attacks"][label]["count"], r["data"]["n"]) for label, r in chosen.items()}
     clean = Cell(largest["clean"]["count"], largest["data"]["n"])
     spec = DATASETS.get(dataset)
-    checks = [c for c in (
-        sanity.eps_curve(all_records, norm, math.prod(spec.shape)),
-        sanity.attack_strength(all_records, norm, eps),
-        sanity.black_box(chosen),
-        sanity.autoattack_warnings(chosen)) if c is not None]
+    checks = sanity.record_checks(all_records, chosen, norm, eps, math.prod(spec.shape))
     model = newest["model"]
     worst, beyond = _headline(chosen)
     official_vs_fast = (disagreement(flags_by_index(chosen[OFFICIAL], OFFICIAL), flags_by_index(chosen[FAST], FAST))

@@ -40,6 +40,7 @@ from bench.schema import RunPurpose, has_per_attack_flags, load_records
 from bench.stats import wilson_interval
 
 STANDARD_ATTACKS = "fgsm,pgd,cw,aa"
+BASELINE_ATTACKS = "noise"  # what every attack must beat: random draws of the ε-ball
 STRENGTH_LADDER = "pgd:steps=5,pgd,pgd:steps=100,pgd:restarts=3"
 BINARIZATION_ATTACKS = "pgd,apgd"  # the standard list's iterative attacks (apgd: AutoAttack's first stage)
 EPS_MULTIPLES = (1.0, 2.0, 3.0)  # plus the collapse ε, where every input reaches the same image
@@ -57,7 +58,7 @@ class Verdict(str, enum.Enum):
 
 
 MASKING_CHECKS = {sanity.Check.GRADIENTS, sanity.Check.BLACK_BOX, sanity.Check.EPS_CURVE, sanity.Check.STRENGTH,
-                  sanity.Check.BINARIZATION}
+                  sanity.Check.BINARIZATION, sanity.Check.SINGLE_STEP, sanity.Check.NOISE, sanity.Check.UNBOUNDED}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class AuditConfig:
     run: RunConfig  # model, dataset, threat, points, seed, results folder
     standard: str = STANDARD_ATTACKS
     adaptive: str = "adaptive"
+    baseline: str = BASELINE_ATTACKS
     strength: str = STRENGTH_LADDER
     audits_dir: Path = Path("results/audits")
     binarization: BinarizationSettings | None = BinarizationSettings()  # None: not run
@@ -73,7 +75,7 @@ class AuditConfig:
     def __post_init__(self) -> None:
         """Every attack list is checked before the first attack runs."""
         context = attack_context(self.run.dataset, self.run.defense_name())
-        for text in (self.standard, self.adaptive, self.strength, self.binarization_attacks):
+        for text in (self.standard, self.adaptive, self.baseline, self.strength, self.binarization_attacks):
             build_attacks(text, self.run.threat.norm, context)
 
 
@@ -90,6 +92,7 @@ class Audit:
     agreement: dict[str, int]
     records: list[str]
     binarization: BinarizationResult | None = None
+    baseline: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # the noise baseline
 
 
 def _pct(k: int, n: int) -> str:
@@ -218,6 +221,11 @@ def _ladders(cfg: RunConfig, strength: str, sha: str, indices: set[int], spec: d
                                                     purpose=RunPurpose.EPS_SWEEP), sha, indices)
     if not strength_curves(records, norm, cfg.threat.eps):
         ensure_recorded(dataclasses.replace(cfg, attacks_text=strength), sha, indices)
+    top = sanity.unbounded_eps(norm, math.prod(spec.shape))
+    if not any(r["threat"]["norm"] == norm and r["threat"]["eps"] >= top * (1 - 1e-9) for r in records):
+        threat = dataclasses.replace(cfg.threat, eps=top)  # attacks must reach 100% where any image is reachable
+        ensure_recorded(dataclasses.replace(cfg, threat=threat, attacks_text="pgd", purpose=RunPurpose.EPS_SWEEP),
+                        sha, indices)
     return [r for r in load_records(cfg.results_dir) if r["model"]["sha256"] == sha]
 
 
@@ -278,18 +286,17 @@ def run_audit(cfg: AuditConfig) -> Audit:
     wanted = set(indices)
     standard = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.standard), resolved.sha256, wanted)
     adaptive = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.adaptive), resolved.sha256, wanted)
+    baseline = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.baseline), resolved.sha256, wanted)
     history = _ladders(run, cfg.strength, resolved.sha256, wanted, spec)
     clean = _clean(standard, indices)
-    std_flags, ada_flags = _flags(standard, indices), _flags(adaptive, indices)
+    std_flags, ada_flags, base_flags = _flags(standard, indices), _flags(adaptive, indices), _flags(baseline, indices)
     std_worst = np.logical_and.reduce([clean, *std_flags.values()])
     ada_worst = np.logical_and.reduce([clean, *ada_flags.values()])
-    all_worst = std_worst & ada_worst
+    all_worst = np.logical_and.reduce([std_worst, ada_worst, *base_flags.values()])
     n = len(indices)
-    chosen = {**standard, **adaptive}
-    record_checks = [c for c in (
-        sanity.eps_curve(history, base.threat.norm.value, math.prod(spec.shape)),
-        sanity.attack_strength(history, base.threat.norm.value, base.threat.eps),
-        sanity.black_box(chosen), sanity.autoattack_warnings(chosen)) if c is not None]
+    chosen = {**standard, **adaptive, **baseline}
+    record_checks = sanity.record_checks(history, chosen, base.threat.norm.value, base.threat.eps,
+                                         math.prod(spec.shape))
     binarized, binarization = binarization_check(resolved, cfg, *test.batch(index_array), indices)
     checks = checks + record_checks + [_adaptive_gap(std_worst, ada_worst)] + ([binarization] if binarization else [])
     worst = {"standard": (int(std_worst.sum()), n), "adaptive": (int(ada_worst.sum()), n),
@@ -303,4 +310,5 @@ def run_audit(cfg: AuditConfig) -> Audit:
     files = sorted({r["_file"] for r in chosen.values()})
     return Audit(resolved.label, resolved.sha256, checks, verdict, headline,
                  {k: (int(v.sum()), n) for k, v in std_flags.items()},
-                 {k: (int(v.sum()), n) for k, v in ada_flags.items()}, worst, agreement, files, binarized)
+                 {k: (int(v.sum()), n) for k, v in ada_flags.items()}, worst, agreement, files, binarized,
+                 {k: (int(v.sum()), n) for k, v in base_flags.items()})

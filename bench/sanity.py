@@ -12,6 +12,12 @@ about the attack or the model, not about which points were drawn. The rules:
 - Black box vs white box: black-box attacks (Square, long Square, transfer from a surrogate) must
   not break more than 1% of the points every white-box attack left robust (95% Wilson lower bound
   above 1%); AutoAttack's Square runs only on those.
+- Single step vs iterative: FGSM must not break more than 1% of the points every iterative
+  white-box attack left robust (Carlini et al.'s "iterative attacks beat single-step ones").
+- Random noise: the `noise` baseline (many random draws of the ε-ball) must not break more than 1%
+  of the points every white-box attack left robust.
+- Unbounded ε: where every image is reachable (L∞ ε = 1, L2 ε = √d), the worst case must leave at
+  most 1% of the points robust (95% Wilson lower bound above it fails): attacks reach 100% success.
 - AutoAttack's own checks: any warning it raised (randomness, softmax output, zero gradients).
 """
 
@@ -30,6 +36,8 @@ ALPHA = 0.05
 SQUARE_ALLOWANCE = 0.01
 ADAPTIVE_BLACK_BOX = ("square-long", "transfer")
 BLACK_BOX = ("square", *ADAPTIVE_BLACK_BOX)  # attacks that never use the model's gradients
+SINGLE_STEP = ("fgsm",)
+NOISE = ("noise",)
 
 
 class Check(str, enum.Enum):
@@ -41,6 +49,9 @@ class Check(str, enum.Enum):
     GRADIENTS = "gradients"
     ADAPTIVE = "adaptive"
     BINARIZATION = "binarization"  # the audit's active test of attack strength (bench.binarization)
+    SINGLE_STEP = "single-step"
+    NOISE = "noise"
+    UNBOUNDED = "unbounded ε"
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ def _flips(weaker: dict[int, bool], stronger: dict[int, bool]) -> tuple[int, int
 def collapse_eps(norm: str, input_dim: int) -> float:
     """The ε at which every input in [0,1]^d can reach the constant 0.5 image."""
     return 0.5 if norm == "linf" else 0.5 * math.sqrt(input_dim)
+
+
+def unbounded_eps(norm: str, input_dim: int) -> float:
+    """The ε at which every input in [0,1]^d can reach every other image."""
+    return 1.0 if norm == "linf" else math.sqrt(input_dim)
 
 
 def _pct(x: float) -> str:
@@ -176,3 +192,69 @@ def autoattack_warnings(chosen: dict[str, dict[str, Any]]) -> CheckResult | None
     if warned:
         return CheckResult(Check.AUTOATTACK, False, "; ".join(_distinct(warned)))
     return CheckResult(Check.AUTOATTACK, True, "no warnings")
+
+
+def _name(record: dict[str, Any], label: str) -> str:
+    return str(record["attacks"][label]["attack"])
+
+
+def _beyond_white_box(chosen: dict[str, dict[str, Any]], others: tuple[str, ...], excluded: tuple[str, ...],
+                      check: Check, what: str, whom: str) -> CheckResult | None:
+    """Points the `others` attacks broke that every other white-box attack (not in `excluded`, not
+    black-box) left robust, on the clean-correct points both ran on."""
+    other_ran: set[int] = set()
+    other_broke: set[int] = set()
+    white_robust: dict[int, bool] = {}
+    for label, record in chosen.items():
+        name = _name(record, label)
+        flags = flags_by_index(record, label)
+        pe = record["per_example"]
+        clean = {int(i) for i, c in zip(pe["index"], pe["clean_correct"], strict=True) if c == "1"}
+        if name in others:
+            other_ran |= clean
+            other_broke |= {i for i in clean if not flags[i]}
+        elif name not in excluded and name not in BLACK_BOX:
+            for i in clean:
+                white_robust[i] = white_robust.get(i, True) and flags[i]
+    if not other_ran or not white_robust:
+        return None
+    survivors = [i for i, robust in sorted(white_robust.items()) if robust and i in other_ran]
+    if not survivors:
+        return CheckResult(check, True, f"no point survived the {whom}")
+    beaten = sum(i in other_broke for i in survivors)
+    low = wilson_interval(beaten, len(survivors))[0]
+    return CheckResult(check, low <= SQUARE_ALLOWANCE,
+                       f"{what} broke {beaten} of {len(survivors)} points the {whom} left robust")
+
+
+def single_step(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+    return _beyond_white_box(chosen, SINGLE_STEP, SINGLE_STEP + NOISE, Check.SINGLE_STEP, "FGSM",
+                             "iterative attacks")
+
+
+def noise_baseline(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+    return _beyond_white_box(chosen, NOISE, NOISE, Check.NOISE, "random noise", "white-box attacks")
+
+
+def unbounded(records: list[dict[str, Any]], norm: str, input_dim: int) -> CheckResult | None:
+    """`records`: one checkpoint's records (any ε); the strongest evaluation at the unbounded ε
+    decides (a lone FGSM run there may legitimately fall short)."""
+    top = unbounded_eps(norm, input_dim)
+    found = [r for r in records if r["threat"]["norm"] == norm and r["threat"]["eps"] >= top * (1 - 1e-9)]
+    if not found:
+        return None
+    record = min(found, key=lambda r: (r["worst_case"]["count"] / r["data"]["n"], r.get("_file", "")))
+    robust, n = record["worst_case"]["count"], record["data"]["n"]
+    attacks = ", ".join(record["attacks"])
+    detail = f"{attacks} left {robust} of {n} points robust at ε={top:g}, where every image is reachable"
+    return CheckResult(Check.UNBOUNDED, wilson_interval(robust, n)[0] <= SQUARE_ALLOWANCE, detail)
+
+
+def record_checks(history: list[dict[str, Any]], chosen: dict[str, dict[str, Any]], norm: str, eps: float,
+                  input_dim: int) -> list[CheckResult]:
+    """Every check computed from records: `history` is all of one checkpoint's records (ladders,
+    any ε), `chosen` the attack label → record of the table's threat model."""
+    found = (eps_curve(history, norm, input_dim), attack_strength(history, norm, eps), black_box(chosen),
+             single_step(chosen), noise_baseline(chosen), unbounded(history, norm, input_dim),
+             autoattack_warnings(chosen))
+    return [c for c in found if c is not None]

@@ -97,3 +97,22 @@ def test_verification_rejects_successes_that_are_still_correct(natural_model, po
     x, y = _correct(natural_model, *points)
     with pytest.raises(VerificationError, match="still classified correctly"):
         verify_successes(natural_model, x, x.clone(), y, torch.ones(len(y), dtype=torch.bool), LINF, "liar")
+
+
+def test_random_noise_is_batch_independent_verified_and_stops_at_the_first_success(natural_model, points):
+    threat = ThreatModel(Norm.LINF, 0.1)
+    x, y = points[0][:40], points[1][:40]
+    with natural_model.attack_mode():
+        keep = natural_model.predict(x) == y
+        x, y = x[keep], y[keep]
+        noise = build_attack("noise", {"draws": "100"})
+        alone = noise.run(natural_model, x[:5], y[:5], threat, seed=3)
+        batch = noise.run(natural_model, x, y, threat, seed=3)
+        assert torch.equal(alone.success, batch.success[:5]) and torch.equal(alone.x_adv, batch.x_adv[:5])
+        broken = batch.success
+        assert 0 < int(broken.sum()) < len(y)  # random corners break some points of a standard CNN, not all
+        assert bool((natural_model.predict(batch.x_adv[broken]) != y[broken]).all())
+        assert float(distance(Norm.LINF, batch.x_adv, x).max()) <= 0.1 + 1e-6
+        assert torch.equal(batch.x_adv[~broken], x[~broken])
+        more = build_attack("noise", {"draws": "300"}).run(natural_model, x, y, threat, seed=3)
+        assert bool((more.success | ~broken).all())  # more draws keep every success of fewer (same stream)

@@ -473,6 +473,8 @@ CASES: list[tuple[str, list[str], str]] = [
                                "{tmp}/runs"], "ra-aux"),
     ("audit-strength", ["audit", "--defense", "standard", "--strength", "pgd:steps=x", "--results-dir",
                         "{tmp}/runs"], "is not a valid int"),
+    ("audit-baseline-attack", ["audit", "--defense", "standard", "--baseline", "nois", "--results-dir", "{tmp}/runs"],
+     "Did you mean: noise"),
     ("audit-binarization-points", ["audit", "--defense", "standard", "--binarization-points", "-1"],
      "must be at least 0"),
     ("audit-binarization-attack", ["audit", "--defense", "standard", "--binarization-attacks", "apdg",

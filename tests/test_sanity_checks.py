@@ -72,3 +72,38 @@ def test_autoattack_warnings_become_a_mark():
     warned = record({"aa": attack("1" * 10, "aa", warnings=["autoattack apgd-ce: the model is randomized"])})
     result = sanity.autoattack_warnings({"aa": warned})
     assert not result.passed and "randomized" in result.detail
+
+
+def _pair(other: str, other_flags: str, white_flags: str, white: str = "pgd"):
+    both = record({other: attack(other_flags, other), white: attack(white_flags, white)})
+    return {other: both, white: both}
+
+
+def test_fgsm_beating_the_iterative_attacks_per_example_is_marked():
+    pgd = "1" * 60 + "0" * 40
+    fgsm_beyond = "0" * 8 + "1" * 52 + "0" * 40  # FGSM breaks 8 points PGD left robust
+    result = sanity.single_step(_pair("fgsm", fgsm_beyond, pgd))
+    assert not result.passed and result.detail == "FGSM broke 8 of 60 points the iterative attacks left robust"
+    weaker = "1" * 70 + "0" * 30  # FGSM breaks a subset of what PGD breaks: healthy
+    assert sanity.single_step(_pair("fgsm", weaker, pgd)).passed
+    one = "0" + "1" * 59 + "0" * 40  # 1 of 60: noise
+    assert sanity.single_step(_pair("fgsm", one, pgd)).passed
+    assert sanity.single_step({"pgd": record({"pgd": attack(pgd, "pgd")})}) is None  # no FGSM ran
+
+
+def test_random_noise_beating_the_white_box_attacks_is_marked():
+    white = "1" * 50 + "0" * 50
+    result = sanity.noise_baseline(_pair("noise", "0" * 10 + "1" * 40 + "0" * 50, white, "fgsm"))
+    assert not result.passed and "random noise broke 10 of 50" in result.detail
+    assert sanity.noise_baseline(_pair("noise", "1" * 100, white)).passed
+    # Square is no white-box attack: beside it alone there is nothing to compare noise with
+    assert sanity.noise_baseline(_pair("noise", "0" * 10 + "1" * 90, "1" * 100, "square")) is None
+
+
+def test_attacks_must_reach_every_point_where_every_image_is_reachable():
+    stuck = _pgd("1" * 5 + "0" * 95, 1.0, purpose="eps-sweep")
+    result = sanity.unbounded([stuck], "linf", INPUT_DIM)
+    assert not result.passed and "left 5 of 100 points robust at ε=1" in result.detail
+    assert sanity.unbounded([stuck, _pgd("0" * 100, 1.0, file="b.json")], "linf", INPUT_DIM).passed  # strongest
+    assert sanity.unbounded([_pgd("0" * 100, 0.5)], "linf", INPUT_DIM) is None  # ε = 0.5 is not unbounded
+    assert sanity.unbounded([_pgd("0" * 100, 28.0, norm="l2")], "l2", INPUT_DIM).passed

@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_audit(sub: argparse._SubParsersAction) -> None:
     from bench.binarization import BinarizationSettings
-    from bench.masking_audit import BINARIZATION_ATTACKS, STANDARD_ATTACKS, STRENGTH_LADDER
+    from bench.masking_audit import BASELINE_ATTACKS, BINARIZATION_ATTACKS, STANDARD_ATTACKS, STRENGTH_LADDER
 
     p = sub.add_parser("audit", help="gradient-masking audit: standard vs adaptive attacks, checks, verdict",
                        description="Runs (or reuses from records) the standard and the adaptive attacks, "
@@ -49,6 +49,9 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--standard", default=STANDARD_ATTACKS, help=f"standard attacks (default {STANDARD_ATTACKS})")
     p.add_argument("--adaptive", default="adaptive",
                    help="adaptive attacks (default: `adaptive` = the defense's own + transfer + long Square)")
+    p.add_argument("--baseline", default=BASELINE_ATTACKS,
+                   help=f"baseline every attack must beat (default {BASELINE_ATTACKS}: 1000 random draws of the "
+                   "ε-ball per point; noise:draws=N)")
     p.add_argument("--strength", default=STRENGTH_LADDER,
                    help=f"strength ladder run when none is recorded (default {STRENGTH_LADDER})")
     p.add_argument("--binarization-points", type=non_negative_int, default=BinarizationSettings.points,
@@ -73,7 +76,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     args.attack = args.standard
     run = run_config(args)
     binarization = BinarizationSettings(points=args.binarization_points) if args.binarization_points else None
-    cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, strength=args.strength,
+    cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, baseline=args.baseline, strength=args.strength,
                       audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits",
                       binarization=binarization, binarization_attacks=args.binarization_attacks)
     ensure_writable_dir(run.results_dir, "--results-dir")  # both before any attack runs
