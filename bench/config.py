@@ -41,6 +41,7 @@ class RunConfig:
     quiet: bool = False
     purpose: RunPurpose = RunPurpose.EVALUATION
     extra_warnings: tuple[str, ...] = ()  # the audit's failed model checks, carried into the record
+    selection: str | None = None  # how the points were chosen, when neither first-n nor a sample seed
     in_process: bool = False  # the model is an nn.Module handed to the Python API, not named here
 
     def __post_init__(self) -> None:

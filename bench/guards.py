@@ -56,5 +56,6 @@ def preflight(model: ModelUnderTest, x: torch.Tensor, *, allow_randomized: bool 
         if not allow_randomized:
             raise ModelGuardError(message + "; evaluate it with --allow-randomized and an "
                                   "expectation-over-transformation attack such as aa-rand")
+        model.randomized = True
         warnings.append(message)
     return warnings

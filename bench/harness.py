@@ -230,7 +230,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                   "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command"),
                   "source": model.source, "input": model.input_description()},
         "data": {"dataset": cfg.dataset, "split": "test", "n": n,
-                 "selection": "first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}",
+                 "selection": cfg.selection or ("first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}"),
                  "sample_seed": cfg.sample_seed,
                  "index_sha256": data.hash_indices(indices)},
         "provenance": {**stamp(device), "precision": cfg.speed.precision.value,
@@ -299,7 +299,8 @@ def evaluate_on(cfg: RunConfig, attacks: list[Attack], resolved: ResolvedModel, 
                             write=writes)
         store = None
         if cfg.save_adv and (writes or not write):
-            store = AdversarialStore(state.path.with_suffix(".adv.pt") if state.path else None, x, indices)
+            store = AdversarialStore(state.path.with_suffix(".adv.pt") if state.path else None, x, indices,
+                                     dataset=cfg.dataset, threat=cfg.threat, model_sha256=resolved.sha256)
         for attack in attacks:
             state.progress[attack.label] = AttackProgress.fresh(clean_correct.tolist())
         state.start(cfg.resume, before_write=shard.barrier)

@@ -87,6 +87,7 @@ class Row:
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
     audit: dict[str, Any] | None = None  # the newest `bench audit` summary of this checkpoint and threat
+    external: list[str] = field(default_factory=list)  # external evaluations: label, file, sha256, source
 
 
 TableKey = tuple[str, str, float]  # dataset, norm, ε
@@ -97,12 +98,13 @@ def _newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Attack label (default configuration) → the record that ran it on the most points, the
+    """Attack label (default configuration, adaptive, external) → the record that ran it on the most points, the
     newest among those (the same checkpoint and protocol: more points is strictly more evidence)."""
     chosen: dict[str, dict[str, Any]] = {}
     for r in _newest_first(records):
         for label, res in r["attacks"].items():
-            counted = label == res["attack"] or res.get("adaptive", False)  # default config, or adaptive
+            # the default configuration, an adaptive attack, or an external evaluation (verify-adv)
+            counted = label == res["attack"] or res.get("adaptive", False) or res["attack"] == "external"
             if counted and (label not in chosen or r["data"]["n"] > chosen[label]["data"]["n"]):
                 chosen[label] = r
     return chosen
@@ -134,6 +136,14 @@ def _headline(chosen: dict[str, dict[str, Any]]) -> tuple[dict[int, bool], dict[
     return robust, beyond
 
 
+def _external_text(label: str, config: dict[str, Any]) -> str:
+    """Where an external evaluation's adversarial examples come from (`bench verify-adv`)."""
+    source = config.get("source")
+    where = f"[{source}]({source})" if str(source).startswith(("http://", "https://")) else source
+    return (f"`{label}` from `{config.get('file')}` (sha256 {str(config.get('sha256'))[:12]})"
+            + (f", source {where}" if source else ""))
+
+
 def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[str, Any]], key: TableKey) -> Row:
     dataset, norm, eps = key
     chosen = _choose(table_records)
@@ -147,11 +157,13 @@ def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[s
     worst, beyond = _headline(chosen)
     official_vs_fast = (disagreement(flags_by_index(chosen[OFFICIAL], OFFICIAL), flags_by_index(chosen[FAST], FAST))
                         if OFFICIAL in chosen and FAST in chosen else None)
+    external = [_external_text(label, r["attacks"][label]["config"]) for label, r in sorted(chosen.items())
+                if r["attacks"][label]["attack"] == "external"]
     return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
                variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
                date=newest["provenance"]["date"], clean=clean, attacks=attacks,
                worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond,
-               official_vs_fast=official_vs_fast, checks=checks)
+               official_vs_fast=official_vs_fast, checks=checks, external=external)
 
 
 def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
@@ -378,7 +390,10 @@ def _details(rows: list[Row]) -> str:
                   f"- vs next row: {paired_long(versus_next(row, below), below)}",
                   f"- training budget: {budget_text(row.budget) or '–'}; last evaluated {row.date[:10]}",
                   f"- sanity checks: {checks_text(row)}",
-                  f"- audit: {_audit_link(row.audit) if row.audit else 'not audited'}; curves: {links or '–'}", ""]
+                  f"- audit: {_audit_link(row.audit) if row.audit else 'not audited'}; curves: {links or '–'}"]
+        if row.external:
+            lines.append(f"- external evaluations (re-verified by `bench verify-adv`): {'; '.join(row.external)}")
+        lines.append("")
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
@@ -400,15 +415,19 @@ points they broke that the attacks run on every point had left robust (`+0 of 20
 **vs next row**: an exact McNemar test on the per-example worst-case flags of the points this row
 and the next both evaluated; "yes" when p < 0.05 (uncorrected for the number of pairs), else the
 rank difference may be chance (the details give the counts).
-Sanity checks (rules in `bench/sanity.py`): ε-curve = robust accuracy falls with ε and reaches the
-largest class share where every input can be moved to the same image; steps = more attack steps
-never help the model; black-box = Square (and transfer attacks) break at most 1% of what
-white-box attacks left robust; AA checks = AutoAttack raised no warning. The adaptive attacks a
-defense calls for (`--attack adaptive`) count in the worst case on the points where they ran. **Audit** =
-the verdict of the newest `bench audit` (report linked), whose model probes (AA model checks,
-gradients), adaptive gap (adaptive attacks break ≤ 1% of what standard ones left robust) and
-binarization test (PGD and APGD find adversarial examples that provably exist, tasks passed
-shown per attack; ✗ = below 90% with 95% confidence) join the checks. `bench leaderboard --html` writes the same as one sortable page.
+Sanity checks (rules in `bench/sanity.py`; [docs/checklist.md](../docs/checklist.md) maps them to
+Carlini et al.'s checklist): ε-curve = robust accuracy falls with ε and reaches the largest class
+share where every input can be moved to the same image; unbounded ε = attacks break ≥ 99% where
+every image is reachable; steps = more attack steps never help the model; black-box = Square (and
+transfer attacks) break at most 1% of what white-box attacks left robust; single-step = so does
+FGSM, of what the iterative attacks left; noise = so does the random-noise baseline; AA checks =
+AutoAttack raised no warning. The adaptive attacks a defense calls for (`--attack adaptive`) and
+external evaluations re-verified by `bench verify-adv` (`external:NAME`, source in the row's
+details) count in the worst case on the points where they ran. **Audit** = the verdict of the
+newest `bench audit` (report linked), whose model probes (AA model checks, gradients), adaptive gap
+(adaptive attacks break ≤ 1% of what standard ones left robust) and binarization test (PGD and APGD
+find adversarial examples that provably exist, tasks passed shown per attack; ✗ = below 90% with
+95% confidence) join the checks. `bench leaderboard --html` writes the same as one sortable page.
 """
 
 

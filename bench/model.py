@@ -102,6 +102,9 @@ class ModelUnderTest(nn.Module):
         self.normalize = Normalize(mean, std) if mean is not None and std is not None else None
         self.passes = PassCounter()
         self.speed = speed
+        # set by the guards when two identical forwards differ and the caller allowed it: a claimed
+        # success may then fail re-verification on a fresh draw without being a bug in the attack
+        self.randomized = False
         self._precision = speed.precision
         if speed.channels_last:
             self.module.to(memory_format=torch.channels_last)

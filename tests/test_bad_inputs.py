@@ -108,6 +108,15 @@ def corpus(tmp_path_factory, natural_ckpt: Path) -> Path:
     (bad / "notfit.pt").write_bytes(b"")
     torch.save({"weight": torch.zeros(3, 3)}, bad / "notfit.pt")
     torch.save([1, 2, 3], bad / "list.pt")
+    adv = {"format": "bench-adv", "version": 1, "dataset": "fashion-mnist", "split": "test", "norm": "linf",
+           "eps": 0.1, "index": torch.tensor([0, 1]), "x_adv": torch.zeros(2, 1, 28, 28)}
+    torch.save({**adv, "index": torch.tensor([0, 10_000])}, bad / "adv-range.adv.pt")
+    torch.save({**adv, "index": torch.tensor([4, 4])}, bad / "adv-twice.adv.pt")
+    torch.save({**adv, "eps": -1.0}, bad / "adv-eps.adv.pt")
+    torch.save({**adv, "x_adv": torch.zeros(3, 1, 28, 28)}, bad / "adv-shape.adv.pt")
+    torch.save({**adv, "x_adv": torch.zeros(2, 3, 32, 32)}, bad / "adv-cifar.adv.pt")
+    torch.save({**adv, "split": "train"}, bad / "adv-train.adv.pt")
+    torch.save(adv, bad / "adv,comma.adv.pt")
     with open(natural_ckpt, "rb") as src:
         zipped = src.read()
     (bad / "corrupt.ts").write_bytes(zipped[:100] + b"\0" * 200 + zipped[300:])
@@ -464,6 +473,27 @@ CASES: list[tuple[str, list[str], str]] = [
                                      "{bad}/notfit.pt"], "does not fit"),
     ("check-corrupt-baseline", ["check", "--defense", "standard", "--baselines", "{bad}/baselines",
                                 "--n", "5", "--attack", "fgsm"], "corrupt baseline"),
+    # bench verify-adv
+    ("verify-adv-missing", ["verify-adv", "--defense", "standard", "--adv", "{bad}/nope.adv.pt"], "does not exist"),
+    ("verify-adv-folder", ["verify-adv", "--defense", "standard", "--adv", "{bad}/folder"], "folder"),
+    ("verify-adv-text", ["verify-adv", "--defense", "standard", "--adv", "{bad}/text.pt"], "text"),
+    ("verify-adv-list", ["verify-adv", "--defense", "standard", "--adv", "{bad}/list.pt"], "not a bench-adv dict"),
+    ("verify-adv-checkpoint", ["verify-adv", "--defense", "standard", "--adv", "{bad}/notfit.pt"],
+     "expected 'bench-adv'"),
+    ("verify-adv-range", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-range.adv.pt"], "0 … 9999"),
+    ("verify-adv-twice", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-twice.adv.pt"],
+     "more than once"),
+    ("verify-adv-eps", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-eps.adv.pt"], "ε"),
+    ("verify-adv-shape", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-shape.adv.pt"], "same n"),
+    ("verify-adv-cifar", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-cifar.adv.pt"],
+     "x_adv has shape (2, 3, 32, 32)"),
+    ("verify-adv-train", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-train.adv.pt"], "test-split"),
+    ("verify-adv-comma", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv,comma.adv.pt"], "rename"),
+    ("verify-adv-name", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-range.adv.pt", "--name", "a,b"],
+     "--name"),
+    ("verify-adv-no-adv", ["verify-adv", "--defense", "standard"], "--adv"),
+    ("verify-adv-results-dir-file", ["verify-adv", "--defense", "standard", "--adv", "{bad}/adv-range.adv.pt",
+                                     "--results-dir", "{bad}/a-file"], "a-file"),
     # bench audit
     ("audit-unknown-defense", ["audit", "--defense", "ancar"], "Did you mean: ancra"),
     ("audit-model-missing", ["audit", "--model", "{bad}/nope.pt"], "does not exist"),
@@ -563,7 +593,7 @@ def test_the_corpus_is_large_and_covers_every_subcommand():
     ids = [case_id for case_id, _, _ in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 150
     for command in ("run", "train", "results", "leaderboard", "sweep", "check", "audit", "inspect", "ls", "data",
-                    "campaign"):
+                    "campaign", "verify-adv"):
         assert any(argv[:1] == [command] for _, argv, _ in CASES), command
 
 

@@ -184,3 +184,26 @@ def test_stages_with_no_point_left_are_skipped(natural_ckpt, tmp_path, capsys):
     record = read_json(json.loads(out)["record"])
     assert record["attacks"]["aa"]["robust_accuracy"] == 0.0
     assert {b for b in record["per_example"]["broken_first_by"] if b} == {"aa/apgd-ce"}
+
+
+def test_a_randomized_models_claims_that_a_fresh_draw_denies_are_dropped_not_a_bug(natural_model, points):
+    """Verification draws the model's noise again: a success it does not confirm counts as robust
+    on a model the guards found randomized, and is a bug in the attack on any other."""
+    import pytest
+    import torch
+
+    from bench.errors import VerificationError
+    from bench.threat import Norm, ThreatModel
+    from bench.verify import verify_successes
+
+    x = points[0][:8]
+    y = natural_model.predict(x)  # every point stays correct: each claimed success is denied
+    claims = torch.ones(8, dtype=torch.bool)
+    threat = ThreatModel(Norm.LINF, 0.1)
+    with pytest.raises(VerificationError, match="still classified correctly"):
+        verify_successes(natural_model, x, x, y, claims, threat, "fgsm")
+    natural_model.randomized = True
+    try:
+        assert not bool(verify_successes(natural_model, x, x, y, claims, threat, "fgsm").any())
+    finally:
+        natural_model.randomized = False

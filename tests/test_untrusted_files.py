@@ -20,6 +20,7 @@ from bench.adversarials import AdversarialStore
 from bench.cli import main
 from bench.errors import BenchError
 from bench.files import sha256_file
+from bench.threat import Norm, ThreatModel
 from bench.untrusted import check_export, no_network, safe_expression, safe_target
 from defenses import checkpoints
 from tests import malicious
@@ -184,8 +185,16 @@ def test_saved_adversarial_examples_are_refused(tmp_path, marker):
     path = tmp_path / "state.adv.pt"
     torch.save({"x_adv": malicious.Payload(marker), "broken": torch.zeros(3)}, path)
     with pytest.raises(BenchError, match="No flag loads it"):
-        AdversarialStore(path, torch.zeros(3, 1, 28, 28), torch.arange(3).numpy())
+        AdversarialStore(path, torch.zeros(3, 1, 28, 28), torch.arange(3).numpy(), dataset="fashion-mnist",
+                         threat=ThreatModel(Norm.LINF, 0.1), model_sha256="0" * 64)
     assert not marker.exists()
+
+
+def test_adversarial_examples_handed_to_verify_adv_are_refused(tmp_path, marker, capsys):
+    path = tmp_path / "external.adv.pt"
+    torch.save({"format": "bench-adv", "version": 1, "x_adv": malicious.Payload(marker)}, path)
+    argv = ["verify-adv", "--defense", "standard", "--adv", str(path), "--results-dir", str(tmp_path / "runs")]
+    refused(*cli(argv, capsys), marker, trust_flag=False)
 
 
 def test_robustbench_files_are_checked_before_robustbench_reads_them(tmp_path, marker, capsys):

@@ -175,7 +175,8 @@ def make_config(name: str, params: dict[str, str]) -> Any:
 def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
     """'fgsm,pgd:steps=50,restarts=2,aa' → [('fgsm', {}), ('pgd', {...}), ('aa', {})].
 
-    A comma-separated token with '=' and no ':' continues the previous attack's parameters.
+    A comma-separated token `key=value` whose key has no ':' continues the previous attack's
+    parameters (so a value may hold ':', as a URL does).
     """
     attacks: list[tuple[str, dict[str, str]]] = []
 
@@ -190,7 +191,7 @@ def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
-        if "=" in token and ":" not in token:
+        if "=" in token and ":" not in token.partition("=")[0]:
             if not attacks:
                 raise BenchError(f"attack list {text!r} starts with a parameter: write name:key=value")
             key, _, value = token.partition("=")

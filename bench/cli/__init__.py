@@ -10,7 +10,7 @@ import re
 import sys
 from typing import NoReturn
 
-from bench.cli import audit, campaign, catalog, check, results, run, sweep, train
+from bench.cli import audit, campaign, catalog, check, external, results, run, sweep, train
 from bench.errors import BenchError
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run.add(sub)
+    external.add(sub)
     train.add(sub)
     results.add_results(sub)
     results.add_leaderboard(sub)
