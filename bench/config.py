@@ -17,6 +17,8 @@ from bench.schema import RunPurpose
 from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel, parse_eps
 
+RANDOMIZED_DRAWS = 21  # odd, so that a vote between two classes cannot tie
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -38,6 +40,7 @@ class RunConfig:
     results_dir: Path = Path("results/runs")
     resume: bool | None = False  # None: continue saved progress when there is some (sweeps)
     allow_randomized: bool = False
+    draws: int = RANDOMIZED_DRAWS  # a randomized model's predictions: majority vote over this many forwards
     quiet: bool = False
     purpose: RunPurpose = RunPurpose.EVALUATION
     extra_warnings: tuple[str, ...] = ()  # the audit's failed model checks, carried into the record
@@ -45,6 +48,8 @@ class RunConfig:
     in_process: bool = False  # the model is an nn.Module handed to the Python API, not named here
 
     def __post_init__(self) -> None:
+        if self.draws < 1:
+            raise BenchError("--draws must be at least 1")
         if self.batch_size < 1:
             raise BenchError("--batch-size must be at least 1")
         if self.n is not None and self.n < 1:

@@ -115,6 +115,8 @@ def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Ten
                   ids: torch.Tensor, b: int, cfg: RunConfig) -> BatchResult:
     before, start = model.passes.snapshot(), time.time()
     xb, yb = x[ids].to(model.device), y[ids].to(model.device)
+    if model.randomized:  # the model's own draws come from torch's global generator: reproducible per batch
+        torch.manual_seed(stage.batch_seed(cfg.seed, b))
     out = _run_stage(stage, model, xb, yb, cfg.threat, stage.batch_seed(cfg.seed, b))
     spent = model.passes.since(before)
     held = verify_successes(model, xb, out.x_adv, yb, out.success, cfg.threat, label)
@@ -123,9 +125,11 @@ def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Ten
     broken = [(j, names[j]) for j in held.cpu().nonzero().squeeze(1).tolist()]
     warnings = out.warnings
     if int(held.sum()) < int(out.success.sum()):
-        warnings = [*warnings, f"{label}: claimed successes that did not hold in the IEEE-fp32 reference "
-                    f"(attack arithmetic {cfg.speed.precision.value}{', compiled' if cfg.speed.compile else ''}) "
-                    "were counted as robust"]
+        where = (f"the majority vote over {model.draws} draws of the randomized model" if model.randomized else
+                 f"the IEEE-fp32 reference (attack arithmetic {cfg.speed.precision.value}"
+                 f"{', compiled' if cfg.speed.compile else ''})")
+        warnings = [*warnings, f"{label}: {int(out.success.sum()) - int(held.sum())} claimed successes that did not "
+                    f"hold in {where} were counted as robust"]
     return BatchResult(b, ids.tolist(), margins, broken, spent.forward, spent.backward, time.time() - start,
                        warnings, out.x_adv.detach().cpu() if cfg.save_adv else None)
 
@@ -193,8 +197,8 @@ def _flags(values: np.ndarray) -> str:
 
 def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], indices: np.ndarray,
                   y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, AttackProgress],
-                  guard_warnings: list[str], device: torch.device, resumed: bool, world_size: int
-                  ) -> dict[str, Any]:
+                  guard_warnings: list[str], device: torch.device, resumed: bool, world_size: int,
+                  randomized_draws: int | None) -> dict[str, Any]:
     n = len(indices)
     robust = {a.label: np.array(progress_by_attack[a.label].alive, dtype=bool) & clean_correct
               for a in attacks}
@@ -219,7 +223,9 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
     warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]
     return {
         "config": {"attacks": cfg.attacks_text, "seed": cfg.seed, "batch_size": cfg.batch_size,
-                   "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size},
+                   "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size,
+                   **({"randomized_draws": randomized_draws, "randomized_rule": "majority vote"}
+                      if randomized_draws else {})},
         "threat": {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps},
         "purpose": cfg.purpose.value,
         "model": {"label": model.label, "defense": cfg.defense or model.sidecar.get("defense"),
@@ -287,8 +293,11 @@ def evaluate_on(cfg: RunConfig, attacks: list[Attack], resolved: ResolvedModel, 
     check_input_range(x)
     cfg.check_speed(device)
     model = under_test(resolved, num_classes, device, cfg.speed)
+    model.draws = cfg.draws
     with model.attack_mode():
         guard_warnings = preflight(model, x[:256], allow_randomized=cfg.allow_randomized)
+        if model.randomized:
+            torch.manual_seed(cfg.seed)
         clean_correct = (model.predict(x) == y).numpy()
         key = {"model_sha256": resolved.sha256, "index_sha256": data.hash_indices(indices),
                "dataset": cfg.dataset, "threat": [cfg.threat.norm.value, cfg.threat.eps],
@@ -322,7 +331,8 @@ def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[At
         prog = _run_attack(model, attack, x, y, cfg, state, store, shard)
         survivors &= torch.tensor(prog.alive, dtype=torch.bool)
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
-                           [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world)
+                           [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world,
+                           model.draws if model.randomized else None)
     if not writes:
         return RunResult(None, record, store)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")

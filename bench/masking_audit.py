@@ -41,6 +41,7 @@ from bench.stats import wilson_interval
 
 STANDARD_ATTACKS = "fgsm,pgd,cw,aa"
 BASELINE_ATTACKS = "noise"  # what every attack must beat: random draws of the ε-ball
+RANDOMIZED_ATTACK = "eot-pgd"  # joins the adaptive attacks of a randomized model (--allow-randomized)
 STRENGTH_LADDER = "pgd:steps=5,pgd,pgd:steps=100,pgd:restarts=3"
 BINARIZATION_ATTACKS = "pgd,apgd"  # the standard list's iterative attacks (apgd: AutoAttack's first stage)
 EPS_MULTIPLES = (1.0, 2.0, 3.0)  # plus the collapse ε, where every input reaches the same image
@@ -136,31 +137,42 @@ def _gradient_probe(model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps
     return sanity.CheckResult(sanity.Check.GRADIENTS, k <= GRADIENT_ALLOWANCE * n, detail)
 
 
-def probe(resolved: ResolvedModel, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor
-          ) -> tuple[list[sanity.CheckResult], str | None]:
-    """(checks, reason the model cannot be evaluated or None). A model that cannot run on the
-    dataset's inputs is the user's input error (ModelInputError), raised as in `bench run`."""
+@dataclass(frozen=True)
+class Probed:
+    checks: list[sanity.CheckResult]
+    refused: str | None  # why the model cannot be evaluated, or None
+    randomized: bool  # two identical forwards differ, and the audit was allowed to go on
+
+
+def probe(resolved: ResolvedModel, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor) -> Probed:
+    """The model probes. A model that cannot run on the dataset's inputs is the user's input error
+    (ModelInputError), raised as in `bench run`; a randomized one is refused unless
+    `cfg.allow_randomized`."""
     spec = data.DATASETS.get(cfg.dataset)
     model = under_test(resolved, spec.num_classes, cfg.torch_device())
     x, y = x.to(model.device), y.to(model.device)
     with model.attack_mode():
         try:
-            preflight(model, x)
+            preflight(model, x, allow_randomized=cfg.allow_randomized)
             refused = None
         except ModelInputError:
             raise
         except ModelGuardError as exc:  # probabilities, randomness, NaN: the probes say more
             refused = str(exc)
         results = [_aa_probe(model, x, y), _gradient_probe(model, x, y, cfg.threat.eps)]
-    return results, refused
+    return Probed(results, refused, model.randomized)
 
 
 def binarization_check(resolved: ResolvedModel, cfg: AuditConfig, x: torch.Tensor, y: torch.Tensor,
-                       indices: list[int]) -> tuple[BinarizationResult | None, sanity.CheckResult | None]:
+                       indices: list[int], randomized: bool
+                       ) -> tuple[BinarizationResult | None, sanity.CheckResult | None]:
     """The binarization test on the audit points the model classifies correctly; a check only
     where the construction applies."""
     if cfg.binarization is None:
         return None, None
+    if randomized:
+        return BinarizationResult(False, "the model is randomized: its features differ between identical "
+                                  "forwards, so no fixed readout separates them", cfg.binarization), None
     run = cfg.run
     model = under_test(resolved, data.DATASETS.get(run.dataset).num_classes, run.torch_device())
     attacks = build_attacks(cfg.binarization_attacks, run.threat.norm, attack_context(run.dataset, run.defense_name()))
@@ -276,16 +288,19 @@ def run_audit(cfg: AuditConfig) -> Audit:
     index_array = data.select_indices(len(test), base.n, base.sample_seed)
     indices = [int(i) for i in index_array]
     x, y = test.batch(index_array[:PROBE_POINTS])
-    checks, refused = probe(resolved, base, x, y)
+    probed = probe(resolved, base, x, y)
+    checks = probed.checks
     empty = {"standard": (0, 0), "adaptive": (0, 0), "audit": (0, 0)}
-    if refused is not None:
-        verdict, headline = _verdict(checks, refused, empty)
+    if probed.refused is not None:
+        verdict, headline = _verdict(checks, probed.refused, empty)
         return Audit(resolved.label, resolved.sha256, checks, verdict, headline, {}, {}, empty, {}, [])
     warnings = tuple(f"audit: {c.check.value}: {c.detail}" for c in checks if not c.passed)
     run = dataclasses.replace(base, extra_warnings=warnings)
     wanted = set(indices)
     standard = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.standard), resolved.sha256, wanted)
-    adaptive = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.adaptive), resolved.sha256, wanted)
+    adaptive_text = cfg.adaptive + (f",{RANDOMIZED_ATTACK}" if probed.randomized
+                                    and RANDOMIZED_ATTACK not in cfg.adaptive.split(",") else "")
+    adaptive = ensure_recorded(dataclasses.replace(run, attacks_text=adaptive_text), resolved.sha256, wanted)
     baseline = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.baseline), resolved.sha256, wanted)
     history = _ladders(run, cfg.strength, resolved.sha256, wanted, spec)
     clean = _clean(standard, indices)
@@ -297,7 +312,7 @@ def run_audit(cfg: AuditConfig) -> Audit:
     chosen = {**standard, **adaptive, **baseline}
     record_checks = sanity.record_checks(history, chosen, base.threat.norm.value, base.threat.eps,
                                          math.prod(spec.shape))
-    binarized, binarization = binarization_check(resolved, cfg, *test.batch(index_array), indices)
+    binarized, binarization = binarization_check(resolved, cfg, *test.batch(index_array), indices, probed.randomized)
     checks = checks + record_checks + [_adaptive_gap(std_worst, ada_worst)] + ([binarization] if binarization else [])
     worst = {"standard": (int(std_worst.sum()), n), "adaptive": (int(ada_worst.sum()), n),
              "audit": (int(all_worst.sum()), n)}

@@ -102,9 +102,11 @@ class ModelUnderTest(nn.Module):
         self.normalize = Normalize(mean, std) if mean is not None and std is not None else None
         self.passes = PassCounter()
         self.speed = speed
-        # set by the guards when two identical forwards differ and the caller allowed it: a claimed
-        # success may then fail re-verification on a fresh draw without being a bug in the attack
+        # set by the guards when two identical forwards differ and the caller allowed it: every
+        # prediction is then the majority vote of `draws` forwards (clean accuracy, verification),
+        # and a claimed success the vote denies is dropped, not a bug in the attack
         self.randomized = False
+        self.draws = 1
         self._precision = speed.precision
         if speed.channels_last:
             self.module.to(memory_format=torch.channels_last)
@@ -215,10 +217,20 @@ class ModelUnderTest(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """Predicted labels (not counted as attack passes: used for bookkeeping and verification)."""
+        """Predicted labels (not counted as attack passes: used for bookkeeping and verification);
+        for a randomized model the most frequent label over `draws` forwards (ties: the smaller)."""
         saved = self.passes.snapshot()
+        draws = self.draws if self.randomized else 1
         with self.full_precision():
-            preds = [self(x[i:i + batch_size].to(self.device)).argmax(1).cpu()
+            preds = [self._vote(x[i:i + batch_size].to(self.device), draws)
                      for i in range(0, x.shape[0], batch_size)]
         self.passes = saved
         return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+    def _vote(self, x: torch.Tensor, draws: int) -> torch.Tensor:
+        if draws == 1:
+            return self(x).argmax(1).cpu()
+        counts = torch.zeros(x.shape[0], self.num_classes, dtype=torch.long)
+        for _ in range(draws):
+            counts += torch.nn.functional.one_hot(self(x).argmax(1).cpu(), self.num_classes)
+        return counts.argmax(1)

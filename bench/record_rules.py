@@ -144,7 +144,7 @@ RECORD = Obj({
     "purpose": string(choices=("evaluation", "eps-sweep", "worst-case")),
     "config": Obj({"attacks": string(nonempty=True), "seed": integer(lo=0)},
                   {"batch_size": integer(lo=1), "device": string(), "resumed": boolean, "cascade": boolean,
-                   "world_size": integer(lo=1)}),
+                   "world_size": integer(lo=1), "randomized_draws": integer(lo=1), "randomized_rule": string()}),
     "threat": Obj({"norm": string(choices=tuple(n.value for n in Norm)), "eps": number(positive=True)}),
     "model": Obj({"label": string(nonempty=True), "path": string(nonempty=True), "sha256": string(nonempty=True)},
                  {"defense": nullable(string()), "arch": nullable(string()), "paper": nullable(string()),

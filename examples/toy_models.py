@@ -15,7 +15,12 @@ so it can be evaluated as a user model, e.g. with the committed standard checkpo
   reverse attention taken to the limit: the forward pass decides as the CNN does, the gradient is
   zero everywhere, and only black-box search can find what the CNN's gradients would have.
 - `softmax_smallcnn`: returns probabilities instead of logits.
-- `noisy_smallcnn`: adds fresh Gaussian noise to every input (a randomized model).
+- `noisy_smallcnn`: adds fresh Gaussian noise (σ = 0.1) to every input — a randomized model;
+  with the committed pgd-at weights, Gaussian noise injection in front of an adversarially
+  trained CNN.
+- `resize_pad_smallcnn`: shrinks every input to a random size (20–28 pixels) and pads it back to
+  28×28 at a random offset (Xie et al.'s random resizing and padding, in miniature) — a randomized
+  model; with the committed standard weights, a randomization defense around an undefended CNN.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ ROUNDING_LEVELS = 255
 QUANTIZED_LEVELS = 7  # 8 values 0, 1/7, ..., 1
 HARD_ARGMAX_SCALE = 10.0
 NOISE_STD = 0.1
+RESIZE_SIZES = (20, 28)  # smallest and largest side of the random resize, inclusive
 
 
 class RoundedInput(SmallCNN):
@@ -58,6 +64,16 @@ class NoisyInput(SmallCNN):
         return super().forward(x + NOISE_STD * torch.randn_like(x))
 
 
+class RandomResizePad(SmallCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = x.shape[-1]
+        size = int(torch.randint(RESIZE_SIZES[0], RESIZE_SIZES[1] + 1, ()))
+        small = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        left, top = (int(torch.randint(0, side - size + 1, ())) for _ in range(2))
+        padded = torch.nn.functional.pad(small, (left, side - size - left, top, side - size - top))
+        return super().forward(padded)
+
+
 def plain_smallcnn() -> SmallCNN:
     return SmallCNN(DATASETS.get("fashion-mnist"))
 
@@ -80,3 +96,7 @@ def softmax_smallcnn() -> SoftmaxOutput:
 
 def noisy_smallcnn() -> NoisyInput:
     return NoisyInput(DATASETS.get("fashion-mnist"))
+
+
+def resize_pad_smallcnn() -> RandomResizePad:
+    return RandomResizePad(DATASETS.get("fashion-mnist"))

@@ -26,8 +26,8 @@ LINF = ThreatModel(Norm.LINF, 0.1)
 
 def _probe(factory: str, points):
     cfg = RunConfig("fashion-mnist", LINF, "fgsm", model=ModelSpec(f"examples.toy_models:{factory}", weights=WEIGHTS))
-    results, refused = probe(resolve_model(cfg), cfg, points[0][:50], points[1][:50])
-    return {c.check: c for c in results}, refused
+    probed = probe(resolve_model(cfg), cfg, points[0][:50], points[1][:50])
+    return {c.check: c for c in probed.checks}, probed.refused
 
 
 def test_a_healthy_model_passes_every_probe(points):

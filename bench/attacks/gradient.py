@@ -89,6 +89,13 @@ class PGD(Attack[PGDConfigT]):
     """
 
     batch_independent = True
+    # the first misclassified iterate is kept (never weaker than the last); an attack on a
+    # randomized model prefers the last one when it is misclassified too, being further inside
+    prefer_final = False
+
+    def final_logits(self, model: ModelUnderTest, final: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The logits that say whether the last iterate is adversarial."""
+        return model(final)
 
     def objective(self, model: ModelUnderTest, y: torch.Tensor) -> Objective:
         """What the iterates ascend; adaptive variants replace it, success is always the model's."""
@@ -115,9 +122,10 @@ class PGD(Attack[PGDConfigT]):
                 self.objective(model, y[todo]), x[todo], y[todo], norm=threat.norm, eps=threat.eps,
                 steps=cfg.steps, step_size=cfg.rel_step * threat.eps, start=start)
             with torch.no_grad():
-                final_wrong = model(final).argmax(1) != y[todo]
+                final_wrong = self.final_logits(model, final, y[todo]).argmax(1) != y[todo]
             hit = found | final_wrong
-            x_adv[todo] = torch.where(found.view(-1, *[1] * (x.ndim - 1)), x_found, final)
+            keep_first = found & ~final_wrong if self.prefer_final else found
+            x_adv[todo] = torch.where(keep_first.view(-1, *[1] * (x.ndim - 1)), x_found, final)
             success[todo] = hit
         return AttackOutput(x_adv.detach(), success)
 

@@ -51,3 +51,14 @@ def non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must not be negative")
     return value
+
+
+def add_randomized_arguments(p: argparse.ArgumentParser, allow_help: str) -> None:
+    """--allow-randomized and --draws, the same on every command that evaluates a model."""
+    p.add_argument("--allow-randomized", action="store_true", help=f"a randomized model (two identical forwards "
+                   f"differ): {allow_help}")
+    from bench.config import RANDOMIZED_DRAWS
+
+    p.add_argument("--draws", type=positive_int, default=RANDOMIZED_DRAWS, help="a randomized model's predictions "
+                   "(clean accuracy, verification of every success) are the majority vote of this many forwards "
+                   f"(default {RANDOMIZED_DRAWS})")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.arguments import non_negative_int, positive_int, seed_value
+from bench.cli.arguments import add_randomized_arguments, non_negative_int, positive_int, seed_value
 from bench.cli.model_options import add_model_arguments, add_model_qualifiers
 from bench.errors import BenchError
 
@@ -62,7 +62,9 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
     p.add_argument("--audits-dir", type=Path, default=None, help="default: audits/ beside the derived files of --results-dir (results/runs → results/audits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_audit, attack=None, resume=False, allow_randomized=False)
+    add_randomized_arguments(p, "audit it anyway: eot-pgd joins the adaptive attacks, predictions are majority "
+                             "votes (recorded as a warning)")
+    p.set_defaults(func=_cmd_audit, attack=None, resume=False)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -102,7 +104,7 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="MODEL")
     add_model_qualifiers(p)
     _common(p)
-    p.add_argument("--allow-randomized", action="store_true", help="report a randomized model as a warning")
+    add_randomized_arguments(p, "report a randomized model as a warning")
     p.set_defaults(func=_cmd_inspect)
 
 

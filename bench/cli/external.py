@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.cli.arguments import positive_int
 from bench.cli.model_options import add_model_arguments
+from bench.config import RANDOMIZED_DRAWS
 
 EXAMPLES = """examples:
   bench run --defense pgd-at --attack pgd --n 200 --save-adv     # writes <record>.adv.pt
@@ -39,7 +40,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=_cmd_verify_adv, attack="fgsm", n=None, sample_seed=None, seed=0, resume=False,
-                   allow_randomized=False, quiet=True)
+                   allow_randomized=False, draws=RANDOMIZED_DRAWS, quiet=True)
 
 
 def _cmd_verify_adv(args: argparse.Namespace) -> int:

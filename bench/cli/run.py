@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench import distributed
-from bench.cli.arguments import positive_int, seed_value
+from bench.cli.arguments import add_randomized_arguments, positive_int, seed_value
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 from bench.model import Precision
@@ -76,8 +76,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="where the run record goes (default results/runs); results.csv is rebuilt beside a "
                         "folder named runs (results/), inside any other")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings")
-    p.add_argument("--allow-randomized", action="store_true",
-                   help="evaluate a randomized model anyway (recorded as a warning)")
+    add_randomized_arguments(p, "evaluate it anyway (recorded as a warning); attack it with eot-pgd or aa-rand")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)

@@ -33,6 +33,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
                                  getattr(args, "compile", False)),
                      save_adv=getattr(args, "save_adv", False),
                      results_dir=args.results_dir, resume=args.resume,
-                     allow_randomized=args.allow_randomized, quiet=args.quiet)
+                     allow_randomized=args.allow_randomized, draws=args.draws, quiet=args.quiet)
     cfg.attacks()  # a bad attack list is a usage error before anything is loaded
     return cfg
