@@ -13,6 +13,7 @@ import torch
 from bench import gate
 from bench.attacks import gradient
 from bench.cli import main
+from bench.sources import factory_identity
 from defenses import checkpoints
 from tests.conftest import COMMITTED, REPO
 
@@ -139,7 +140,8 @@ def test_a_user_architecture_is_gated_end_to_end(tmp_path, capsys):
     assert main(["check", "--quiet", *model, "--weights", pgd_at, *protocol, "--update-baseline",
                  "--reason", "first"]) == 0
     baseline = json.loads((base / "fashion-mnist" / "mine.json").read_text())["checkpoint"]
-    assert baseline["sha256"] == checkpoints.read_sidecar(COMMITTED / "pgd-at-smallcnn.pt")["sha256"]
+    weights_sha = checkpoints.read_sidecar(COMMITTED / "pgd-at-smallcnn.pt")["sha256"]
+    assert baseline["sha256"] == factory_identity("examples.toy_models:plain_smallcnn", weights_sha)
     assert baseline["model"]["spec"] == "examples.toy_models:plain_smallcnn" and "trust" not in baseline["model"]
     capsys.readouterr()
     code, out = _check(capsys, *model, "--weights", pgd_at, *protocol)

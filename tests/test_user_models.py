@@ -13,7 +13,15 @@ from bench.cli import main
 from bench.errors import BenchError, ModelGuardError
 from bench.guards import preflight
 from bench.model import ModelUnderTest
-from bench.sources import InputRange, ModelSpec, Preprocessing, SourceKind, load_user_model, sha256_file
+from bench.sources import (
+    InputRange,
+    ModelSpec,
+    Preprocessing,
+    SourceKind,
+    factory_identity,
+    load_user_model,
+    sha256_file,
+)
 from defenses import checkpoints
 from tests.conftest import read_json, write_zoo_model
 
@@ -33,8 +41,22 @@ def reference(natural_ckpt: Path) -> nn.Module:
 def test_factory_with_weights_gives_the_checkpoints_logits_and_hash(natural_ckpt, reference, points):
     loaded = load_user_model(ModelSpec(PLAIN, weights=natural_ckpt), "fashion-mnist", "linf")
     x = points[0][:16]
-    assert loaded.kind is SourceKind.FACTORY and loaded.sha256 == sha256_file(natural_ckpt)
+    assert loaded.kind is SourceKind.FACTORY and loaded.sha256 == factory_identity(PLAIN, sha256_file(natural_ckpt))
     assert torch.equal(_logits(loaded.module, x), _logits(reference, x))
+
+
+def test_the_same_weights_behind_other_code_are_another_model(natural_ckpt):
+    """A rounding layer in front of the standard CNN must not share its records (an audit would
+    reuse them); the weights file's own sha256 still pins the weights."""
+    plain = load_user_model(ModelSpec(PLAIN, weights=natural_ckpt), "fashion-mnist", "linf")
+    rounded = load_user_model(ModelSpec("examples.toy_models:rounded_smallcnn", weights=natural_ckpt),
+                              "fashion-mnist", "linf", expected_sha256=sha256_file(natural_ckpt))
+    assert plain.sha256 != rounded.sha256 != sha256_file(natural_ckpt)
+    again = load_user_model(ModelSpec(PLAIN, weights=natural_ckpt), "fashion-mnist", "linf",
+                            expected_sha256=plain.sha256)  # what a gate baseline pins
+    assert again.sha256 == plain.sha256
+    with pytest.raises(BenchError, match="--sha256 expects"):
+        load_user_model(ModelSpec(PLAIN, weights=natural_ckpt), "fashion-mnist", "linf", expected_sha256="0" * 64)
 
 
 def test_torchscript_and_export_files_load_by_path(tmp_path, reference, points):
@@ -170,7 +192,7 @@ def test_bench_run_and_inspect_a_user_model(tmp_path, capsys, natural_ckpt):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     record = read_json(summary["record"])
     assert record["model"]["source"] == "factory" and record["model"]["label"] == "plain_smallcnn"
-    assert record["model"]["sha256"] == sha256_file(natural_ckpt)
+    assert record["model"]["sha256"] == factory_identity(PLAIN, sha256_file(natural_ckpt))
     assert main(["inspect", PLAIN, "--weights", str(natural_ckpt)]) == 0
     out = capsys.readouterr().out
-    assert "312,202" in out and "passed" in out and sha256_file(natural_ckpt) in out
+    assert "312,202" in out and "passed" in out and record["model"]["sha256"] in out
