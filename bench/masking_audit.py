@@ -2,13 +2,14 @@
 
 The audit (1) probes the model directly — AutoAttack's own checks (randomness, softmax output,
 dynamic forward, zero gradients) and ours (input gradients zero, NaN or inf on many points) —
-(2) makes sure the standard attacks, the adaptive ones (`--attack adaptive`), an ε ladder and an
-attack-strength ladder are recorded for its points, running only what no record covers, and
-(3) applies the record checks of `bench.sanity` plus the adaptive gap: adaptive attacks may break
-at most 1% of the points the standard attacks left robust, and (4) runs the binarization test
+(2) makes sure the standard attacks, the adaptive ones (`--attack adaptive`, plus `eot-pgd` for
+an allowed randomized model), the random-noise baseline, an ε ladder up to the unbounded ε and an
+attack-strength ladder are recorded for its points, running only what no record covers, (3)
+applies the record checks of `bench.sanity` plus the adaptive gap: adaptive attacks may break at
+most 1% of the points the standard attacks left robust, and (4) runs the binarization test
 (`bench.binarization`): the iterative attacks must find adversarial examples that provably exist.
-The report gives the numbers side by side, per-example agreement, every check, and one verdict line; the JSON next to it feeds
-the leaderboard's marks.
+The report gives the numbers side by side, per-example agreement, every check, and one verdict
+line; the JSON next to it feeds the leaderboard's marks.
 """
 
 from __future__ import annotations
