@@ -29,12 +29,24 @@ def natural_points(fmnist_test):
     return natural, x[keep][:6], y[keep][:6]
 
 
+@pytest.fixture(scope="module")
+def adversarial_file(natural_points, tmp_path_factory):
+    """What `external:FILE` reads: PGD's examples for the six points, in the bench-adv format."""
+    natural, x, y = natural_points
+    out = bench.attack(natural, x, y, "pgd", eps=0.1, norm="linf")
+    path = tmp_path_factory.mktemp("external") / "pgd.adv.pt"
+    torch.save({"format": "bench-adv", "version": 1, "dataset": "fashion-mnist", "split": "test", "norm": "linf",
+                "eps": 0.1, "index": torch.arange(6), "x_adv": out.x_adv}, path)
+    return path
+
+
 @pytest.mark.parametrize("name", ATTACKS.names())
-def test_every_registered_attack_honours_the_contract(name, natural_points):
+def test_every_registered_attack_honours_the_contract(name, natural_points, adversarial_file):
     natural, x, y = natural_points
     norm = ATTACKS.get(name).norms[0]
+    spec = f"external:{adversarial_file}" if name == "external" else SPEC.get(name, name)
     try:
-        out = bench.attack(natural, x, y, SPEC.get(name, name), eps=EPS[norm], norm=norm.value)
+        out = bench.attack(natural, x, y, spec, eps=EPS[norm], norm=norm.value)
     except BenchError as refusal:
         assert name in STRUCTURE_SPECIFIC, f"{name} refused a plain CNN: {refusal}"
         assert "\n" not in str(refusal)

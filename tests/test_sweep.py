@@ -5,6 +5,7 @@ import shutil
 
 from bench import harness
 from bench.cli import main
+from bench.sources import factory_identity
 from defenses import checkpoints
 from tests.conftest import COMMITTED
 
@@ -107,7 +108,8 @@ def test_a_user_model_spec_is_swept_and_skipped_by_its_sha256(tmp_path, capsys):
     assert main(args) == 0
     (record,) = [json.loads(p.read_text()) for p in _records(runs)]
     assert record["model"]["source"] == "factory" and record["model"]["label"] == "plain_smallcnn"
-    assert record["model"]["sha256"] == checkpoints.read_sidecar(COMMITTED / "pgd-at-smallcnn.pt")["sha256"]
+    weights = checkpoints.read_sidecar(COMMITTED / "pgd-at-smallcnn.pt")["sha256"]
+    assert record["model"]["sha256"] == factory_identity("examples.toy_models:plain_smallcnn", weights)
     capsys.readouterr()
     assert main(args) == 0
     assert "plain_smallcnn: nothing to do (already recorded: fgsm)" in capsys.readouterr().out
