@@ -32,10 +32,10 @@ from bench.files import atomic_write
 from bench.norms import distance
 from bench.threat import Norm, ThreatModel
 from bench.untrusted import load_tensors
+from bench.verify import TOLERANCE
 
 FORMAT = "bench-adv"
 VERSION = 1
-TOLERANCE = 1e-5  # float slack on the ε-ball and the [0,1] box (as in bench.verify)
 
 
 @dataclass(frozen=True)

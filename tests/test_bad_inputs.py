@@ -473,6 +473,8 @@ CASES: list[tuple[str, list[str], str]] = [
                                      "{bad}/notfit.pt"], "does not fit"),
     ("check-corrupt-baseline", ["check", "--defense", "standard", "--baselines", "{bad}/baselines",
                                 "--n", "5", "--attack", "fgsm"], "corrupt baseline"),
+    ("run-draws-zero", _run("--allow-randomized", "--draws", "0"), "must be at least 1"),
+    ("run-external-missing", [*RUN[:4], "external:{bad}/nope.adv.pt", *RUN[5:]], "does not exist"),
     # bench verify-adv
     ("verify-adv-missing", ["verify-adv", "--defense", "standard", "--adv", "{bad}/nope.adv.pt"], "does not exist"),
     ("verify-adv-folder", ["verify-adv", "--defense", "standard", "--adv", "{bad}/folder"], "folder"),

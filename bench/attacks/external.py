@@ -21,6 +21,7 @@ from bench.files import sha256_file
 from bench.model import ModelUnderTest
 from bench.norms import distance
 from bench.threat import ThreatModel
+from bench.verify import TOLERANCE
 
 MATCH_CHUNK = 256
 
@@ -53,7 +54,7 @@ class External(Attack[ExternalConfig]):
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
         claimed = self.examples.threat
-        if claimed.norm is not threat.norm or claimed.eps > threat.eps + adversarials.TOLERANCE:
+        if claimed.norm is not threat.norm or claimed.eps > threat.eps + TOLERANCE:
             raise BenchError(f"{self.config.file}: adversarial examples for {claimed.label}, not {threat.label}")
         pool = self.examples.x_adv.to(x.device)
         x_adv = x.clone()
@@ -61,7 +62,7 @@ class External(Attack[ExternalConfig]):
             rows = x[start:start + MATCH_CHUNK]
             d = torch.stack([distance(threat.norm, pool, row.expand_as(pool)) for row in rows])
             near, which = d.min(1)
-            missing = near > threat.eps + adversarials.TOLERANCE
+            missing = near > threat.eps + TOLERANCE
             if bool(missing.any()):
                 raise BenchError(f"{self.config.file} has no adversarial example within ε of {int(missing.sum())} "
                                  "of the points evaluated: run it on its own points with bench verify-adv")
