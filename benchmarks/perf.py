@@ -54,7 +54,7 @@ DATASET = "fashion-mnist"
 LINF = ThreatModel(Norm.LINF, 0.1)
 L2 = ThreatModel(Norm.L2, 1.5)
 SECTIONS = ("single", "apgd", "aa_fast", "aa_fast_large", "masked", "cascade", "shards", "overhead", "rss", "resnet")
-FAST_PROTOCOL = "aa-fast/v4"
+FAST_PROTOCOL = "aa-fast/v5"
 
 
 # ------------------------------------------------------------------ measuring

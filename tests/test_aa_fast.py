@@ -8,10 +8,15 @@ from bench.attacks.aa_fast import (
     CLEAN_TARGETS,
     SQUARE_QUERIES,
     SQUARE_RESTARTS,
+    SWEEP_STEPS,
+    SWEEP_TARGETS,
     TARGETS,
+    GradientStage,
     PerExampleStartSquare,
     SquareRestarts,
+    TargetSweep,
 )
+from bench.attacks.apgd import logit_ranked_targets
 from bench.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
@@ -95,10 +100,10 @@ def test_a_shorter_square_run_is_a_prefix_of_a_longer_one(natural_model, points)
     assert bool(long[short].all())  # every short success is a long success
 
 
-def test_aa_fast_v4_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
+def test_aa_fast_v5_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
     attack = build_attack("aa-fast")
-    assert attack.protocol == "aa-fast/v4"
-    assert [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "square"]
+    assert attack.protocol == "aa-fast/v5"
+    assert [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "sweep", "square"]
     assert attack.independent_of_batch(LINF) and not attack.independent_of_batch(ThreatModel(Norm.L2, 1.0))
     assert not build_attack("aa").independent_of_batch(LINF)  # the official one stays as it is
     assert TARGETS < 9 and SQUARE_RESTARTS * SQUARE_QUERIES < 5000
@@ -119,9 +124,10 @@ def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt
     model = ModelUnderTest(load_user_model(spec, "fashion-mnist", "linf").module, 10)
     x, y = _clean_correct(model, points, 20)
     attack = build_attack("aa-fast")
-    gradient, square = attack.stages()
+    gradient, sweep, square = attack.stages()
     with model.attack_mode():
         white = gradient.run(model, x, y, LINF, seed=0)
+        assert not bool(sweep.run(model, x, y, LINF, seed=0).success.any())
         with torch.inference_mode():
             black = square.run(model, x, y, LINF, seed=0)
     assert not bool(white.success.any())
@@ -140,8 +146,6 @@ def _short(stage, steps):
 def test_the_clean_target_only_adds_to_what_the_first_ranks_break(committed_robust, points):
     """v4 = v3's ranks, drawn the same way, then the clean point's top class: per example, every
     point the stage without it breaks is broken at the same point by the same rank."""
-    from bench.attacks.aa_fast import GradientStage
-
     x, y = _clean_correct(committed_robust, points, 60)
     without = _short(GradientStage(TARGETS, BOUNDARY_TARGETS, 0), 8)
     with_clean = _short(GradientStage(TARGETS, BOUNDARY_TARGETS, CLEAN_TARGETS), 8)
@@ -153,3 +157,25 @@ def test_the_clean_target_only_adds_to_what_the_first_ranks_break(committed_robu
     assert torch.equal(after.x_adv[before.success], before.x_adv[before.success])
     assert [after.broken_by[i] for i in before.success.nonzero().squeeze(1).tolist()] == \
         [before.broken_by[i] for i in before.success.nonzero().squeeze(1).tolist()]
+
+
+def test_the_sweep_breaks_what_the_full_length_targets_miss(fmnist_test):
+    """ancra test point #460: aa (APGD-T over all 9 targets) breaks it, v4's six full-length target
+    runs do not; it falls toward classes below its clean top two (4, 2 and 9: ranks 4, 6 and 9),
+    which only the sweep attacks."""
+    from defenses import checkpoints
+    from tests.conftest import COMMITTED
+
+    module, _ = checkpoints.load(COMMITTED / "ancra-smallcnn-ra.pt")
+    model = ModelUnderTest(module, 10)
+    x, y = fmnist_test.batch(slice(460, 461))
+    assert SWEEP_TARGETS == 9 - CLEAN_TARGETS and SWEEP_STEPS < 100
+    with model.attack_mode():
+        assert model.predict(x).item() == y.item()
+        full_length = GradientStage(TARGETS, BOUNDARY_TARGETS, CLEAN_TARGETS).run(model, x, y, LINF, seed=0)
+        swept = TargetSweep(CLEAN_TARGETS, SWEEP_TARGETS, SWEEP_STEPS).run(model, x, y, LINF, seed=0)
+        found = model.predict(swept.x_adv)
+        clean_top = logit_ranked_targets(model, x)[0, :CLEAN_TARGETS].tolist()
+    assert not bool(full_length.success.any())
+    assert bool(swept.success.all()) and found.item() != y.item() and found.item() not in clean_top
+    assert float((swept.x_adv - x).abs().max()) <= LINF.eps + 1e-6

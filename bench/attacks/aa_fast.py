@@ -21,8 +21,9 @@ schedule reaches after 500 queries: one 1000-query run broke every point that v2
 broke, and four more that only `aa` had broken. v4 added the clean point's top two targets: pgd-at
 #557 and ancra-mart #75 were APGD-T toward the clean point's second target.
 v5 adds the sweep: the points `aa` broke that v4 left (ancra #460 and #821 of the first 1000,
-ancra-pgd #72 of the first 200) fall toward a class at rank 5–9 of every order v4 uses (the mask
-makes the logits say little about which boundary is near), and break toward it in 10 steps from
+ancra-pgd #72 of the first 200) fall toward classes none of v4's ranks picked, at clean-logit
+ranks 4 to 9 (the mask makes the logits say little about which boundary is near), and break toward
+them in 10 steps from
 each of 3 starts (15 steps: from each of 20, where 10 steps missed once): the target, not the
 budget, was missing. The stages before Square are v4's,
 drawn the same way, and Square's run of an example does not depend on which others reach it, so
