@@ -139,7 +139,10 @@ def _details(rows: list[Row], files: dict[str, bytes]) -> str:
                  f"vs next row: {_inline(paired_long(versus_next(row, below), below))}",
                  f"training budget: {_inline(budget_text(row.budget) or '–')}; last evaluated {row.date[:10]}",
                  f"sanity checks: {_inline(checks_text(row))}",
-                 f"audit: {_audit(row)}"]
+                 f"audit: {_audit(row)}",
+                 f"from an older protocol version: {_inline(', '.join(row.older))}" if row.older else None,
+                 f"external evaluations (re-verified by <code>bench verify-adv</code>): "
+                 f"{_inline('; '.join(row.external))}" if row.external else None]
         images = "".join(
             f'<img alt="{html.escape(text)} curve of {html.escape(row.label)}" '
             f'src="data:image/png;base64,{base64.b64encode(files[path]).decode()}">'

@@ -127,3 +127,20 @@ def test_the_official_autoattack_and_aa_fast_are_compared_per_example_under_the_
     markdown, _ = leaderboard.render([fast, official])
     assert ("- `m`, 10 points: aa broke 1 that aa-fast left robust (test index 1); aa-fast broke 1 that aa left "
             "robust.") in markdown
+
+
+def test_a_number_from_an_older_version_of_its_attack_says_so_in_the_details():
+    """The column takes the record on the most points whatever version of the attack it ran; the
+    details name the ones that are not what a rerun would run today (synthetic records are v1)."""
+    from bench.attacks.base import current_protocol
+
+    flags = "1" * 8 + "0" * 2
+    r = record({"fgsm": attack(flags, "fgsm"), "pgd": attack(flags, "pgd"), "aa-fast": attack(flags, "aa-fast")},
+               label="m")
+    assert current_protocol("fgsm") == "fgsm/v1" and current_protocol("pgd") != "pgd/v1"
+    assert current_protocol("no-such-attack") is None
+    markdown, _ = leaderboard.render([r])
+    details = _details(markdown, "m")
+    assert (f"- from an older protocol version: aa-fast (aa-fast/v1; now {current_protocol('aa-fast')}), "
+            f"pgd (pgd/v1; now {current_protocol('pgd')})") in details
+    assert "fgsm (" not in details

@@ -223,6 +223,14 @@ def build_attack(name: str, params: dict[str, str] | None = None,
     return attack
 
 
+def current_protocol(name: str) -> str | None:
+    """The protocol (name/version) a registered attack runs today in its default configuration,
+    None for a name no longer registered: what a record's protocol is compared with."""
+    if name not in ATTACKS:
+        return None
+    return ATTACKS.get(name).build(make_config(name, {})).protocol
+
+
 ADAPTIVE = "adaptive"  # the `--attack` token that expands to the defense's adaptive attacks
 DEFAULT_SURROGATE = "pgd-at"  # transfer's default surrogate (trades' checkpoint for pgd-at itself)
 
