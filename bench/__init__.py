@@ -1,14 +1,16 @@
 """Robustness benchmarking harness: attacks, evaluation, run records and the `bench` CLI.
 
 The Python API (`bench.evaluate`, `bench.attack`, `bench.load`, `bench.audit`,
-`bench.leaderboard`; docs/api.md) is imported on first use, so the CLI starts without torch.
+`bench.leaderboard`, `bench.check`, `bench.update_baselines`; docs/api.md) is imported on first
+use, so the CLI starts without torch.
 """
 
 from typing import Any
 
 from bench.version import VERSION as __version__
 
-API = ("evaluate", "attack", "load", "audit", "leaderboard", "Evaluation", "Attacked", "Estimate")
+API = ("evaluate", "attack", "load", "audit", "leaderboard", "check", "update_baselines", "Evaluation", "Attacked",
+       "Estimate", "GateReport")
 __all__ = [*API, "__version__"]
 
 

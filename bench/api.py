@@ -26,15 +26,17 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
+from bench import gate
 from bench.config import RunConfig
 from bench.data import DATASETS, Split, select_indices
 from bench.data import load as load_data
 from bench.errors import BenchError
+from bench.gate import GateProtocol, GateResult, requested_targets, validate_protocol
 from bench.harness import RunResult, evaluate_on
 from bench.masking_audit import Audit, AuditConfig, run_audit
 from bench.resolve import ResolvedModel, in_process, name_model, resolve
 from bench.schema import WORST_CASE, RunPurpose
-from bench.sources import spec_with_options
+from bench.sources import ModelSpec, spec_with_options
 from bench.threat import Norm, ThreatModel, parse_eps
 
 Model = str | Path | nn.Module | ResolvedModel
@@ -298,6 +300,102 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
                                  derived_root(run.results_dir) / "audits",
                                  binarization=settings,
                                  binarization_attacks=binarization_attacks or BINARIZATION_ATTACKS))
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What `bench check` prints, with the verdicts behind it."""
+
+    result: GateResult
+    text: str
+
+    @property
+    def passed(self) -> bool:
+        return not self.result.failed
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _gate_protocol(dataset: str, n: int | None, attacks: str | Sequence[str] | None, seed: int | None) -> GateProtocol:
+    default = GateProtocol()
+    protocol = GateProtocol(n=default.n if n is None else n, seed=default.seed if seed is None else seed,
+                            attacks=default.attacks if attacks is None else _attack_text(attacks))
+    validate_protocol(protocol, dataset)
+    return protocol
+
+
+def _sorted_models(models: Sequence[str | Path], qualifiers: dict[str, Any]
+                   ) -> tuple[list[str], list[Path], ModelSpec | None]:
+    """Model specs as `bench.load` reads them → (defenses, checkpoint files, the one user model)."""
+    defenses, files, specs = [], [], []
+    for model in models:
+        if isinstance(model, (nn.Module, ResolvedModel)):
+            raise BenchError("the gate re-evaluates what its baselines name: give models as specs (a defense, a "
+                             "checkpoint file, package.module:factory with weights=...), not loaded modules")
+        named = name_model(str(model))
+        if named.defense is not None:
+            defenses.append(named.defense)
+        elif named.checkpoint is not None:
+            files.append(named.checkpoint)
+        else:
+            specs.append(spec_with_options(str(named.model), qualifiers))
+    if len(specs) > 1:
+        raise BenchError("one user model per gate call: its qualifiers (weights=, mean=, ...) apply to it")
+    if not specs and any(v is not None for v in qualifiers.values()):
+        raise BenchError(f"{', '.join(k for k, v in qualifiers.items() if v is not None)} only apply to a user "
+                         "model spec (robustbench:NAME, package.module:factory, a model file)")
+    return defenses, files, specs[0] if specs else None
+
+
+def gate_check(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, dataset: str,
+               baselines: Path | str, n: int | None = None, attacks: str | Sequence[str] | None = None,
+               seed: int | None = None, label: str | None = None, sha256: str | None = None,
+               quiet: bool = True) -> GateReport:
+    """`check` with the models already sorted (what the CLI's --defense, --checkpoint, --model give)."""
+    protocol = _gate_protocol(dataset, n, attacks, seed)
+    targets, problems = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints,
+                                          model=model, label=label, sha256=sha256)
+    result = gate.check(targets, Path(baselines), protocol, problems, quiet=quiet)
+    return GateReport(result, gate.format_report(result, protocol, dataset))
+
+
+def gate_update(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, reason: str,
+                dataset: str, baselines: Path | str, n: int | None = None, attacks: str | Sequence[str] | None = None,
+                seed: int | None = None, label: str | None = None, sha256: str | None = None,
+                quiet: bool = True) -> list[Path]:
+    """`update_baselines` with the models already sorted."""
+    gate.require_reason(reason)  # before any folder is made
+    protocol = _gate_protocol(dataset, n, attacks, seed)
+    targets, problems = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints,
+                                          model=model, label=label, sha256=sha256, updating=True)
+    del problems  # a baseline whose checkpoint is gone is not re-blessed; `check` reports it
+    return gate.update(targets, Path(baselines), protocol, reason, quiet=quiet)
+
+
+def check(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
+          baselines: Path | str = Path("results/baselines"), n: int | None = None,
+          attacks: str | Sequence[str] | None = None, seed: int | None = None, label: str | None = None,
+          sha256: str | None = None, quiet: bool = True, **qualifiers: Any) -> GateReport:
+    """`bench check`: re-evaluate each model under the gate's protocol (default: every committed and
+    baselined checkpoint) and compare per-example flags with its baseline. A user model takes the
+    qualifiers (weights, trust_checkpoint, mean, std, input_range, model_dir); its baseline is
+    `label` (default: the loader's). `n`, `attacks`, `seed`: the gate protocol, default the
+    baselines' own; anything else makes every baseline a mismatch to re-bless."""
+    defenses, files, spec = _sorted_models(models, qualifiers)
+    return gate_check(defenses, files, spec, dataset=dataset, baselines=baselines, n=n, attacks=attacks, seed=seed,
+                      label=label, sha256=sha256, quiet=quiet)
+
+
+def update_baselines(models: Sequence[str | Path] = (), *, reason: str, dataset: str = "fashion-mnist",
+                     baselines: Path | str = Path("results/baselines"), n: int | None = None,
+                     attacks: str | Sequence[str] | None = None, seed: int | None = None, label: str | None = None,
+                     sha256: str | None = None, quiet: bool = True, **qualifiers: Any) -> list[Path]:
+    """`bench check --update-baseline --reason`: evaluate and write the baselines (keeping each
+    one's history); returns the files written."""
+    defenses, files, spec = _sorted_models(models, qualifiers)
+    return gate_update(defenses, files, spec, reason=reason, dataset=dataset, baselines=baselines, n=n,
+                       attacks=attacks, seed=seed, label=label, sha256=sha256, quiet=quiet)
 
 
 def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool = False) -> str:

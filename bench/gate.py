@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,54 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
     return [targets[k] for k in sorted(targets)], problems
 
 
+def validate_protocol(protocol: GateProtocol, dataset: str) -> None:
+    """A bad attack list or dataset is a usage error before anything is evaluated."""
+    from bench.attacks import build_attacks
+    from bench.committed import attack_context
+    from bench.data import DATASETS
+
+    build_attacks(protocol.attacks, DATASETS.get(dataset).default_threat().norm, attack_context(dataset))
+
+
+def requested_targets(dataset: str, baselines: Path, *, defenses: Sequence[str] = (), checkpoints: Sequence[Path] = (),
+                      model: ModelSpec | None = None, label: str | None = None, sha256: str | None = None,
+                      updating: bool = False) -> tuple[list[Target], list[str]]:
+    """The models a gate call names — every committed and baselined one when it names none — with
+    (targets, problems) as `default_targets` returns them. Names, files and folders are checked
+    first, and a user model is loaded once, so a typo or a model that does not load is a usage
+    error (exit 2), never a red gate (exit 1)."""
+    from bench.committed import committed_checkpoint
+    from bench.data import DATASETS
+    from bench.files import ensure_writable_dir
+    from bench.resolve import resolve
+    from bench.untrusted import readable_file
+    from defenses import DEFENSES
+
+    spec_norm = DATASETS.get(dataset).default_threat().norm.value
+    for name in defenses:
+        DEFENSES.get(name)
+        path = committed_checkpoint(dataset, name)
+        if path is None or not path.is_file():
+            raise BenchError(f"defense {name!r} has no committed {dataset} checkpoint to check")
+    for path in checkpoints:
+        readable_file(path, "--checkpoint")
+    if label is not None and model is None:
+        raise BenchError("--label names a --model's baseline: give --model too")
+    targets = [Target(d, dataset, defense=d) for d in defenses] + [Target(c.stem, dataset, checkpoint=c)
+                                                                    for c in checkpoints]
+    if model is not None:
+        loaded = resolve(dataset, spec_norm, model=model, sha256=sha256)
+        targets.append(Target(label or loaded.label, dataset, model=model))
+    if baselines.exists() and not baselines.is_dir():
+        raise BenchError(f"--baselines {baselines} is a file, not a folder")
+    if updating:  # gate.update insists on a reason before it evaluates anything
+        ensure_writable_dir(baselines / dataset, "--baselines")
+    elif not baselines.is_dir():
+        raise BenchError(f"no baselines folder at {baselines}: create baselines with "
+                         "`bench check --update-baseline --reason ...`")
+    return (targets, []) if targets else default_targets(dataset, baselines)
+
+
 @dataclass
 class GateResult:
     verdicts: list[Verdict]
@@ -302,10 +351,14 @@ def check(targets: list[Target], baselines: Path, protocol: GateProtocol, proble
     return GateResult(verdicts, problems)
 
 
-def update(targets: list[Target], baselines: Path, protocol: GateProtocol, reason: str,
-           quiet: bool = True) -> list[Path]:
+def require_reason(reason: str) -> None:
     if not reason.strip():
         raise BenchError("--update-baseline needs --reason TEXT: say why the numbers may change")
+
+
+def update(targets: list[Target], baselines: Path, protocol: GateProtocol, reason: str,
+           quiet: bool = True) -> list[Path]:
+    require_reason(reason)
     written = []
     for target in targets:
         path = baseline_path(baselines, target)

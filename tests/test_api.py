@@ -83,3 +83,33 @@ def test_bad_input_is_one_line(module, points, call, message):
     with pytest.raises(BenchError) as error:
         call(module, points[0][:4], points[1][:4])
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d: bench.check([torch.nn.Linear(2, 2)], baselines=d), "give models as specs"),
+    (lambda d: bench.check(["examples.toy_models:plain_smallcnn", "examples.toy_models:rounded_smallcnn"],
+                           baselines=d), "one user model per gate call"),
+    (lambda d: bench.check(["pgd-at"], weights="w.pt", baselines=d), "only apply to a user model spec"),
+    (lambda d: bench.check(["pgdat"], baselines=d), "pgd-at"),
+    (lambda d: bench.check(["pgd-at"], baselines=d / "none"), "no baselines folder"),
+    (lambda d: bench.check(["pgd-at"], attacks="pgdd", baselines=d), "Did you mean: pgd"),
+    (lambda d: bench.check(["pgd-at"], label="mine", baselines=d), "give --model too"),
+    (lambda d: bench.update_baselines(["pgd-at"], reason=" ", baselines=d), "needs --reason"),
+])
+def test_gate_calls_refuse_bad_input_before_evaluating_anything(call, message, tmp_path):
+    with pytest.raises(BenchError, match=re.escape(message)):
+        call(tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_the_cli_gate_is_the_api_gate(tmp_path, capsys):
+    """`bench check` prints what bench.check returns, for the same baselines and protocol."""
+    from bench.cli import main
+
+    options = dict(baselines=tmp_path, n=12, attacks="fgsm")
+    bench.update_baselines(["standard"], reason="test", **options)
+    report = bench.check(["standard"], **options)
+    code = main(["check", "--defense", "standard", "--baselines", str(tmp_path), "--n", "12", "--attack", "fgsm",
+                 "--quiet"])
+    assert code == 0 and report.passed
+    assert capsys.readouterr().out.strip() == str(report).strip()

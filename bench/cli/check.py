@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from bench.cli.arguments import positive_int, seed_value
 from bench.cli.model_options import MODEL_HELP, add_model_qualifiers
-
-if TYPE_CHECKING:
-    from bench.gate import Target
 
 CHECK_EXAMPLES = """examples:
   bench check                                       # every committed checkpoint vs results/baselines/
@@ -50,63 +47,19 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from bench import gate
+    from bench import api
+    from bench.cli.model_options import model_spec
 
-    protocol = gate.GateProtocol(n=args.n, attacks=args.attack, seed=args.seed)
-    user_model = _check_arguments(args)
-    problems: list[str] = []
-    if args.defense or args.checkpoint or user_model:
-        targets = [gate.Target(d, args.dataset, defense=d) for d in args.defense]
-        targets += [gate.Target(c.stem, args.dataset, checkpoint=c) for c in args.checkpoint]
-        targets += [user_model] if user_model else []
-    else:
-        targets, problems = gate.default_targets(args.dataset, args.baselines)
+    spec = model_spec(args)
     if args.update_baseline:
-        for path in gate.update(targets, args.baselines, protocol, args.reason, quiet=args.quiet):
+        for path in api.gate_update(args.defense, args.checkpoint, spec, reason=args.reason, **_gate_options(args)):
             print(f"wrote {path}")
         return 0
-    result = gate.check(targets, args.baselines, protocol, problems, quiet=args.quiet)
-    print(gate.format_report(result, protocol, args.dataset))
-    return 1 if result.failed else 0
+    report = api.gate_check(args.defense, args.checkpoint, spec, **_gate_options(args))
+    print(report)
+    return 0 if report.passed else 1
 
 
-def _check_arguments(args: argparse.Namespace) -> Target | None:
-    """Names, files and folders first: a typo is a usage error (exit 2), never a red gate (exit 1).
-    Returns the --model target, loaded once here so that a model that does not load is exit 2."""
-    from bench.attacks import build_attacks
-    from bench.cli.model_options import model_spec
-    from bench.committed import attack_context, committed_checkpoint
-    from bench.data import DATASETS
-    from bench.errors import BenchError
-    from bench.files import ensure_writable_dir
-    from bench.untrusted import readable_file
-    from defenses import DEFENSES
-
-    dataset = DATASETS.get(args.dataset)
-    spec_norm = dataset.default_threat().norm.value
-    build_attacks(args.attack, dataset.default_threat().norm, attack_context(args.dataset))
-    for name in args.defense:
-        DEFENSES.get(name)
-        path = committed_checkpoint(args.dataset, name)
-        if path is None or not path.is_file():
-            raise BenchError(f"defense {name!r} has no committed {args.dataset} checkpoint to check")
-    for path in args.checkpoint:
-        readable_file(path, "--checkpoint")
-    if args.label is not None and args.model is None:
-        raise BenchError("--label names a --model's baseline: give --model too")
-    spec = model_spec(args)
-    target = None
-    if spec is not None:
-        from bench.gate import Target
-        from bench.resolve import resolve
-
-        loaded = resolve(args.dataset, spec_norm, model=spec, sha256=args.sha256)
-        target = Target(args.label or loaded.label, args.dataset, model=spec)
-    if args.baselines.exists() and not args.baselines.is_dir():
-        raise BenchError(f"--baselines {args.baselines} is a file, not a folder")
-    if args.update_baseline:  # gate.update insists on a reason before it evaluates anything
-        ensure_writable_dir(args.baselines / args.dataset, "--baselines")
-    elif not args.baselines.is_dir():
-        raise BenchError(f"no baselines folder at {args.baselines}: create baselines with "
-                         "`bench check --update-baseline --reason ...`")
-    return target
+def _gate_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(dataset=args.dataset, baselines=args.baselines, n=args.n, attacks=args.attack, seed=args.seed,
+                label=args.label, sha256=args.sha256, quiet=args.quiet)
