@@ -129,12 +129,18 @@ def load(model: Model, *, dataset: str = "fashion-mnist", norm: str | None = Non
     spec = None
     if named.model is not None:
         spec = spec_with_options(named.model, qualifiers)
-    elif any(v is not None for v in qualifiers.values()):
-        raise BenchError(f"{', '.join(k for k, v in qualifiers.items() if v is not None)} only apply to a user "
-                         "model spec (robustbench:NAME, package.module:factory, a model file)")
+    else:
+        _refuse_stray_qualifiers(qualifiers)
     threat_norm = Norm.parse(norm) if norm else spec_dataset.default_threat().norm
     return resolve(dataset, threat_norm.value, defense=named.defense, checkpoint=named.checkpoint, model=spec,
                    sha256=sha256)
+
+
+def _refuse_stray_qualifiers(qualifiers: dict[str, Any]) -> None:
+    given = [k for k, v in qualifiers.items() if v is not None]
+    if given:
+        raise BenchError(f"{', '.join(given)} only apply to a user model spec (robustbench:NAME, "
+                         "package.module:factory, a model file)")
 
 
 def _threat(dataset: str, x: torch.Tensor | None, norm: str | None, eps: float | str | None) -> ThreatModel:
@@ -342,9 +348,8 @@ def _sorted_models(models: Sequence[str | Path], qualifiers: dict[str, Any]
             specs.append(spec_with_options(str(named.model), qualifiers))
     if len(specs) > 1:
         raise BenchError("one user model per gate call: its qualifiers (weights=, mean=, ...) apply to it")
-    if not specs and any(v is not None for v in qualifiers.values()):
-        raise BenchError(f"{', '.join(k for k, v in qualifiers.items() if v is not None)} only apply to a user "
-                         "model spec (robustbench:NAME, package.module:factory, a model file)")
+    if not specs:
+        _refuse_stray_qualifiers(qualifiers)
     return defenses, files, specs[0] if specs else None
 
 
@@ -367,9 +372,8 @@ def gate_update(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mod
     """`update_baselines` with the models already sorted."""
     gate.require_reason(reason)  # before any folder is made
     protocol = _gate_protocol(dataset, n, attacks, seed)
-    targets, problems = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints,
-                                          model=model, label=label, sha256=sha256, updating=True)
-    del problems  # a baseline whose checkpoint is gone is not re-blessed; `check` reports it
+    targets, _ = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints, model=model,
+                                   label=label, sha256=sha256, updating=True)  # problems: `check` reports them
     return gate.update(targets, Path(baselines), protocol, reason, quiet=quiet)
 
 
@@ -380,8 +384,9 @@ def check(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
     """`bench check`: re-evaluate each model under the gate's protocol (default: every committed and
     baselined checkpoint) and compare per-example flags with its baseline. A user model takes the
     qualifiers (weights, trust_checkpoint, mean, std, input_range, model_dir); its baseline is
-    `label` (default: the loader's). `n`, `attacks`, `seed`: the gate protocol, default the
-    baselines' own; anything else makes every baseline a mismatch to re-bless."""
+    `label` (default: the loader's). `n`, `attacks`, `seed`: the gate protocol, default
+    `GateProtocol()`'s (the committed baselines'); a baseline made under another is reported as one
+    to re-bless."""
     defenses, files, spec = _sorted_models(models, qualifiers)
     return gate_check(defenses, files, spec, dataset=dataset, baselines=baselines, n=n, attacks=attacks, seed=seed,
                       label=label, sha256=sha256, quiet=quiet)
