@@ -138,7 +138,7 @@ def test_a_number_from_an_older_version_of_its_attack_says_so_in_the_details():
     r = record({"fgsm": attack(flags, "fgsm"), "pgd": attack(flags, "pgd"), "aa-fast": attack(flags, "aa-fast")},
                label="m")
     assert current_protocol("fgsm") == "fgsm/v1" and current_protocol("pgd") != "pgd/v1"
-    assert current_protocol("no-such-attack") is None
+    assert current_protocol("no-such-attack") is None and current_protocol("external") is None
     markdown, _ = leaderboard.render([r])
     details = _details(markdown, "m")
     assert (f"- from an older protocol version: aa-fast (aa-fast/v1; now {current_protocol('aa-fast')}), "

@@ -225,10 +225,15 @@ def build_attack(name: str, params: dict[str, str] | None = None,
 
 def current_protocol(name: str) -> str | None:
     """The protocol (name/version) a registered attack runs today in its default configuration,
-    None for a name no longer registered: what a record's protocol is compared with."""
+    None for a name no longer registered or one with no default configuration (`external` needs
+    its file): what a record's protocol is compared with."""
     if name not in ATTACKS:
         return None
-    return ATTACKS.get(name).build(make_config(name, {})).protocol
+    try:
+        config = make_config(name, {})
+    except BenchError:
+        return None
+    return ATTACKS.get(name).build(config).protocol
 
 
 ADAPTIVE = "adaptive"  # the `--attack` token that expands to the defense's adaptive attacks
