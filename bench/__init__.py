@@ -1,6 +1,7 @@
 """Robustness benchmarking harness: attacks, evaluation, run records and the `bench` CLI.
 
-The Python API (`bench.evaluate`, `bench.attack`, `bench.load`, `bench.audit`,
+The Python API (`bench.evaluate`, `bench.attack`, `bench.load`, `bench.train`, `bench.sweep`, `bench.inspect`,
+`bench.audit`,
 `bench.leaderboard`, `bench.check`, `bench.update_baselines`; docs/api.md) is imported on first
 use, so the CLI starts without torch.
 """
@@ -9,8 +10,8 @@ from typing import Any
 
 from bench.version import VERSION as __version__
 
-API = ("evaluate", "attack", "load", "audit", "leaderboard", "check", "update_baselines", "Evaluation", "Attacked",
-       "Estimate", "GateReport")
+API = ("evaluate", "attack", "load", "train", "sweep", "inspect", "audit", "leaderboard", "check", "update_baselines",
+       "Evaluation", "Attacked", "Estimate", "Trained", "Sweep", "SweepOutcome", "Inspection", "GateReport")
 __all__ = [*API, "__version__"]
 
 

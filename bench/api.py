@@ -15,7 +15,7 @@ point is the CLI's for the same seed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ from tabulate import tabulate
 from torch import nn
 
 from bench import gate
+from bench.attacks import AttackSpec, parse_attacks
 from bench.config import RunConfig
 from bench.data import DATASETS, Split, select_indices
 from bench.data import load as load_data
+from bench.derived import Derived, rebuild
 from bench.errors import BenchError
 from bench.gate import GateProtocol, GateResult, requested_targets, validate_protocol
 from bench.harness import RunResult, evaluate_on
+from bench.inspect_model import Inspection
 from bench.masking_audit import Audit, AuditConfig, run_audit
 from bench.resolve import ResolvedModel, in_process, name_model, resolve
 from bench.schema import WORST_CASE, RunPurpose
@@ -179,8 +182,11 @@ def _classes(resolved: ResolvedModel, x: torch.Tensor) -> int:
         module.train(training)
 
 
-def _attack_text(attacks: str | Sequence[str]) -> str:
-    return attacks if isinstance(attacks, str) else ",".join(attacks)
+def _attack_specs(attacks: str | Sequence[str]) -> tuple[AttackSpec, ...]:
+    """The attacks as the caller wrote them ("fgsm,pgd:steps=50" or ["fgsm", "pgd:steps=50"]), parsed."""
+    if isinstance(attacks, str):
+        return parse_attacks(attacks)
+    return tuple(spec for text in attacks for spec in parse_attacks(text))
 
 
 # ------------------------------------------------------------------ evaluation
@@ -197,14 +203,14 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
     must be a module or what `bench.load` returned, and nothing can be saved (records are of
     test-split points). `model_options` go to `bench.load` (weights, sha256, trust_checkpoint, ...)."""
     name, points = (dataset, None) if isinstance(dataset, str) else (TENSORS, dataset)
-    return _evaluation(_run(model, name, points, _attack_text(attacks), n=n, eps=eps, norm=norm, seed=seed,
+    return _evaluation(_run(model, name, points, _attack_specs(attacks), n=n, eps=eps, norm=norm, seed=seed,
                             sample_seed=sample_seed, device=device, batch_size=batch_size, save=save,
                             results_dir=Path(results_dir), data_dir=data_dir, cascade=cascade,
                             allow_randomized=allow_randomized, quiet=quiet, keep_adversarials=False,
                             model_options=model_options))
 
 
-def _run(model: Model, name: str, points: Points | None, attacks: str, *, n: int | None, eps: float | str | None,
+def _run(model: Model, name: str, points: Points | None, attacks: tuple[AttackSpec, ...], *, n: int | None, eps: float | str | None,
          norm: str | None, seed: int, sample_seed: int | None, device: str | None, batch_size: int, save: bool,
          results_dir: Path, data_dir: Path | str | None, cascade: bool, allow_randomized: bool, quiet: bool,
          keep_adversarials: bool, model_options: dict[str, Any]) -> RunResult:
@@ -221,7 +227,7 @@ def _run(model: Model, name: str, points: Points | None, attacks: str, *, n: int
     resolved = load(model, dataset=name, norm=norm, **model_options)
     threat = _threat(name, given[0] if given is not None else None, norm, eps)
     defense = _defense_of(resolved)
-    cfg = RunConfig(dataset=name, threat=threat, attacks_text=attacks, defense=defense, in_process=defense is None,
+    cfg = RunConfig(dataset=name, threat=threat, attack_specs=attacks, defense=defense, in_process=defense is None,
                     n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device or "auto",
                     save_adv=keep_adversarials, results_dir=results_dir,
                     data_dir=Path(data_dir) if data_dir is not None else None, allow_randomized=allow_randomized,
@@ -265,7 +271,7 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
     """One attack (`spec` as the CLI writes it, e.g. "pgd:steps=50,restarts=2") on the given
     points. A spec-string `model` is loaded for `dataset`."""
     resolved = load(model, dataset=dataset, norm=norm, **model_options)
-    result = _run(resolved, dataset, (x, y), spec, n=None, eps=eps, norm=norm, seed=seed, sample_seed=None, device=device,
+    result = _run(resolved, dataset, (x, y), _attack_specs(spec), n=None, eps=eps, norm=norm, seed=seed, sample_seed=None, device=device,
                   batch_size=batch_size, save=False, results_dir=Path("results/runs"), data_dir=None, cascade=False,
                   allow_randomized=False, quiet=True, keep_adversarials=True, model_options={})
     store = result.adversarials
@@ -277,10 +283,29 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
 
 # ------------------------------------------------------------------ audits and leaderboards
 
+def inspect(model: Model, *, dataset: str | None = None, norm: str | None = None, eps: float | str | None = None,
+            device: str | None = None, data_dir: Path | str | None = None, sha256: str | None = None,
+            allow_randomized: bool = False, **qualifiers: Any) -> Inspection:
+    """`bench inspect`: what the suite knows about a model before attacking it (source, hash,
+    architecture, declared input, the interfaces adaptive attacks use, what `adaptive` runs on it)
+    and whether it passes the guards. `dataset` defaults to a checkpoint's own, else fashion-mnist."""
+    from bench.inspect_model import describe
+
+    checkpoint = name_model(str(model)).checkpoint if isinstance(model, (str, Path)) else None
+    name = RunConfig.resolve_dataset(dataset, checkpoint)
+    threat = _threat(name, None, norm, eps)
+    resolved = load(model, dataset=name, norm=norm, sha256=sha256, **qualifiers)
+    defense = _defense_of(resolved)
+    cfg = RunConfig(dataset=name, threat=threat, attack_specs=parse_attacks("adaptive"), defense=defense,
+                    in_process=defense is None, device=device or "auto",
+                    data_dir=Path(data_dir) if data_dir is not None else None, allow_randomized=allow_randomized)
+    return describe(resolved, cfg)
+
+
 def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, eps: float | str | None = None,
           norm: str | None = None, seed: int = 0, device: str | None = None, sha256: str | None = None,
           results_dir: Path | str = Path("results/runs"), audits_dir: Path | str | None = None,
-          binarization_points: int = 100, binarization_attacks: str | None = None, **qualifiers: Any) -> Audit:
+          binarization_points: int = 100, binarization_attacks: str | Sequence[str] | None = None, **qualifiers: Any) -> Audit:
     """`bench audit` as a call: it reuses and writes run records in `results_dir` (they are its
     evidence), so the model must be one the records can name: a defense, a checkpoint or a spec
     (`qualifiers`: weights, trust_checkpoint, mean, std, input_range, model_dir).
@@ -295,7 +320,7 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
                          "(a defense, a checkpoint file, package.module:factory with weights=...)")
     load(model, dataset=dataset, norm=norm, sha256=sha256, **qualifiers)  # a bad model fails before any attack
     named = name_model(str(model))
-    run = RunConfig(dataset=dataset, threat=_threat(dataset, None, norm, eps), attacks_text=STANDARD_ATTACKS,
+    run = RunConfig(dataset=dataset, threat=_threat(dataset, None, norm, eps), attack_specs=STANDARD_ATTACKS,
                     defense=named.defense, checkpoint=named.checkpoint,
                     model=spec_with_options(named.model, qualifiers) if named.model else None, sha256=sha256, n=n,
                     seed=seed, device=device or "auto", results_dir=Path(results_dir), quiet=True)
@@ -305,7 +330,8 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
     return run_audit(AuditConfig(run, audits_dir=Path(audits_dir) if audits_dir else
                                  derived_root(run.results_dir) / "audits",
                                  binarization=settings,
-                                 binarization_attacks=binarization_attacks or BINARIZATION_ATTACKS))
+                                 binarization_attacks=BINARIZATION_ATTACKS if binarization_attacks is None
+                                 else _attack_specs(binarization_attacks)))
 
 
 @dataclass(frozen=True)
@@ -326,19 +352,20 @@ class GateReport:
 def _gate_protocol(dataset: str, n: int | None, attacks: str | Sequence[str] | None, seed: int | None) -> GateProtocol:
     default = GateProtocol()
     protocol = GateProtocol(n=default.n if n is None else n, seed=default.seed if seed is None else seed,
-                            attacks=default.attacks if attacks is None else _attack_text(attacks))
+                            attacks=default.attacks if attacks is None else _attack_specs(attacks))
     validate_protocol(protocol, dataset)
     return protocol
 
 
-def _sorted_models(models: Sequence[str | Path], qualifiers: dict[str, Any]
+def _sorted_models(models: Sequence[str | Path], qualifiers: dict[str, Any], what: str = "gate"
                    ) -> tuple[list[str], list[Path], ModelSpec | None]:
     """Model specs as `bench.load` reads them → (defenses, checkpoint files, the one user model)."""
     defenses, files, specs = [], [], []
     for model in models:
         if isinstance(model, (nn.Module, ResolvedModel)):
-            raise BenchError("the gate re-evaluates what its baselines name: give models as specs (a defense, a "
-                             "checkpoint file, package.module:factory with weights=...), not loaded modules")
+            raise BenchError(f"the {what} keeps its evidence in files that must name each model: give models as "
+                             "specs (a defense, a checkpoint file, package.module:factory with weights=...), "
+                             "not loaded modules")
         named = name_model(str(model))
         if named.defense is not None:
             defenses.append(named.defense)
@@ -347,7 +374,7 @@ def _sorted_models(models: Sequence[str | Path], qualifiers: dict[str, Any]
         else:
             specs.append(spec_with_options(str(named.model), qualifiers))
     if len(specs) > 1:
-        raise BenchError("one user model per gate call: its qualifiers (weights=, mean=, ...) apply to it")
+        raise BenchError(f"one user model per {what} call: its qualifiers (weights=, mean=, ...) apply to it")
     if not specs:
         _refuse_stray_qualifiers(qualifiers)
     return defenses, files, specs[0] if specs else None
@@ -403,11 +430,149 @@ def update_baselines(models: Sequence[str | Path] = (), *, reason: str, dataset:
                        attacks=attacks, seed=seed, label=label, sha256=sha256, quiet=quiet)
 
 
+# ------------------------------------------------------------------ training
+
+RECIPE_OVERRIDES = ("arch", "epochs", "batch_size", "lr", "momentum", "weight_decay", "eps", "attack_steps",
+                    "train_points", "init", "seed")  # the recipe fields a call (or `bench train`) may change
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A checkpoint `bench.train` wrote: its file (the sidecar beside it), hash, the epoch chosen on
+    held-out data with its scores (keys epoch, clean, robust: PGD-10) and the training time."""
+
+    path: Path
+    sha256: str
+    held_out: dict[str, float]
+    seconds: float
+
+    def __str__(self) -> str:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in self.held_out.items() if k != "epoch")
+        return (f"wrote {self.path} (sha256 {self.sha256[:16]}…) in {self.seconds:.0f} s; selected epoch "
+                f"{int(self.held_out['epoch'])} on held-out data: {scores}")
+
+
+def train(defense: str, *, dataset: str = "fashion-mnist", out: Path | str | None = None, budget: str = "recipe",
+          params: dict[str, Any] | None = None, data_dir: Path | str | None = None, device: str | None = None,
+          resume: bool = False, overwrite: bool = False, max_train_points: int | None = None, quiet: bool = True,
+          **recipe: Any) -> Trained | None:
+    """`bench train`: train a registered defense with its dataset recipe (`recipe`: overrides of
+    RECIPE_OVERRIDES, e.g. epochs=2; `params`: the method's own hyper-parameters), select the best
+    epoch on held-out data and write checkpoint + sidecar (default: where the committed ones live;
+    an existing file is refused unless `overwrite`). None on a torchrun rank other than 0."""
+    import difflib
+
+    from bench.device import resolve_device
+    from bench.files import ensure_writable_file
+    from defenses import trainer
+
+    for key in recipe:
+        if key not in RECIPE_OVERRIDES:
+            close = difflib.get_close_matches(key, RECIPE_OVERRIDES, n=2)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise BenchError(f"{key!r} is not a recipe field.{hint} Fields: {', '.join(RECIPE_OVERRIDES)}")
+    overrides: dict[str, Any] = {**recipe, "params": dict(params) if params else None}
+    job = trainer.resolve_job(defense, dataset, overrides, Path(out) if out is not None else None, budget=budget,
+                              data_dir=Path(data_dir) if data_dir is not None else None, resume=resume, quiet=quiet,
+                              max_train_points=max_train_points, device=device or "auto")
+    resolve_device(job.device)  # a bad device is refused before any data is read
+    ensure_writable_file(job.out, "--out", overwrite=overwrite)  # before an epoch is spent
+    sidecar = trainer.train(job)
+    if not sidecar:
+        return None
+    return Trained(job.out, str(sidecar["sha256"]), {k: float(v) for k, v in sidecar["held_out"].items()},
+                   float(sidecar["train_seconds"]))
+
+
+# ------------------------------------------------------------------ sweeps
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """One model at one ε of a sweep: the run of what was not recorded yet (None when everything
+    was) and the attack labels it skipped because a record has them."""
+
+    label: str
+    skipped: tuple[str, ...]
+    run: RunResult | None
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        return None if self.run is None else _evaluation(self.run)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep did per model and ε, and the derived files it rebuilt from all the records."""
+
+    outcomes: tuple[SweepOutcome, ...]
+    derived: Derived
+
+
+def sweep_models(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, dataset: str,
+                 attacks: str | Sequence[str] = DEFAULT_ATTACKS, eps: float | str | None = None,
+                 eps_sweep: Sequence[float] | None = None, norm: str | None = None, n: int | None = None,
+                 sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
+                 data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
+                 sha256: str | None = None, force: bool = False, quiet: bool = True,
+                 on_outcome: Callable[[SweepOutcome], None] | None = None) -> Sweep:
+    """`sweep` with the models already sorted (what the CLI's --checkpoints-dir and --model give)."""
+    from bench import sweeps as planner
+
+    DATASETS.get(dataset)
+    if eps is not None and eps_sweep is not None:
+        raise BenchError("give eps or eps_sweep, not both")
+    if not (defenses or checkpoints or model):
+        defenses = planner.registered_checkpoints(dataset)
+    models: list[dict[str, Any]] = ([{"defense": d} for d in defenses] + [{"checkpoint": p} for p in checkpoints]
+                                    + ([{"model": model}] if model is not None else []))
+    if eps_sweep is not None:
+        if not eps_sweep:
+            raise BenchError("eps_sweep names no ε")
+        threats = [(RunConfig.resolve_threat(dataset, norm, str(e)), RunPurpose.EPS_SWEEP) for e in eps_sweep]
+    else:
+        threats = [(RunConfig.resolve_threat(dataset, norm, None if eps is None else str(eps)), RunPurpose.EVALUATION)]
+    specs = _attack_specs(attacks)
+    targets = [RunConfig(dataset=dataset, threat=threat, purpose=purpose, attack_specs=specs, n=n,
+                         sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device or "auto",
+                         data_dir=Path(data_dir) if data_dir is not None else None, results_dir=Path(results_dir),
+                         resume=None, quiet=quiet, sha256=sha256, **chosen)
+               for chosen in models for threat, purpose in threats]
+    for target in targets:
+        target.attacks()  # a bad attack list fails before anything runs
+    outcomes: list[SweepOutcome] = []
+
+    def collect(item: planner.SweepItem, result: RunResult | None) -> None:
+        outcomes.append(SweepOutcome(item.label, tuple(item.skipped), result))
+        if on_outcome is not None:
+            on_outcome(outcomes[-1])
+
+    planner.run(planner.plan(targets, force), collect)
+    return Sweep(tuple(outcomes), rebuild(Path(results_dir), with_leaderboard=True))
+
+
+def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
+          attacks: str | Sequence[str] = DEFAULT_ATTACKS, eps: float | str | None = None,
+          eps_sweep: Sequence[float] | None = None, norm: str | None = None, n: int | None = None,
+          sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
+          data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
+          sha256: str | None = None, force: bool = False, quiet: bool = True,
+          on_outcome: Callable[[SweepOutcome], None] | None = None, **qualifiers: Any) -> Sweep:
+    """`bench sweep`: the attacks over each model (default: every committed checkpoint of the
+    dataset), at `eps` or at each ε of `eps_sweep`, running only what no record in `results_dir`
+    has (`force=True` reruns it), then rebuilding results.csv and the leaderboard beside it.
+    Models are specs (defenses, checkpoint files, one user model with its qualifiers: weights,
+    trust_checkpoint, mean, std, input_range, model_dir); `on_outcome` sees each as it finishes."""
+    defenses, files, spec = _sorted_models(models, qualifiers, "sweep")
+    return sweep_models(defenses, files, spec, dataset=dataset, attacks=attacks, eps=eps, eps_sweep=eps_sweep,
+                        norm=norm, n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device,
+                        data_dir=data_dir, results_dir=results_dir, sha256=sha256, force=force, quiet=quiet,
+                        on_outcome=on_outcome)
+
+
 def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool = False) -> str:
     """The leaderboard's markdown from the records in `results_dir`; `write=True` also rewrites
     LEADERBOARD.md, its plots and results.csv beside them, as `bench leaderboard` does."""
     from bench import leaderboards as board
-    from bench.derived import rebuild
     from bench.schema import load_records
 
     runs = Path(results_dir)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from bench.attacks import format_attacks
 from bench.binarization import BinarizationResult
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
@@ -29,7 +30,7 @@ def _binarization_summary(result: BinarizationResult | None, cfg: AuditConfig) -
     if result is None:
         return None
     settings = result.settings
-    return {"applicable": result.applicable, "note": result.reason, "attack_list": cfg.binarization_attacks,
+    return {"applicable": result.applicable, "note": result.reason, "attack_list": format_attacks(cfg.binarization_attacks),
             "settings": {"points": settings.points, "inner": settings.inner, "boundary": settings.boundary,
                          "gap": settings.gap, "closeness": settings.closeness, "validation": settings.validation,
                          "random_draws": settings.random_draws},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.attacks import Attack, build_attacks
+from bench.attacks import Attack, AttackSpec, build_attacks
 from bench.committed import attack_context
 from bench.data import DATASETS
 from bench.device import resolve_device
@@ -24,7 +24,7 @@ RANDOMIZED_DRAWS = 21  # odd, so that a vote between two classes cannot tie
 class RunConfig:
     dataset: str
     threat: ThreatModel
-    attacks_text: str
+    attack_specs: tuple[AttackSpec, ...]
     defense: str | None = None
     checkpoint: Path | None = None
     model: ModelSpec | None = None
@@ -67,7 +67,7 @@ class RunConfig:
 
     def attacks(self) -> list[Attack]:
         known = self.dataset if self.dataset in DATASETS else None  # points given as tensors name no dataset
-        return build_attacks(self.attacks_text, self.threat.norm, attack_context(known, self.defense_name()))
+        return build_attacks(self.attack_specs, self.threat.norm, attack_context(known, self.defense_name()))
 
     def defense_name(self) -> str | None:
         """The registered defense behind the model: named, or in the checkpoint's sidecar."""
@@ -86,6 +86,21 @@ class RunConfig:
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
+
+    @staticmethod
+    def resolve_dataset(dataset: str | None, checkpoint: Path | None) -> str:
+        """The dataset asked for, else the one a checkpoint's sidecar was trained on, else
+        fashion-mnist; a checkpoint trained on another dataset than the one asked for is refused."""
+        if checkpoint is not None and checkpoint.is_file():
+            from defenses.checkpoints import read_sidecar
+
+            trained_on = read_sidecar(checkpoint)["dataset"]
+            if dataset and trained_on and dataset != trained_on:
+                raise BenchError(f"{checkpoint} was trained on {trained_on}, not {dataset}")
+            dataset = dataset or trained_on
+        dataset = dataset or "fashion-mnist"
+        DATASETS.get(dataset)
+        return dataset
 
     @staticmethod
     def resolve_threat(dataset: str, norm_text: str | None, eps_text: str | None) -> ThreatModel:

@@ -14,6 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from bench import adversarials, data
+from bench.attacks.specs import POSITIONAL, AttackSpec
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.files import sha256_file
@@ -40,8 +41,9 @@ def verify_adversarials(cfg: RunConfig, path: Path, *, name: str | None = None, 
         raise BenchError(f"{path}: adversarial examples for {found.threat.label}, not {threat.label}")
     x, y = test.batch(found.index)
     found.check_against(x)
-    params = "".join(f",{k}={v}" for k, v in (("name", name), ("source", source), ("sha256", sha256_file(path))) if v)
-    run = dataclasses.replace(cfg, threat=found.threat, attacks_text=f"external:{path}{params}",
+    params = [(k, v) for k, v in (("name", name), ("source", source), ("sha256", sha256_file(path))) if v]
+    spec = AttackSpec("external", ((POSITIONAL, str(path)), *params))
+    run = dataclasses.replace(cfg, threat=found.threat, attack_specs=(spec,),
                               selection=f"the points of {path.name}", n=None, sample_seed=None)
     attacks = run.attacks()
     resolved = resolve_model(run)

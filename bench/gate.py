@@ -27,7 +27,6 @@ Baselines are JSON files under results/baselines/<dataset>/<label>.json, re-bles
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.attacks.specs import AttackSpec, format_attacks, parse_attacks
 from bench.committed import committed_defenses
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -59,9 +59,13 @@ class GateProtocol:
     """What `bench check` runs. Changing any field invalidates every baseline (re-bless)."""
 
     n: int = 500
-    attacks: str = "fgsm,pgd,cw,apgd-ce"
+    attacks: tuple[AttackSpec, ...] = parse_attacks("fgsm,pgd,cw,apgd-ce")
     seed: int = 0
     batch_size: int = 500
+
+    def as_json(self) -> dict[str, Any]:
+        """As a baseline stores it (the attacks as their `--attack` text)."""
+        return {"n": self.n, "attacks": format_attacks(self.attacks), "seed": self.seed, "batch_size": self.batch_size}
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,7 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> dict
 
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         cfg = RunConfig(dataset=target.dataset, threat=DATASETS.get(target.dataset).default_threat(),
-                        attacks_text=protocol.attacks, defense=target.defense, checkpoint=target.checkpoint,
+                        attack_specs=protocol.attacks, defense=target.defense, checkpoint=target.checkpoint,
                         model=target.model, n=protocol.n, seed=protocol.seed, batch_size=protocol.batch_size,
                         results_dir=Path(tmp), quiet=quiet)
         return evaluate(cfg).record
@@ -167,9 +171,9 @@ def read_baseline(path: Path) -> dict[str, Any]:
 def compare(target: Target, path: Path, baseline: dict[str, Any], record: dict[str, Any],
             protocol: GateProtocol) -> Verdict:
     verdict = Verdict(target, path)
-    if baseline["protocol"] != dataclasses.asdict(protocol):
+    if baseline["protocol"] != protocol.as_json():
         verdict.identity.append(f"baseline protocol {baseline['protocol']} differs from the gate's "
-                                f"{dataclasses.asdict(protocol)}: re-bless")
+                                f"{protocol.as_json()}: re-bless")
     if baseline["checkpoint"]["sha256"] != record["model"]["sha256"]:
         verdict.identity.append(f"checkpoint changed: sha256 {baseline['checkpoint']['sha256'][:16]}… in the "
                                 f"baseline, {record['model']['sha256'][:16]}… now")
@@ -218,7 +222,7 @@ def new_baseline(record: dict[str, Any], target: Target, protocol: GateProtocol,
     history.append({"date": now_iso(), "reason": reason, "git_sha": git_sha(),
                     "sha256": record["model"]["sha256"],
                     "summary": {name: flags.count("1") for name, flags in _flags_of(record).items()}})
-    return {"baseline_version": BASELINE_VERSION, "protocol": dataclasses.asdict(protocol),
+    return {"baseline_version": BASELINE_VERSION, "protocol": protocol.as_json(),
             "dataset": target.dataset, "threat": record["threat"],
             "checkpoint": {"label": target.label, "path": record["model"]["path"],
                            "sha256": record["model"]["sha256"], "input": record["model"]["input"],
@@ -375,7 +379,7 @@ def format_report(result: GateResult, protocol: GateProtocol, dataset: str) -> s
     rows = [[v.target.label, m.name, m.baseline_count, m.count, m.to_robust, m.to_broken,
              m.margin_changes if m.passes else "", m.problem() or "ok"]
             for v in result.verdicts for m in v.measures]
-    lines = [f"bench check on {dataset}: first {protocol.n} test points, attacks {protocol.attacks}, seed "
+    lines = [f"bench check on {dataset}: first {protocol.n} test points, attacks {format_attacks(protocol.attacks)}, seed "
              f"{protocol.seed}; red when a measure has more than {churn_limit(protocol.n)} flips (noise rate "
              f"{NOISE_RATE:.1%}, α={ALPHA}) or as many attack outputs move, when a one-sided sign test on the "
              f"flips has p < {ALPHA}, or an attack's passes per example change by more than {PASS_TOLERANCE:.0%}",

@@ -23,7 +23,7 @@ import torch
 
 from bench import data
 from bench.adversarials import AdversarialStore
-from bench.attacks import Attack, AttackOutput
+from bench.attacks import Attack, AttackOutput, format_attacks
 from bench.config import RunConfig
 from bench.files import ensure_writable_dir
 from bench.guards import check_input_range, preflight
@@ -222,7 +222,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
             "warnings": prog.warnings}
     warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]
     return {
-        "config": {"attacks": cfg.attacks_text, "seed": cfg.seed, "batch_size": cfg.batch_size,
+        "config": {"attacks": format_attacks(cfg.attack_specs), "seed": cfg.seed, "batch_size": cfg.batch_size,
                    "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size,
                    **({"randomized_draws": randomized_draws, "randomized_rule": "majority vote"}
                       if randomized_draws else {})},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ from bench.config import RunConfig
 from bench.errors import BenchError, ModelGuardError
 from bench.guards import check_input_range, preflight
 from bench.harness import under_test
-from bench.resolve import resolve_model
+from bench.resolve import ResolvedModel
 
 SAMPLE_POINTS = 64
 
@@ -31,8 +32,22 @@ def _sample(cfg: RunConfig) -> tuple[torch.Tensor, str]:
             f"{SAMPLE_POINTS} uniform-noise inputs ({cfg.dataset} is not on disk)"
 
 
-def describe(cfg: RunConfig) -> list[tuple[str, str]]:
-    resolved = resolve_model(cfg)
+@dataclass(frozen=True)
+class Inspection:
+    """What the suite knows about a model: one (what, value) row per fact, and whether the model
+    passed the guards every evaluation runs first (logit shape, finite, not probabilities,
+    deterministic unless allowed)."""
+
+    rows: tuple[tuple[str, str], ...]
+    guards_passed: bool
+
+    def __str__(self) -> str:
+        return "\n".join(f"{key:20s} {value}" for key, value in self.rows)
+
+
+def describe(resolved: ResolvedModel, cfg: RunConfig) -> Inspection:
+    """`cfg`: the dataset, device, data folder and randomness allowance; its attacks are the ones
+    `--attack adaptive` would run on this model."""
     spec = data.DATASETS.get(cfg.dataset)
     module = resolved.module
     params = sum(p.numel() for p in module.parameters())
@@ -52,9 +67,10 @@ def describe(cfg: RunConfig) -> list[tuple[str, str]]:
                 classes = int(model(x[:2].to(model.device)).shape[1])
             guards = "passed (logits of shape N×K, K = dataset classes, finite, not probabilities, deterministic)"
             guards += "".join(f"; warning: {w}" for w in warnings)
+            passed = True
         except ModelGuardError as exc:
-            classes, guards = spec.num_classes, f"FAILED: {exc}"
-    return [
+            classes, guards, passed = spec.num_classes, f"FAILED: {exc}", False
+    rows = (
         ("model", resolved.label), ("source", resolved.source), ("file", str(resolved.path)),
         ("sha256", resolved.sha256),
         ("architecture", f"{type(module).__name__}" + (f" ({side['arch']})" if side.get("arch") not in
@@ -65,4 +81,5 @@ def describe(cfg: RunConfig) -> list[tuple[str, str]]:
         ("adaptive interfaces", ", ".join(interfaces) or "none"),
         ("--attack adaptive", ", ".join(adaptive)),
         ("guards", f"{guards} — on {where}"),
-    ]
+    )
+    return Inspection(rows, passed)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bench import data, sanity
-from bench.attacks import Attack, build_attacks
+from bench.attacks import Attack, AttackSpec, build_attacks, parse_attacks
 from bench.attacks.autoattack import AA_LOGGER, captured_autoattack_log
 from bench.binarization import PASS_RATE, BinarizationResult, BinarizationSettings, run_binarization
 from bench.committed import attack_context
@@ -40,11 +40,15 @@ from bench.resolve import ResolvedModel, resolve_model
 from bench.schema import RunPurpose, has_per_attack_flags, load_records
 from bench.stats import wilson_interval
 
-STANDARD_ATTACKS = "fgsm,pgd,cw,aa"
-BASELINE_ATTACKS = "noise"  # what every attack must beat: random draws of the ε-ball
-RANDOMIZED_ATTACK = "eot-pgd"  # joins the adaptive attacks of a randomized model (--allow-randomized)
-STRENGTH_LADDER = "pgd:steps=5,pgd,pgd:steps=100,pgd:restarts=3"
-BINARIZATION_ATTACKS = "pgd,apgd"  # the standard list's iterative attacks (apgd: AutoAttack's first stage)
+Specs = tuple[AttackSpec, ...]
+STANDARD_ATTACKS = parse_attacks("fgsm,pgd,cw,aa")
+ADAPTIVE_ATTACKS = parse_attacks("adaptive")
+BASELINE_ATTACKS = parse_attacks("noise")  # what every attack must beat: random draws of the ε-ball
+RANDOMIZED_ATTACK = AttackSpec("eot-pgd")  # joins the adaptive attacks of a randomized model (--allow-randomized)
+STRENGTH_LADDER = parse_attacks("pgd:steps=5,pgd,pgd:steps=100,pgd:restarts=3")
+BINARIZATION_ATTACKS = parse_attacks("pgd,apgd")  # the standard list's iterative attacks (apgd: AA's first stage)
+EPS_LADDER_ATTACKS = parse_attacks("fgsm,pgd")
+UNBOUNDED_ATTACKS = parse_attacks("pgd")
 EPS_MULTIPLES = (1.0, 2.0, 3.0)  # plus the collapse ε, where every input reaches the same image
 PROBE_POINTS = 100
 GRADIENT_ALLOWANCE = 0.10  # share of probed points with a zero / non-finite gradient before failing
@@ -66,19 +70,19 @@ MASKING_CHECKS = {sanity.Check.GRADIENTS, sanity.Check.BLACK_BOX, sanity.Check.E
 @dataclass(frozen=True)
 class AuditConfig:
     run: RunConfig  # model, dataset, threat, points, seed, results folder
-    standard: str = STANDARD_ATTACKS
-    adaptive: str = "adaptive"
-    baseline: str = BASELINE_ATTACKS
-    strength: str = STRENGTH_LADDER
+    standard: Specs = STANDARD_ATTACKS
+    adaptive: Specs = ADAPTIVE_ATTACKS
+    baseline: Specs = BASELINE_ATTACKS
+    strength: Specs = STRENGTH_LADDER
     audits_dir: Path = Path("results/audits")
     binarization: BinarizationSettings | None = BinarizationSettings()  # None: not run
-    binarization_attacks: str = BINARIZATION_ATTACKS
+    binarization_attacks: Specs = BINARIZATION_ATTACKS
 
     def __post_init__(self) -> None:
         """Every attack list is checked before the first attack runs."""
         context = attack_context(self.run.dataset, self.run.defense_name())
-        for text in (self.standard, self.adaptive, self.baseline, self.strength, self.binarization_attacks):
-            build_attacks(text, self.run.threat.norm, context)
+        for specs in (self.standard, self.adaptive, self.baseline, self.strength, self.binarization_attacks):
+            build_attacks(specs, self.run.threat.norm, context)
 
 
 @dataclass
@@ -210,16 +214,16 @@ def ensure_recorded(cfg: RunConfig, sha: str, indices: set[int]) -> dict[str, di
     records = load_records(cfg.results_dir) if cfg.results_dir.is_dir() else []
     attacks = cfg.attacks()
     chosen = {a.label: r for a in attacks if (r := _covering(records, sha, cfg, indices, a)) is not None}
-    missing = [a.label for a in attacks if a.label not in chosen]
+    missing = [a for a in attacks if a.label not in chosen]
     if missing:
-        result = evaluate(dataclasses.replace(cfg, attacks_text=",".join(missing), resume=None))
+        result = evaluate(dataclasses.replace(cfg, attack_specs=tuple(a.spec for a in missing), resume=None))
         assert result.record_path is not None, "the audit runs in one process"
         record = {**result.record, "_file": result.record_path.name}
-        chosen.update({label: record for label in missing})
+        chosen.update({a.label: record for a in missing})
     return {a.label: chosen[a.label] for a in attacks}
 
 
-def _ladders(cfg: RunConfig, strength: str, sha: str, indices: set[int], spec: data.DatasetSpec
+def _ladders(cfg: RunConfig, strength: Specs, sha: str, indices: set[int], spec: data.DatasetSpec
              ) -> list[dict[str, Any]]:
     """ε and strength ladders, run on the audit points only when none is recorded for the model."""
     records = [r for r in (load_records(cfg.results_dir) if cfg.results_dir.is_dir() else [])
@@ -230,15 +234,15 @@ def _ladders(cfg: RunConfig, strength: str, sha: str, indices: set[int], spec: d
         for eps in sorted({min(m * cfg.threat.eps, top) for m in EPS_MULTIPLES} | {top}):
             if eps != cfg.threat.eps:
                 threat = dataclasses.replace(cfg.threat, eps=eps)
-                ensure_recorded(dataclasses.replace(cfg, threat=threat, attacks_text="fgsm,pgd",
+                ensure_recorded(dataclasses.replace(cfg, threat=threat, attack_specs=EPS_LADDER_ATTACKS,
                                                     purpose=RunPurpose.EPS_SWEEP), sha, indices)
     if not strength_curves(records, norm, cfg.threat.eps):
-        ensure_recorded(dataclasses.replace(cfg, attacks_text=strength), sha, indices)
+        ensure_recorded(dataclasses.replace(cfg, attack_specs=strength), sha, indices)
     top = sanity.unbounded_eps(norm, math.prod(spec.shape))
     if not any(r["threat"]["norm"] == norm and r["threat"]["eps"] >= top * (1 - 1e-9) for r in records):
         threat = dataclasses.replace(cfg.threat, eps=top)  # attacks must reach 100% where any image is reachable
-        ensure_recorded(dataclasses.replace(cfg, threat=threat, attacks_text="pgd", purpose=RunPurpose.EPS_SWEEP),
-                        sha, indices)
+        ensure_recorded(dataclasses.replace(cfg, threat=threat, attack_specs=UNBOUNDED_ATTACKS,
+                                            purpose=RunPurpose.EPS_SWEEP), sha, indices)
     return [r for r in load_records(cfg.results_dir) if r["model"]["sha256"] == sha]
 
 
@@ -298,11 +302,11 @@ def run_audit(cfg: AuditConfig) -> Audit:
     warnings = tuple(f"audit: {c.check.value}: {c.detail}" for c in checks if not c.passed)
     run = dataclasses.replace(base, extra_warnings=warnings)
     wanted = set(indices)
-    standard = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.standard), resolved.sha256, wanted)
-    adaptive_text = cfg.adaptive + (f",{RANDOMIZED_ATTACK}" if probed.randomized
-                                    and RANDOMIZED_ATTACK not in cfg.adaptive.split(",") else "")
-    adaptive = ensure_recorded(dataclasses.replace(run, attacks_text=adaptive_text), resolved.sha256, wanted)
-    baseline = ensure_recorded(dataclasses.replace(run, attacks_text=cfg.baseline), resolved.sha256, wanted)
+    standard = ensure_recorded(dataclasses.replace(run, attack_specs=cfg.standard), resolved.sha256, wanted)
+    adaptive_specs = cfg.adaptive + ((RANDOMIZED_ATTACK,) if probed.randomized
+                                     and RANDOMIZED_ATTACK.name not in {s.name for s in cfg.adaptive} else ())
+    adaptive = ensure_recorded(dataclasses.replace(run, attack_specs=adaptive_specs), resolved.sha256, wanted)
+    baseline = ensure_recorded(dataclasses.replace(run, attack_specs=cfg.baseline), resolved.sha256, wanted)
     history = _ladders(run, cfg.strength, resolved.sha256, wanted, spec)
     clean = _clean(standard, indices)
     std_flags, ada_flags, base_flags = _flags(standard, indices), _flags(adaptive, indices), _flags(baseline, indices)

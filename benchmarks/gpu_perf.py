@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
-from bench.attacks import build_attack  # noqa: E402
+from bench.attacks import build_attack, parse_attacks  # noqa: E402
 from bench.committed import committed_checkpoint  # noqa: E402
 from bench.config import RunConfig  # noqa: E402
 from bench.harness import evaluate  # noqa: E402
@@ -103,7 +103,7 @@ def section_ceilings(device: torch.device, size: int) -> list[dict[str, Any]]:
 
 def _harness(attacks: str, defense: str, n: int, results: Path, device: torch.device, **extra: Any
              ) -> dict[str, Any]:
-    cfg = RunConfig(dataset=DATASET, threat=LINF, attacks_text=attacks, defense=defense, n=n, results_dir=results,
+    cfg = RunConfig(dataset=DATASET, threat=LINF, attack_specs=parse_attacks(attacks), defense=defense, n=n, results_dir=results,
                     quiet=True, device=str(device), batch_size=n, **extra)
     return evaluate(cfg).record
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import data
+from bench.attacks import parse_attacks
 from bench.config import RunConfig
 from bench.harness import evaluate
 from bench.model import ModelUnderTest
@@ -71,7 +72,7 @@ def main() -> None:
         # PGD-k: the harness attacks the clean-correct points, so time the bare passes on those
         clean_correct = ModelUnderTest(module, 10).predict(x) == y
         bare = bare_pgd_cost(module, x[clean_correct], y[clean_correct], args.steps, args.repeats)
-        runs = [harness_seconds(RunConfig(attacks_text=f"pgd:steps={args.steps}", n=args.batch, **common),
+        runs = [harness_seconds(RunConfig(attack_specs=parse_attacks(f"pgd:steps={args.steps}"), n=args.batch, **common),
                                 f"pgd:steps={args.steps}")[0] for _ in range(args.repeats)]
         ours = min(runs)
         print(f"PGD-{args.steps} on {int(clean_correct.sum())} points: harness {ours:.3f} s, "
@@ -80,7 +81,7 @@ def main() -> None:
         # AutoAttack: harness vs direct call, same points, batch size and seed
         from pyautoattack import AutoAttack
 
-        cfg = RunConfig(attacks_text="aa", n=args.n_aa, **{**common, "batch_size": args.n_aa})
+        cfg = RunConfig(attack_specs=parse_attacks("aa"), n=args.n_aa, **{**common, "batch_size": args.n_aa})
         aa_ours, acc_ours = harness_seconds(cfg, "aa")
         xa, ya = x[: args.n_aa], y[: args.n_aa]
         model = ModelUnderTest(module, 10)

@@ -38,7 +38,7 @@ import torch
 from tabulate import tabulate
 
 from bench import data
-from bench.attacks import build_attack
+from bench.attacks import build_attack, parse_attacks
 from bench.committed import committed_checkpoint, committed_defenses
 from bench.config import RunConfig
 from bench.files import atomic_write
@@ -217,7 +217,7 @@ def section_apgd(n: int, defenses: list[str]) -> list[dict[str, Any]]:
 
 
 def _run(attacks: str, defense: str | None, n: int, results: Path, **extra: Any) -> dict[str, Any]:
-    cfg = RunConfig(dataset=DATASET, threat=LINF, attacks_text=attacks, defense=defense, n=n,
+    cfg = RunConfig(dataset=DATASET, threat=LINF, attack_specs=parse_attacks(attacks), defense=defense, n=n,
                     results_dir=results, quiet=True, **extra)
     return evaluate(cfg).record
 

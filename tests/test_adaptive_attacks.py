@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.attacks import build_attack, build_attacks
+from bench.attacks import build_attack, build_attacks, format_attacks, parse_attacks
 from bench.attacks.base import AttackContext
 from bench.committed import attack_context
 from bench.errors import BenchError
@@ -83,7 +83,7 @@ def test_soft_mask_keeps_ancra_forward_values_and_opens_a_gradient(points):
 
 def test_adaptive_expands_per_defense_and_labels_are_canonical():
     def labels(defense):
-        return [a.label for a in build_attacks("adaptive", Norm.LINF, attack_context("fashion-mnist", defense))]
+        return [a.label for a in build_attacks(parse_attacks("adaptive"), Norm.LINF, attack_context("fashion-mnist", defense))]
 
     assert labels("ancra") == ["ra-sum", "ra-aux", "ra-bpda", "transfer", "square-long"]
     assert labels("spat") == ["spat-scaled", "transfer", "square-long"]
@@ -91,13 +91,13 @@ def test_adaptive_expands_per_defense_and_labels_are_canonical():
     assert labels(None) == ["transfer", "square-long"]
     context = attack_context("fashion-mnist")
     assert build_attack("transfer", {"surrogate": "trades"}, context).label == "transfer:trades"
-    assert [a.label for a in build_attacks("transfer:trades", Norm.LINF, context)] == ["transfer:trades"]
-    assert all(a.adaptive for a in build_attacks("adaptive", Norm.LINF, attack_context("fashion-mnist", "ancra")))
+    assert [a.label for a in build_attacks(parse_attacks("transfer:trades"), Norm.LINF, context)] == ["transfer:trades"]
+    assert all(a.adaptive for a in build_attacks(parse_attacks("adaptive"), Norm.LINF, attack_context("fashion-mnist", "ancra")))
 
 
 def test_adaptive_refusals_are_clear(points):
     with pytest.raises(BenchError, match="takes no parameters"):
-        build_attacks("adaptive:steps=3", Norm.LINF, attack_context("fashion-mnist", "ancra"))
+        build_attacks(parse_attacks("adaptive:steps=3"), Norm.LINF, attack_context("fashion-mnist", "ancra"))
     with pytest.raises(BenchError, match="unknown defense 'pgd-att'. Did you mean: pgd-at"):
         build_attack("transfer", {"surrogate": "pgd-att"}, attack_context("fashion-mnist"))
     with pytest.raises(BenchError, match="write key=value"):
@@ -111,9 +111,9 @@ def test_adaptive_refusals_are_clear(points):
 
 def test_a_sweep_plans_each_defenses_own_adaptive_attacks(tmp_path):
     from bench.config import RunConfig
-    from bench.sweep import plan
+    from bench.sweeps import plan
 
-    targets = [RunConfig("fashion-mnist", LINF, "adaptive", defense=d, results_dir=tmp_path) for d in ("ancra", "pgd-at")]
+    targets = [RunConfig("fashion-mnist", LINF, parse_attacks("adaptive"), defense=d, results_dir=tmp_path) for d in ("ancra", "pgd-at")]
     ancra, pgd_at = plan(targets, force=False)
-    assert ancra.todo is not None and ancra.todo.attacks_text == "ra-sum,ra-aux,ra-bpda,transfer,square-long"
-    assert pgd_at.todo is not None and pgd_at.todo.attacks_text == "transfer:trades,square-long"
+    assert ancra.todo is not None and format_attacks(ancra.todo.attack_specs) == "ra-sum,ra-aux,ra-bpda,transfer,square-long"
+    assert pgd_at.todo is not None and format_attacks(pgd_at.todo.attack_specs) == "transfer:trades,square-long"

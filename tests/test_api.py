@@ -102,6 +102,22 @@ def test_gate_calls_refuse_bad_input_before_evaluating_anything(call, message, t
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda d: bench.sweep([torch.nn.Linear(2, 2)], results_dir=d), "give models as specs"),
+    (lambda d: bench.sweep(["examples.toy_models:plain_smallcnn", "examples.toy_models:rounded_smallcnn"],
+                           results_dir=d), "one user model per sweep call"),
+    (lambda d: bench.sweep(["pgdat"], results_dir=d), "pgd-at"),
+    (lambda d: bench.sweep(["pgd-at"], attacks="fgsm,pgdd", results_dir=d), "Did you mean: pgd"),
+    (lambda d: bench.sweep(["pgd-at"], eps=0.1, eps_sweep=[0.1, 0.2], results_dir=d), "not both"),
+    (lambda d: bench.sweep(["pgd-at"], eps_sweep=[], results_dir=d), "names no ε"),
+    (lambda d: bench.sweep(["pgd-at"], dataset="fashion", results_dir=d), "fashion-mnist"),
+])
+def test_sweep_refuses_bad_input_before_evaluating_anything(call, message, tmp_path):
+    with pytest.raises(BenchError, match=re.escape(message)):
+        call(tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_the_cli_gate_is_the_api_gate(tmp_path, capsys):
     """`bench check` prints what bench.check returns, for the same baselines and protocol."""
     from bench.cli import main
@@ -113,3 +129,37 @@ def test_the_cli_gate_is_the_api_gate(tmp_path, capsys):
                  "--quiet"])
     assert code == 0 and report.passed
     assert capsys.readouterr().out.strip() == str(report).strip()
+
+
+def test_no_submodule_shadows_an_api_name():
+    """`bench.sweep` is the call, also after every module of the package is imported (a module
+    named like a call would replace it as an attribute of the package)."""
+    import importlib
+    import pkgutil
+
+    from bench import api
+
+    for info in pkgutil.walk_packages(bench.__path__, "bench."):
+        if info.name != "bench.__main__":  # runs the CLI
+            importlib.import_module(info.name)
+    assert all(getattr(bench, name) is getattr(api, name) for name in bench.API)
+
+
+def test_train_takes_what_bench_train_takes_and_refuses_bad_input_first(tmp_path):
+    from bench.api import RECIPE_OVERRIDES
+    from bench.cli.train import RECIPE_FLAGS
+
+    assert tuple(flag.replace("-", "_") for flag, _ in RECIPE_FLAGS) == RECIPE_OVERRIDES
+    for call, message in [
+        (lambda: bench.train("pgd-at", epochz=2, out=tmp_path / "a.pt"), "Did you mean: epochs"),
+        (lambda: bench.train("pgd-att", out=tmp_path / "a.pt"), "Did you mean: pgd-at"),
+        (lambda: bench.train("pgd-at", epochs=0, out=tmp_path / "a.pt"), "at least 1"),
+        (lambda: bench.train("pgd-at", params={"beta": 1}, out=tmp_path / "a.pt"), "no hyper-parameters"),
+        (lambda: bench.train("pgd-at", device="tpu", out=tmp_path / "a.pt"), "tpu"),
+    ]:
+        with pytest.raises(BenchError, match=re.escape(message)):
+            call()
+    (tmp_path / "a.pt").write_bytes(b"kept")
+    with pytest.raises(BenchError, match="exists"):
+        bench.train("pgd-at", out=tmp_path / "a.pt")
+    assert (tmp_path / "a.pt").read_bytes() == b"kept" and sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]

@@ -1,15 +1,17 @@
 import pytest
 
-from bench.attacks import build_attack, build_attacks
-from bench.attacks.base import parse_attack_list
+from bench.attacks import AttackSpec, build_attack, build_attacks, format_attacks, parse_attacks
 from bench.attacks.losses import Loss
 from bench.errors import BenchError
 from bench.threat import Norm
 
 
 def test_parameter_strings_parse_into_typed_configs():
-    assert parse_attack_list("fgsm,pgd:steps=50,restarts=2,aa") == [
-        ("fgsm", {}), ("pgd", {"steps": "50", "restarts": "2"}), ("aa", {})]
+    specs = parse_attacks("fgsm, PGD:steps=50,restarts=2,aa,transfer:trades")
+    assert specs == (AttackSpec("fgsm"), AttackSpec("pgd", (("steps", "50"), ("restarts", "2"))), AttackSpec("aa"),
+                     AttackSpec("transfer", (("", "trades"),)))
+    assert format_attacks(specs) == "fgsm,pgd:steps=50,restarts=2,aa,transfer:trades"  # the record's text
+    assert parse_attacks(format_attacks(specs)) == specs
     attack = build_attack("pgd", {"steps": "50", "restarts": "2", "loss": "margin", "random_start": "false"})
     assert (attack.config.steps, attack.config.restarts, attack.config.loss, attack.config.random_start) == (
         50, 2, Loss.MARGIN, False)
@@ -37,10 +39,10 @@ def test_defaults_follow_the_documented_protocols():
 ])
 def test_bad_attack_strings_are_clear_errors(text, message):
     with pytest.raises(BenchError, match=message):
-        build_attacks(text, Norm.LINF)
+        build_attacks(parse_attacks(text), Norm.LINF)
 
 
 def test_l2_only_attack_is_refused_under_linf():
     with pytest.raises(BenchError, match="does not support the linf"):
-        build_attacks("cw-l2", Norm.LINF)
-    assert build_attacks("cw-l2", Norm.L2)[0].name == "cw-l2"
+        build_attacks(parse_attacks("cw-l2"), Norm.LINF)
+    assert build_attacks(parse_attacks("cw-l2"), Norm.L2)[0].name == "cw-l2"

@@ -11,6 +11,7 @@ import pytest
 
 from bench import leaderboards as leaderboard
 from bench import sanity
+from bench.attacks import parse_attacks
 from bench.cli import main
 from bench.config import RunConfig
 from bench.masking_audit import _adaptive_gap, probe
@@ -25,7 +26,7 @@ LINF = ThreatModel(Norm.LINF, 0.1)
 
 
 def _probe(factory: str, points):
-    cfg = RunConfig("fashion-mnist", LINF, "fgsm", model=ModelSpec(f"examples.toy_models:{factory}", weights=WEIGHTS))
+    cfg = RunConfig("fashion-mnist", LINF, parse_attacks("fgsm"), model=ModelSpec(f"examples.toy_models:{factory}", weights=WEIGHTS))
     probed = probe(resolve_model(cfg), cfg, points[0][:50], points[1][:50])
     return {c.check: c for c in probed.checks}, probed.refused
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks import build_attacks
+from bench.attacks import build_attacks, parse_attacks
 from bench.binarization import (
     BinarizationSettings,
     BinarizedModule,
@@ -43,7 +43,7 @@ def _toy(factory: str) -> ModelUnderTest:
 
 def _test(model: ModelUnderTest, points, attacks: str, n: int, threat: ThreatModel = LINF):
     x, indices = _correct(model, points, n)
-    return run_binarization(model, x, indices, threat, build_attacks(attacks, threat.norm),
+    return run_binarization(model, x, indices, threat, build_attacks(parse_attacks(attacks), threat.norm),
                             BinarizationSettings(points=n), seed=0)
 
 

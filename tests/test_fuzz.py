@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.attacks import ATTACKS, build_attacks
+from bench.attacks import ATTACKS, build_attacks, parse_attacks
 from bench.committed import attack_context
 from bench.errors import BenchError
 from bench.record_rules import problems
@@ -75,13 +75,13 @@ def attack_specs(draw) -> str:
 @given(attack_specs(), st.sampled_from(list(Norm)))
 def test_any_attack_spec_builds_or_is_a_bench_error(text, norm):
     try:
-        attacks = build_attacks(text, norm, CONTEXT)
+        attacks = build_attacks(parse_attacks(text), norm, CONTEXT)
     except BenchError as exc:
         assert str(exc)
         return
     labels = [a.label for a in attacks]
     assert len(set(labels)) == len(labels) and attacks
-    again = build_attacks(",".join(labels), norm, CONTEXT)  # a label names its attack exactly
+    again = build_attacks(parse_attacks(",".join(labels)), norm, CONTEXT)  # a label names its attack exactly
     assert [a.label for a in again] == labels and [a.config for a in again] == [a.config for a in attacks]
 
 

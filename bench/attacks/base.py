@@ -1,4 +1,4 @@
-"""The attack contract, the attack registry, and parsing of `name:key=value,...` strings.
+"""The attack contract, the attack registry, and building attacks from their specs.
 
 An attack is configured by a frozen dataclass, carries a protocol version (bumped whenever its
 semantics change: steps, restarts, loss, ε convention), and is run per batch by the harness.
@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, get_type_hints
@@ -18,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 import torch
 from torch import nn
 
+from bench.attacks.specs import POSITIONAL, AttackSpec, format_attacks
 from bench.errors import BenchError
 from bench.model import ModelUnderTest
 from bench.registry import Registry
@@ -85,7 +86,8 @@ class Attack(ABC, Generic[ConfigT]):
         self.name = name
         self.version = version
         self.config: ConfigT = config
-        self.label = name  # the column name in results; `build_attack` adds non-default params
+        self.spec = AttackSpec(name)  # what names this configuration; `build_attack` adds its params
+        self.label = name  # the column name in results: the spec as text
 
     def bind(self, context: AttackContext) -> None:
         """Resolve what the context decides (before any data is loaded, so errors come early)."""
@@ -129,7 +131,6 @@ class AttackEntry:
 
 
 ATTACKS: Registry[AttackEntry] = Registry("attack")
-POSITIONAL = ""  # params key of a bare `name:value`
 
 
 def convert_param(value: str, kind: Any, key: str, name: str) -> Any:
@@ -172,44 +173,6 @@ def make_config(name: str, params: dict[str, str]) -> Any:
         raise BenchError(f"{name}: {exc}") from None
 
 
-def parse_attack_list(text: str) -> list[tuple[str, dict[str, str]]]:
-    """'fgsm,pgd:steps=50,restarts=2,aa' → [('fgsm', {}), ('pgd', {...}), ('aa', {})].
-
-    A comma-separated token `key=value` whose key has no ':' continues the previous attack's
-    parameters (so a value may hold ':', as a URL does).
-    """
-    attacks: list[tuple[str, dict[str, str]]] = []
-
-    def put(key: str, value: str) -> None:
-        name, params = attacks[-1]
-        if not key:
-            raise BenchError(f"attack list {text!r}: {name} has a parameter without a name ({key}={value})")
-        if key in params:
-            raise BenchError(f"attack list {text!r}: {name} sets {key or 'its value'} twice")
-        params[key] = value
-
-    for token in (t.strip() for t in text.split(",")):
-        if not token:
-            continue
-        if "=" in token and ":" not in token.partition("=")[0]:
-            if not attacks:
-                raise BenchError(f"attack list {text!r} starts with a parameter: write name:key=value")
-            key, _, value = token.partition("=")
-            put(key.strip(), value.strip())
-            continue
-        name, _, first = token.partition(":")
-        attacks.append((name.strip().lower(), {}))  # names are lower case: PGD means pgd
-        if first:
-            key, eq, value = first.partition("=")
-            if eq:
-                put(key.strip(), value.strip())
-            else:
-                attacks[-1][1][POSITIONAL] = first.strip()
-    if not attacks:
-        raise BenchError("no attack given: pass e.g. --attack fgsm,pgd,cw,aa")
-    return attacks
-
-
 def build_attack(name: str, params: dict[str, str] | None = None,
                  context: AttackContext | None = None) -> Attack:
     entry = ATTACKS.get(name)
@@ -218,7 +181,8 @@ def build_attack(name: str, params: dict[str, str] | None = None,
         params[POSITIONAL] = params.pop(entry.positional)
     attack = entry.build(make_config(name, params))
     if params:
-        attack.label = name + ":" + ",".join(v if k == POSITIONAL else f"{k}={v}" for k, v in sorted(params.items()))
+        attack.spec = AttackSpec(name, tuple(sorted(params.items())))
+        attack.label = str(attack.spec)
     attack.bind(context or AttackContext())
     return attack
 
@@ -248,39 +212,40 @@ def _default_surrogate(context: AttackContext) -> str | None:
     return name if context.surrogates.available(name) else None
 
 
-def adaptive_attacks_for(context: AttackContext) -> list[tuple[str, dict[str, str]]]:
+def adaptive_attacks_for(context: AttackContext) -> list[AttackSpec]:
     """What `adaptive` means for this model: its defense's own attacks, transfer, long Square."""
-    chosen: list[tuple[str, dict[str, str]]] = [(name, {}) for name in context.defense_attacks]
+    chosen = [AttackSpec(name) for name in context.defense_attacks]
     surrogate = _default_surrogate(context)
     if surrogate is not None:
-        chosen.append(("transfer", {} if surrogate == DEFAULT_SURROGATE else {POSITIONAL: surrogate}))
-    chosen.append(("square-long", {}))
+        chosen.append(AttackSpec("transfer") if surrogate == DEFAULT_SURROGATE
+                      else AttackSpec.of("transfer", {POSITIONAL: surrogate}))
+    chosen.append(AttackSpec("square-long"))
     return chosen
 
 
-def expand_adaptive(pairs: list[tuple[str, dict[str, str]]], context: AttackContext
-                    ) -> list[tuple[str, dict[str, str]]]:
-    out: list[tuple[str, dict[str, str]]] = []
-    for name, params in pairs:
-        if name != ADAPTIVE:
-            out.append((name, params))
+def expand_adaptive(specs: Sequence[AttackSpec], context: AttackContext) -> list[AttackSpec]:
+    named = {s.name for s in specs}
+    out: list[AttackSpec] = []
+    for spec in specs:
+        if spec.name != ADAPTIVE:
+            out.append(spec)
             continue
-        if params:
+        if spec.params:
             raise BenchError("`adaptive` takes no parameters: name the attacks instead, "
                              "e.g. ra-aux,square-long:queries=20000")
-        out += [pair for pair in adaptive_attacks_for(context) if pair[0] not in {n for n, _ in pairs}]
+        out += [s for s in adaptive_attacks_for(context) if s.name not in named]
     return out
 
 
-def build_attacks(text: str, norm: Norm, context: AttackContext | None = None) -> list[Attack]:
+def build_attacks(specs: Sequence[AttackSpec], norm: Norm, context: AttackContext | None = None) -> list[Attack]:
     attacks = []
-    for name, params in expand_adaptive(parse_attack_list(text), context or AttackContext()):
-        entry = ATTACKS.get(name)
+    for spec in expand_adaptive(specs, context or AttackContext()):
+        entry = ATTACKS.get(spec.name)
         if norm not in entry.norms:
-            raise BenchError(f"attack {name!r} does not support the {norm.value} threat model "
+            raise BenchError(f"attack {spec.name!r} does not support the {norm.value} threat model "
                              f"(supported: {', '.join(n.value for n in entry.norms)})")
-        attacks.append(build_attack(name, params, context))
+        attacks.append(build_attack(spec.name, spec.parameters, context))
     seen = [a.label for a in attacks]
     if len(set(seen)) != len(seen):
-        raise BenchError(f"attack list {text!r} names the same attack twice")
+        raise BenchError(f"attack list {format_attacks(specs)!r} names the same attack twice")
     return attacks

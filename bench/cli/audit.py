@@ -30,8 +30,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_audit(sub: argparse._SubParsersAction) -> None:
+    from bench.attacks import format_attacks
     from bench.binarization import BinarizationSettings
     from bench.masking_audit import BASELINE_ATTACKS, BINARIZATION_ATTACKS, STANDARD_ATTACKS, STRENGTH_LADDER
+
+    standard, baseline, strength, binarization = (format_attacks(s) for s in (
+        STANDARD_ATTACKS, BASELINE_ATTACKS, STRENGTH_LADDER, BINARIZATION_ATTACKS))
 
     p = sub.add_parser("audit", help="gradient-masking audit: standard vs adaptive attacks, checks, verdict",
                        description="Runs (or reuses from records) the standard and the adaptive attacks, "
@@ -46,19 +50,19 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-seed", type=seed_value, help="draw the points at random with this seed")
     p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--batch-size", type=positive_int, default=500)
-    p.add_argument("--standard", default=STANDARD_ATTACKS, help=f"standard attacks (default {STANDARD_ATTACKS})")
+    p.add_argument("--standard", default=standard, help=f"standard attacks (default {standard})")
     p.add_argument("--adaptive", default="adaptive",
                    help="adaptive attacks (default: `adaptive` = the defense's own + transfer + long Square)")
-    p.add_argument("--baseline", default=BASELINE_ATTACKS,
-                   help=f"baseline every attack must beat (default {BASELINE_ATTACKS}: 1000 random draws of the "
+    p.add_argument("--baseline", default=baseline,
+                   help=f"baseline every attack must beat (default {baseline}: 1000 random draws of the "
                    "ε-ball per point; noise:draws=N)")
-    p.add_argument("--strength", default=STRENGTH_LADDER,
-                   help=f"strength ladder run when none is recorded (default {STRENGTH_LADDER})")
+    p.add_argument("--strength", default=strength,
+                   help=f"strength ladder run when none is recorded (default {strength})")
     p.add_argument("--binarization-points", type=non_negative_int, default=BinarizationSettings.points,
                    help=f"binarization test tasks, one per clean-correct audit point (default "
                    f"{BinarizationSettings.points}; 0 skips the test)")
-    p.add_argument("--binarization-attacks", default=BINARIZATION_ATTACKS,
-                   help=f"attacks the binarization test runs (default {BINARIZATION_ATTACKS})")
+    p.add_argument("--binarization-attacks", default=binarization,
+                   help=f"attacks the binarization test runs (default {binarization})")
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
     p.add_argument("--audits-dir", type=Path, default=None, help="default: audits/ beside the derived files of --results-dir (results/runs → results/audits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -69,6 +73,7 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from bench import audit_report
+    from bench.attacks import parse_attacks
     from bench.binarization import BinarizationSettings
     from bench.cli.run_config import run_config
     from bench.derived import derived_root, rebuild
@@ -78,9 +83,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     args.attack = args.standard
     run = run_config(args)
     binarization = BinarizationSettings(points=args.binarization_points) if args.binarization_points else None
-    cfg = AuditConfig(run, standard=args.standard, adaptive=args.adaptive, baseline=args.baseline, strength=args.strength,
+    cfg = AuditConfig(run, standard=run.attack_specs, adaptive=parse_attacks(args.adaptive),
+                      baseline=parse_attacks(args.baseline), strength=parse_attacks(args.strength),
                       audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits",
-                      binarization=binarization, binarization_attacks=args.binarization_attacks)
+                      binarization=binarization, binarization_attacks=parse_attacks(args.binarization_attacks))
     ensure_writable_dir(run.results_dir, "--results-dir")  # both before any attack runs
     ensure_writable_dir(cfg.audits_dir, "--audits-dir")
     result = run_audit(cfg)
@@ -105,20 +111,23 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     add_model_qualifiers(p)
     _common(p)
     add_randomized_arguments(p, "report a randomized model as a warning")
-    p.set_defaults(func=_cmd_inspect)
+    p.set_defaults(func=_cmd_inspect, model=None)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from bench.cli.run_config import run_config
-    from bench.inspect_model import describe
-    from bench.resolve import name_model
+    from bench.api import inspect
+    from bench.cli.model_options import model_spec
+    from bench.config import RunConfig
+    from bench.data import DATASETS
+    from bench.resolve import name_model, resolve
+    from bench.threat import Norm
 
     named = name_model(args.target)
-    args.defense, args.checkpoint, args.model = named.defense, named.checkpoint, named.model
-    args.attack, args.resume, args.quiet, args.n, args.sample_seed = "adaptive", False, True, None, None
-    args.seed, args.batch_size, args.results_dir = 0, 500, Path("results/runs")
-    failed = False
-    for key, value in describe(run_config(args)):
-        print(f"{key:20s} {value}")
-        failed |= key == "guards" and value.startswith("FAILED")
-    return 1 if failed else 0
+    dataset = RunConfig.resolve_dataset(args.dataset, named.checkpoint)
+    norm = Norm.parse(args.norm) if args.norm else DATASETS.get(dataset).default_threat().norm
+    resolved = resolve(dataset, norm.value, defense=named.defense, checkpoint=named.checkpoint,
+                       model=model_spec(args, named.model), sha256=args.sha256)
+    found = inspect(resolved, dataset=dataset, norm=args.norm, eps=args.eps, device=args.device,
+                    data_dir=args.data_dir, allow_randomized=args.allow_randomized)
+    print(found)
+    return 0 if found.guards_passed else 1

@@ -19,6 +19,7 @@ exit status: 0 pass, 1 a measure moved beyond the statistical rule (report says 
 """
 
 def add(sub: argparse._SubParsersAction) -> None:
+    from bench.attacks import format_attacks
     from bench.gate import ALPHA, NOISE_RATE, GateProtocol
 
     default = GateProtocol()
@@ -38,7 +39,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_model_qualifiers(p)
     p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
     p.add_argument("--n", type=positive_int, default=default.n, help=f"test points (default {default.n})")
-    p.add_argument("--attack", default=default.attacks, help=f"attacks (default {default.attacks})")
+    attacks = format_attacks(default.attacks)
+    p.add_argument("--attack", default=attacks, help=f"attacks (default {attacks})")
     p.add_argument("--seed", type=seed_value, default=default.seed)
     p.add_argument("--update-baseline", action="store_true", help="re-bless: write new baselines")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")

@@ -35,12 +35,14 @@ def add_model_qualifiers(p: argparse.ArgumentParser) -> None:
                                                   "or ./models, robustbench's own default)")
 
 
-def model_spec(args: argparse.Namespace) -> ModelSpec | None:
-    """The --model spec, or None; qualifiers without --model are an error, not silently ignored."""
+def model_spec(args: argparse.Namespace, model: str | None = None) -> ModelSpec | None:
+    """The --model spec (or `model`, a spec named another way, as `bench inspect MODEL` does), or
+    None; qualifiers without a user model are an error, not silently ignored."""
+    model = model if model is not None else args.model
     qualifiers = {"--weights": args.weights, "--trust-checkpoint": args.trust_checkpoint or None,
                   "--mean": args.mean, "--std": args.std, "--input-range": args.input_range,
                   "--model-dir": args.model_dir}
-    if args.model is None:
+    if model is None:
         given = [flag for flag, value in qualifiers.items() if value is not None]
         if given:
             from bench.errors import BenchError
@@ -48,6 +50,6 @@ def model_spec(args: argparse.Namespace) -> ModelSpec | None:
             raise BenchError(f"{', '.join(given)} only apply to --model")
         return None
     extra = {"model_dir": args.model_dir} if args.model_dir is not None else {}
-    return ModelSpec(args.model, weights=args.weights, trust=args.trust_checkpoint,
+    return ModelSpec(model, weights=args.weights, trust=args.trust_checkpoint,
                      mean=parse_floats(args.mean, "--mean"), std=parse_floats(args.std, "--std"),
                      input_range=InputRange(args.input_range) if args.input_range else None, **extra)

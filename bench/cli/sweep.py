@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from bench.cli.arguments import positive_int, seed_value
 from bench.cli.model_options import MODEL_HELP, add_model_qualifiers, model_spec
@@ -48,41 +47,23 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from bench import sweep
-    from bench.config import RunConfig
-    from bench.data import DATASETS
-    from bench.derived import rebuild
+    from bench.api import SweepOutcome, sweep_models
     from bench.report import format_summary
-    from bench.schema import RunPurpose
+    from bench.sweeps import checkpoints_in
     from bench.threat import parse_eps_list
 
-    DATASETS.get(args.dataset)
-    common = dict(dataset=args.dataset, attacks_text=args.attack, data_dir=args.data_dir, n=args.n,
-                  sample_seed=args.sample_seed, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                  results_dir=args.results_dir, resume=None, quiet=args.quiet, sha256=args.sha256)
-    spec = model_spec(args)
-    if spec is not None:
-        models: list[dict[str, Any]] = [{"model": spec}]
-    elif args.checkpoints_dir:
-        models = [{"checkpoint": p} for p in sweep.checkpoints_in(args.checkpoints_dir)]
-    else:
-        models = [{"defense": d} for d in sweep.registered_checkpoints(args.dataset)]
-    if args.eps_sweep is not None:
-        threats = [(RunConfig.resolve_threat(args.dataset, args.norm, str(e)), RunPurpose.EPS_SWEEP)
-                   for e in parse_eps_list(args.eps_sweep)]
-    else:
-        threats = [(RunConfig.resolve_threat(args.dataset, args.norm, args.eps), RunPurpose.EVALUATION)]
-    targets = [RunConfig(threat=threat, purpose=purpose, **model, **common)
-               for model in models for threat, purpose in threats]
-
-    def report(item: sweep.SweepItem, result: object) -> None:
-        skipped = f" (already recorded: {', '.join(item.skipped)})" if item.skipped else ""
-        if result is None:
-            print(f"{item.label}: nothing to do{skipped}")
+    def report(outcome: SweepOutcome) -> None:
+        skipped = f" (already recorded: {', '.join(outcome.skipped)})" if outcome.skipped else ""
+        if outcome.run is None:
+            print(f"{outcome.label}: nothing to do{skipped}")
         else:
-            print(f"{item.label}{skipped}:\n{format_summary(result)}\n")  # type: ignore[arg-type]
+            print(f"{outcome.label}{skipped}:\n{format_summary(outcome.run)}\n")
 
-    sweep.run(sweep.plan(targets, args.force), report)
-    derived = rebuild(args.results_dir)
-    print(f"rebuilt {derived.table} and {derived.leaderboard} from {derived.records} records")
+    done = sweep_models([], checkpoints_in(args.checkpoints_dir) if args.checkpoints_dir else [], model_spec(args),
+                        dataset=args.dataset, attacks=args.attack, eps=args.eps,
+                        eps_sweep=None if args.eps_sweep is None else parse_eps_list(args.eps_sweep), norm=args.norm,
+                        n=args.n, sample_seed=args.sample_seed, seed=args.seed, batch_size=args.batch_size,
+                        device=args.device, data_dir=args.data_dir, results_dir=args.results_dir, sha256=args.sha256,
+                        force=args.force, quiet=args.quiet, on_outcome=report)
+    print(f"rebuilt {done.derived.table} and {done.derived.leaderboard} from {done.derived.records} records")
     return 0

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.arguments import finite_float, non_negative_float, positive_int, seed_value
-from bench.device import resolve_device
 from bench.errors import BenchError
-from bench.files import ensure_writable_file
 
 TRAIN_EXAMPLES = """examples:
   bench train --list
@@ -87,25 +85,17 @@ def _print_defenses() -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from defenses import trainer
+    from bench.api import train
 
     if args.list:
         _print_defenses()
         return 0
     if not args.defense:
         raise BenchError("bench train needs --defense NAME (or --list)")
-    overrides = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _ in RECIPE_FLAGS}
-    overrides["params"] = _parse_params(args.param)
-    job = trainer.resolve_job(args.defense, args.dataset, overrides, args.out, budget=args.budget, data_dir=args.data_dir,
-                              resume=args.resume, quiet=args.quiet, max_train_points=args.max_train_points,
-                              device=args.device)
-    resolve_device(job.device)  # a bad --device is refused before any data is read
-    ensure_writable_file(job.out, "--out", overwrite=args.overwrite)  # before an epoch is spent
-    sidecar = trainer.train(job)
-    if not sidecar:  # a torchrun rank other than 0: rank 0 wrote and reports
-        return 0
-    best = sidecar["held_out"]
-    print(f"wrote {job.out} (sha256 {sidecar['sha256'][:16]}…) in {sidecar['train_seconds']:.0f} s; "
-          f"selected epoch {best['epoch']} on held-out data: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k != "epoch"))
+    recipe = {name: getattr(args, name) for name in (flag.replace("-", "_") for flag, _ in RECIPE_FLAGS)}
+    trained = train(args.defense, dataset=args.dataset, out=args.out, budget=args.budget,
+                    params=_parse_params(args.param), data_dir=args.data_dir, device=args.device, resume=args.resume,
+                    overwrite=args.overwrite, max_train_points=args.max_train_points, quiet=args.quiet, **recipe)
+    if trained is not None:  # None: a torchrun rank other than 0; rank 0 wrote and reports
+        print(trained)
     return 0

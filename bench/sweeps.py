@@ -87,11 +87,9 @@ def plan(targets: list[RunConfig], force: bool) -> list[SweepItem]:
         label, sha = _identity(cfg)
         done = set() if force else _done(records, sha, cfg, index_sha)
         attacks = cfg.attacks()
-        todo = [a.label for a in attacks if (a.label, a.protocol) not in done]
+        todo = tuple(a.spec for a in attacks if (a.label, a.protocol) not in done)
         skipped = [a.label for a in attacks if (a.label, a.protocol) in done]
-        # a recorded label (`pgd:restarts=2,steps=50`) is also a valid --attack token
-        items.append(SweepItem(label, dataclasses.replace(cfg, attacks_text=",".join(todo)) if todo else None,
-                               skipped))
+        items.append(SweepItem(label, dataclasses.replace(cfg, attack_specs=todo) if todo else None, skipped))
     return items
 
 
