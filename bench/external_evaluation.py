@@ -14,6 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from bench import adversarials, data
+from bench.attacks.external import EXTERNAL
 from bench.attacks.specs import POSITIONAL, AttackSpec
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -42,7 +43,7 @@ def verify_adversarials(cfg: RunConfig, path: Path, *, name: str | None = None, 
     x, y = test.batch(found.index)
     found.check_against(x)
     params = [(k, v) for k, v in (("name", name), ("source", source), ("sha256", sha256_file(path))) if v]
-    spec = AttackSpec("external", ((POSITIONAL, str(path)), *params))
+    spec = AttackSpec(EXTERNAL, ((POSITIONAL, str(path)), *params))
     run = dataclasses.replace(cfg, threat=found.threat, attack_specs=(spec,),
                               selection=f"the points of {path.name}", n=None, sample_seed=None)
     attacks = run.attacks()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,15 @@ class BatchResult:
     seconds: float
     warnings: list[str]
     x_adv: torch.Tensor | None  # only with --save-adv
+
+
+@contextlib.contextmanager
+def _callers_random_stream(device: torch.device) -> Iterator[None]:
+    """torch's global generator as the caller left it, once the evaluation is over: a randomized
+    model draws from it (seeded per batch, for reproducible runs), and the API runs inside training
+    loops whose random stream an evaluation must not move."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
 
 
 def _attack_batch(stage: Attack, label: str, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
@@ -294,7 +304,7 @@ def evaluate_on(cfg: RunConfig, attacks: list[Attack], resolved: ResolvedModel, 
     cfg.check_speed(device)
     model = under_test(resolved, num_classes, device, cfg.speed)
     model.draws = cfg.draws
-    with model.attack_mode():
+    with _callers_random_stream(device), model.attack_mode():
         guard_warnings = preflight(model, x[:256], allow_randomized=cfg.allow_randomized)
         if model.randomized:
             torch.manual_seed(cfg.seed)

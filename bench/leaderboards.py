@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from bench import plots, sanity
 from bench.attacks.base import current_protocol
+from bench.attacks.external import EXTERNAL
 from bench.curves import class_share, eps_curves, flags_by_index, strength_curves
 from bench.data import DATASETS
 from bench.files import write_if_changed
@@ -106,7 +107,7 @@ def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for r in _newest_first(records):
         for label, res in r["attacks"].items():
             # the default configuration, an adaptive attack, or an external evaluation (verify-adv)
-            counted = label == res["attack"] or res.get("adaptive", False) or res["attack"] == "external"
+            counted = label == res["attack"] or res.get("adaptive", False) or res["attack"] == EXTERNAL
             if counted and (label not in chosen or r["data"]["n"] > chosen[label]["data"]["n"]):
                 chosen[label] = r
     return chosen
@@ -172,7 +173,7 @@ def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[s
     official_vs_fast = (disagreement(flags_by_index(chosen[OFFICIAL], OFFICIAL), flags_by_index(chosen[FAST], FAST))
                         if OFFICIAL in chosen and FAST in chosen else None)
     external = [_external_text(label, r["attacks"][label]["config"]) for label, r in sorted(chosen.items())
-                if r["attacks"][label]["attack"] == "external"]
+                if r["attacks"][label]["attack"] == EXTERNAL]
     return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
                variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
                date=newest["provenance"]["date"], clean=clean, attacks=attacks,

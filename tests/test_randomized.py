@@ -72,3 +72,17 @@ def test_the_audit_of_a_randomized_defense_runs_eot_pgd_and_says_standard_attack
     assert "eot-pgd" in summary["robust"]["adaptive"]
     assert summary["verdict"] == "overstated by standard attacks", summary["headline"]
     assert summary["binarization"]["applicable"] is False and "randomized" in summary["binarization"]["note"]
+
+
+def test_evaluating_a_randomized_model_leaves_the_callers_random_stream_alone():
+    """The harness seeds torch's global generator for the model's draws (and AutoAttack seeds it
+    too); a training loop that calls bench.evaluate between steps must draw the same numbers as if
+    it had not."""
+    import bench
+
+    model = bench.load(NOISY_PGD_AT[1], weights=NOISY_PGD_AT[3])  # building the module draws its init
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    result = bench.evaluate(model, attacks="fgsm,apgd-ce", n=8, allow_randomized=True)
+    assert result.n == 8 and torch.equal(torch.rand(3), expected)

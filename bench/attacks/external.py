@@ -72,7 +72,9 @@ class External(Attack[ExternalConfig]):
         return AttackOutput(x_adv, success)
 
 
-ATTACKS.add("external", AttackEntry(
+EXTERNAL = "external"  # an evaluation someone else ran: each file is its own evidence, whatever its parameters
+
+ATTACKS.add(EXTERNAL, AttackEntry(
     "adversarial examples from a file (bench-adv format; external:PATH,name=NAME,source=URL), re-verified; "
-    "`bench verify-adv` runs it on the file's points", ExternalConfig, lambda cfg: External("external", 1, cfg),
+    "`bench verify-adv` runs it on the file's points", ExternalConfig, lambda cfg: External(EXTERNAL, 1, cfg),
     positional="file"))
