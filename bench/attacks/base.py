@@ -120,17 +120,17 @@ class Attack(ABC, Generic[ConfigT]):
 
 
 @dataclass(frozen=True)
-class AttackEntry:
-    """What the registry knows about one attack name."""
+class AttackEntry(Generic[ConfigT]):
+    """What the registry knows about one attack name; `build` takes the config type's values."""
 
     summary: str
-    config_type: type
-    build: Callable[[Any], Attack]
+    config_type: type[ConfigT]
+    build: Callable[[ConfigT], Attack[ConfigT]]
     norms: tuple[Norm, ...] = (Norm.LINF, Norm.L2)
     positional: str | None = None  # the field `name:value` sets (transfer:pgd-at → surrogate)
 
 
-ATTACKS: Registry[AttackEntry] = Registry("attack")
+ATTACKS: Registry[AttackEntry[Any]] = Registry("attack")
 
 
 def convert_param(value: str, kind: Any, key: str, name: str) -> Any:
