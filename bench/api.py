@@ -31,8 +31,9 @@ from bench.attacks import AttackSpec, parse_attacks
 from bench.config import RunConfig
 from bench.data import DATASETS, Split, select_indices
 from bench.data import load as load_data
-from bench.derived import Derived, rebuild
+from bench.derived import Derived, derived_root, rebuild
 from bench.errors import BenchError
+from bench.files import ensure_writable_dir
 from bench.gate import GateProtocol, GateResult, requested_targets, validate_protocol
 from bench.harness import RunResult, evaluate_on
 from bench.inspect_model import Inspection
@@ -539,6 +540,8 @@ def sweep_models(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mo
                for chosen in models for threat, purpose in threats]
     for target in targets:
         target.attacks()  # a bad attack list fails before anything runs
+    ensure_writable_dir(Path(results_dir), "results_dir")  # and a folder the records and tables cannot go to
+    ensure_writable_dir(derived_root(Path(results_dir)), "the folder of the derived files")
     outcomes: list[SweepOutcome] = []
 
     def collect(item: planner.SweepItem, result: RunResult | None) -> None:

@@ -111,11 +111,17 @@ def test_gate_calls_refuse_bad_input_before_evaluating_anything(call, message, t
     (lambda d: bench.sweep(["pgd-at"], eps=0.1, eps_sweep=[0.1, 0.2], results_dir=d), "not both"),
     (lambda d: bench.sweep(["pgd-at"], eps_sweep=[], results_dir=d), "names no ε"),
     (lambda d: bench.sweep(["pgd-at"], dataset="fashion", results_dir=d), "fashion-mnist"),
+    (lambda d: bench.sweep(["pgd-at"], attacks="fgsm", n=2, results_dir=_a_file(d) / "runs"), "is a file"),
 ])
 def test_sweep_refuses_bad_input_before_evaluating_anything(call, message, tmp_path):
     with pytest.raises(BenchError, match=re.escape(message)):
         call(tmp_path)
-    assert not any(tmp_path.iterdir())  # nothing written
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["file"])  # nothing written
+
+
+def _a_file(folder: Path) -> Path:
+    (folder / "file").write_text("not a folder")
+    return folder / "file"
 
 
 def test_the_cli_gate_is_the_api_gate(tmp_path, capsys):
