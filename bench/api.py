@@ -28,6 +28,7 @@ from torch import nn
 
 from bench import gate
 from bench.attacks import AttackSpec, parse_attacks
+from bench.attacks.base import ADAPTIVE
 from bench.config import RunConfig
 from bench.data import DATASETS, Split, select_indices
 from bench.data import load as load_data
@@ -297,7 +298,7 @@ def inspect(model: Model, *, dataset: str | None = None, norm: str | None = None
     threat = _threat(name, None, norm, eps)
     resolved = load(model, dataset=name, norm=norm, sha256=sha256, **qualifiers)
     defense = _defense_of(resolved)
-    cfg = RunConfig(dataset=name, threat=threat, attack_specs=parse_attacks("adaptive"), defense=defense,
+    cfg = RunConfig(dataset=name, threat=threat, attack_specs=(AttackSpec(ADAPTIVE),), defense=defense,
                     in_process=defense is None, device=device or "auto",
                     data_dir=Path(data_dir) if data_dir is not None else None, allow_randomized=allow_randomized)
     return describe(resolved, cfg)

@@ -28,6 +28,7 @@ import torch
 from bench import data, sanity
 from bench.attacks import Attack, AttackSpec, build_attacks, parse_attacks
 from bench.attacks.autoattack import AA_LOGGER, captured_autoattack_log
+from bench.attacks.base import ADAPTIVE
 from bench.binarization import PASS_RATE, BinarizationResult, BinarizationSettings, run_binarization
 from bench.committed import attack_context
 from bench.config import RunConfig
@@ -42,7 +43,7 @@ from bench.stats import wilson_interval
 
 Specs = tuple[AttackSpec, ...]
 STANDARD_ATTACKS = parse_attacks("fgsm,pgd,cw,aa")
-ADAPTIVE_ATTACKS = parse_attacks("adaptive")
+ADAPTIVE_ATTACKS = (AttackSpec(ADAPTIVE),)  # the defense's own + transfer + long Square
 BASELINE_ATTACKS = parse_attacks("noise")  # what every attack must beat: random draws of the ε-ball
 RANDOMIZED_ATTACK = AttackSpec("eot-pgd")  # joins the adaptive attacks of a randomized model (--allow-randomized)
 STRENGTH_LADDER = parse_attacks("pgd:steps=5,pgd,pgd:steps=100,pgd:restarts=3")
