@@ -18,6 +18,7 @@ from torch import nn
 from bench.data import DatasetSpec
 from bench.model import Normalize
 from bench.registry import Registry
+from defenses.pooling import MaxPool2x2
 
 ArchFactory = Callable[[DatasetSpec], nn.Module]
 ARCHS: Registry[ArchFactory] = Registry("architecture")
@@ -100,8 +101,8 @@ class SmallCNN(Backbone):
         c = spec.shape[0]
         self.normalize = Normalize(spec.mean, spec.std)
         self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), MaxPool2x2(),
         )
 
         def hidden(cin: int) -> list[nn.Module]:
