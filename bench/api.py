@@ -27,9 +27,10 @@ from tabulate import tabulate
 from torch import nn
 
 from bench import gate
+from bench.adversarials import AdversarialStore
 from bench.attacks import AttackSpec, parse_attacks
 from bench.attacks.base import ADAPTIVE
-from bench.config import RunConfig
+from bench.config import RANDOMIZED_DRAWS, RunConfig
 from bench.data import DATASETS, Split, select_indices
 from bench.data import load as load_data
 from bench.derived import Derived, derived_root, rebuild
@@ -39,6 +40,7 @@ from bench.gate import GateProtocol, GateResult, requested_targets, validate_pro
 from bench.harness import RunResult, evaluate_on
 from bench.inspect_model import Inspection
 from bench.masking_audit import Audit, AuditConfig, run_audit
+from bench.model import Precision, Speed
 from bench.resolve import ResolvedModel, in_process, name_model, resolve
 from bench.schema import WORST_CASE, RunPurpose
 from bench.sources import ModelSpec, spec_with_options
@@ -86,6 +88,7 @@ class Evaluation:
     per_example: pd.DataFrame  # index: test-set index; label, clean_correct, one column per attack, worst_case
     record: dict[str, Any]
     record_path: Path | None
+    adversarials: AdversarialStore | None = None  # with save_adversarials: the worst case's examples
 
     @property
     def n(self) -> int:
@@ -112,7 +115,7 @@ def _evaluation(result: RunResult) -> Evaluation:
     return Evaluation(r["model"]["label"], r["model"]["sha256"], r["data"]["dataset"],
                       ThreatModel(Norm(r["threat"]["norm"]), float(r["threat"]["eps"])),
                       _estimate(r["clean"], n), {label: _estimate(a, n) for label, a in r["attacks"].items()},
-                      _estimate(r["worst_case"], n), frame, r, result.record_path)
+                      _estimate(r["worst_case"], n), frame, r, result.record_path, result.adversarials)
 
 
 # ------------------------------------------------------------------ models
@@ -198,55 +201,112 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
              eps: float | str | None = None, norm: str | None = None, seed: int = 0,
              sample_seed: int | None = None, device: str | None = None, batch_size: int = 500,
              save: bool = False, results_dir: Path | str = Path("results/runs"), data_dir: Path | str | None = None,
-             cascade: bool = False, allow_randomized: bool = False, quiet: bool = True,
+             cascade: bool = False, allow_randomized: bool = False, draws: int = RANDOMIZED_DRAWS,
+             precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+             save_adversarials: bool = False, resume: bool = False, quiet: bool = True,
              **model_options: Any) -> Evaluation:
     """`bench run` as a call. `dataset` names a dataset (its test split, the first `n` points or
     `n` drawn with `sample_seed`), or is a pair of tensors `(x, y)` with `eps` given; then `model`
     must be a module or what `bench.load` returned, and nothing can be saved (records are of
-    test-split points). `model_options` go to `bench.load` (weights, sha256, trust_checkpoint, ...)."""
-    name, points = (dataset, None) if isinstance(dataset, str) else (TENSORS, dataset)
-    return _evaluation(_run(model, name, points, _attack_specs(attacks), n=n, eps=eps, norm=norm, seed=seed,
-                            sample_seed=sample_seed, device=device, batch_size=batch_size, save=save,
-                            results_dir=Path(results_dir), data_dir=data_dir, cascade=cascade,
-                            allow_randomized=allow_randomized, quiet=quiet, keep_adversarials=False,
-                            model_options=model_options))
+    test-split points). `save_adversarials` keeps the worst case's adversarial examples
+    (`Evaluation.adversarials`; with `save`, also a .pt beside the record); `resume` continues a
+    saved run interrupted with the same settings (needs `save`). `precision`, `channels_last`,
+    `compile` and `draws` are `bench run`'s flags of those names. `model_options` go to
+    `bench.load` (weights, sha256, trust_checkpoint, ...)."""
+    purpose = RunPurpose.WORST_CASE if cascade else RunPurpose.EVALUATION
+    return _evaluation(_run(model, dataset, _attack_specs(attacks), purpose, _Options(
+        n=n, eps=eps, norm=norm, seed=seed, sample_seed=sample_seed, device=device, batch_size=batch_size,
+        save=save, results_dir=Path(results_dir), data_dir=data_dir, allow_randomized=allow_randomized,
+        draws=draws, speed=_speed(precision, channels_last, compile), keep_adversarials=save_adversarials,
+        resume=resume, quiet=quiet), model_options))
 
 
-def _run(model: Model, name: str, points: Points | None, attacks: tuple[AttackSpec, ...], *, n: int | None, eps: float | str | None,
-         norm: str | None, seed: int, sample_seed: int | None, device: str | None, batch_size: int, save: bool,
-         results_dir: Path, data_dir: Path | str | None, cascade: bool, allow_randomized: bool, quiet: bool,
-         keep_adversarials: bool, model_options: dict[str, Any]) -> RunResult:
-    """`name`: the dataset (the test split's when `points` is None; with points, what the attacks
-    may look up, e.g. a transfer surrogate; TENSORS for none)."""
-    given = None if points is None else _points(points)
+def eps_sweep(model: Model, eps: Sequence[float | str], *, dataset: str | Points = "fashion-mnist",
+              attacks: str | Sequence[str] = DEFAULT_ATTACKS, n: int | None = None, norm: str | None = None,
+              seed: int = 0, sample_seed: int | None = None, device: str | None = None, batch_size: int = 500,
+              save: bool = False, results_dir: Path | str = Path("results/runs"),
+              data_dir: Path | str | None = None, allow_randomized: bool = False, draws: int = RANDOMIZED_DRAWS,
+              precision: str = "fp32", channels_last: bool = False, compile: bool = False, quiet: bool = True,
+              **model_options: Any) -> list[Evaluation]:
+    """`bench run --eps-sweep`: one evaluation per ε, in the order given, recorded as eps-sweep
+    runs (they feed the ε-curve plots and checks, not the leaderboard's tables)."""
+    if not eps:
+        raise BenchError("eps_sweep needs at least one ε")
+    specs = _attack_specs(attacks)
+    once = load(model, dataset=dataset, norm=norm, **model_options) if isinstance(dataset, str) else model
+    return [_evaluation(_run(once, dataset, specs, RunPurpose.EPS_SWEEP, _Options(
+        n=n, eps=e, norm=norm, seed=seed, sample_seed=sample_seed, device=device, batch_size=batch_size, save=save,
+        results_dir=Path(results_dir), data_dir=data_dir, allow_randomized=allow_randomized, draws=draws,
+        speed=_speed(precision, channels_last, compile), quiet=quiet),
+        {} if isinstance(dataset, str) else model_options)) for e in eps]
+
+
+def _speed(precision: str, channels_last: bool, compile: bool) -> Speed:
+    try:
+        chosen = Precision(precision)
+    except ValueError:
+        raise BenchError(f"precision {precision!r}: choose one of {', '.join(p.value for p in Precision)}") from None
+    return Speed(chosen, channels_last, compile)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How one evaluation runs, as the public calls were given it."""
+
+    n: int | None = None
+    eps: float | str | None = None
+    norm: str | None = None
+    seed: int = 0
+    sample_seed: int | None = None
+    device: str | None = None
+    batch_size: int = 500
+    save: bool = False
+    results_dir: Path = Path("results/runs")
+    data_dir: Path | str | None = None
+    allow_randomized: bool = False
+    draws: int = RANDOMIZED_DRAWS
+    speed: Speed = Speed()
+    keep_adversarials: bool = False
+    resume: bool = False
+    quiet: bool = True
+
+
+def _run(model: Model, dataset: str | Points, attacks: tuple[AttackSpec, ...], purpose: RunPurpose, opt: _Options,
+         model_options: dict[str, Any], *, name: str | None = None) -> RunResult:
+    """`dataset`: a dataset name (its test split), or points as tensors; then `name` is what the
+    attacks may look up (e.g. a transfer surrogate), TENSORS for nothing."""
+    name, given = (dataset, None) if isinstance(dataset, str) else (name or TENSORS, _points(dataset))
     if given is not None:
-        if save:
+        if opt.save:
             raise BenchError("save=True needs a dataset name: records are of test-split points, not given tensors")
         if not isinstance(model, (nn.Module, ResolvedModel)):
             raise BenchError("with points given as tensors, pass a module or bench.load(spec, dataset=...)'s result")
-        if sample_seed is not None:
+        if opt.sample_seed is not None:
             raise BenchError("sample_seed draws test-split points: with tensors, select them yourself")
-    resolved = load(model, dataset=name, norm=norm, **model_options)
-    threat = _threat(name, given[0] if given is not None else None, norm, eps)
+    if opt.resume and not opt.save:
+        raise BenchError("resume=True continues a saved run: give save=True (the progress lives in results_dir)")
+    resolved = load(model, dataset=name, norm=opt.norm, **model_options)
+    threat = _threat(name, given[0] if given is not None else None, opt.norm, opt.eps)
     defense = _defense_of(resolved)
     cfg = RunConfig(dataset=name, threat=threat, attack_specs=attacks, defense=defense, in_process=defense is None,
-                    n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device or "auto",
-                    save_adv=keep_adversarials, results_dir=results_dir,
-                    data_dir=Path(data_dir) if data_dir is not None else None, allow_randomized=allow_randomized,
-                    quiet=quiet, purpose=RunPurpose.WORST_CASE if cascade else RunPurpose.EVALUATION)
+                    n=opt.n, sample_seed=opt.sample_seed, seed=opt.seed, batch_size=opt.batch_size,
+                    device=opt.device or "auto", speed=opt.speed, save_adv=opt.keep_adversarials,
+                    results_dir=opt.results_dir, resume=opt.resume,
+                    data_dir=Path(opt.data_dir) if opt.data_dir is not None else None,
+                    allow_randomized=opt.allow_randomized, draws=opt.draws, quiet=opt.quiet, purpose=purpose)
     built = cfg.attacks()  # a bad attack list fails before any data is loaded
     if given is None:
         test = load_data(name, Split.TEST, cfg.data_dir)
-        indices = select_indices(len(test), n, sample_seed)
+        indices = select_indices(len(test), opt.n, opt.sample_seed)
         x, y = test.batch(indices)
         classes = DATASETS.get(name).num_classes
     else:
         x, y = given
-        if n is not None:
-            x, y = x[:n], y[:n]
+        if opt.n is not None:
+            x, y = x[:opt.n], y[:opt.n]
         indices = np.arange(x.shape[0])
         classes = _classes(resolved, x)
-    return evaluate_on(cfg, built, resolved, x, y, indices, classes, write=save)
+    return evaluate_on(cfg, built, resolved, x, y, indices, classes, write=opt.save)
 
 
 def _defense_of(resolved: ResolvedModel) -> str | None:
@@ -273,9 +333,9 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
     """One attack (`spec` as the CLI writes it, e.g. "pgd:steps=50,restarts=2") on the given
     points. A spec-string `model` is loaded for `dataset`."""
     resolved = load(model, dataset=dataset, norm=norm, **model_options)
-    result = _run(resolved, dataset, (x, y), _attack_specs(spec), n=None, eps=eps, norm=norm, seed=seed, sample_seed=None, device=device,
-                  batch_size=batch_size, save=False, results_dir=Path("results/runs"), data_dir=None, cascade=False,
-                  allow_randomized=False, quiet=True, keep_adversarials=True, model_options={})
+    result = _run(resolved, (x, y), _attack_specs(spec), RunPurpose.EVALUATION,
+                  _Options(eps=eps, norm=norm, seed=seed, device=device, batch_size=batch_size,
+                           keep_adversarials=True), {}, name=dataset)
     store = result.adversarials
     assert store is not None
     per = result.record["per_example"]

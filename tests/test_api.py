@@ -76,6 +76,10 @@ def test_a_module_keeps_its_mode_and_is_pinned_by_its_weights(module, points):
     (lambda m, x, y: bench.evaluate("ancraa", attacks="fgsm", n=2), "ancra"),
     (lambda m, x, y: bench.evaluate("pgd-at", attacks="fgsm", n=2, weights="w.pt"), "only apply to a user model"),
     (lambda m, x, y: bench.evaluate("pgd-at", attacks="fgsm", n=2, dataset="fashion"), "fashion-mnist"),
+    (lambda m, x, y: bench.evaluate("pgd-at", attacks="fgsm", n=2, precision="fp8"), "precision 'fp8'"),
+    (lambda m, x, y: bench.evaluate("pgd-at", attacks="fgsm", n=2, resume=True), "give save=True"),
+    (lambda m, x, y: bench.eps_sweep("pgd-at", [], attacks="fgsm", n=2), "at least one"),
+    (lambda m, x, y: bench.eps_sweep("pgd-at", [0.1], dataset=(x, y), attacks="fgsm"), "bench.load"),
     (lambda m, x, y: bench.audit(m), "spec"),
     (lambda m, x, y: bench.leaderboard("no/such/folder"), "no results folder"),
 ])
@@ -169,3 +173,34 @@ def test_train_takes_what_bench_train_takes_and_refuses_bad_input_first(tmp_path
     with pytest.raises(BenchError, match="exists"):
         bench.train("pgd-at", out=tmp_path / "a.pt")
     assert (tmp_path / "a.pt").read_bytes() == b"kept" and sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_every_bench_run_option_is_an_api_keyword():
+    """Nothing `bench run` can do is out of the API's reach: each of its flags maps to a keyword
+    of bench.evaluate or bench.eps_sweep (the model-choosing flags are the `model` argument)."""
+    import argparse
+    import inspect
+
+    from bench.cli import run
+
+    parser = argparse.ArgumentParser()
+    run.add(parser.add_subparsers())
+    flags = {a.dest for a in parser._subparsers._group_actions[0].choices["run"]._actions} - {"help"}
+    through_model = {"defense", "checkpoint", "model"}
+    renamed = {"attack": "attacks", "save_adv": "save_adversarials", "individual": None, "json": None,
+               "eps_sweep": None}
+    keywords = {*inspect.signature(bench.evaluate).parameters, *inspect.signature(bench.eps_sweep).parameters,
+                *inspect.signature(bench.load).parameters}  # bench.load's keywords pass through **model_options
+    assert {"precision", "resume", "save_adv", "n"} <= flags  # the parser was read
+    missing = {f for f in flags - through_model if renamed.get(f, f) is not None and renamed.get(f, f) not in keywords}
+    assert not missing
+
+
+def test_precision_adversarials_and_resume_reach_the_harness(tmp_path):
+    runs = tmp_path / "runs"
+    first = bench.evaluate("pgd-at", attacks="fgsm", n=6, save=True, results_dir=runs,
+                           precision="bf16", save_adversarials=True)
+    assert first.record["provenance"]["precision"] == "bf16" and first.record["config"]["resumed"] is False
+    assert first.adversarials is not None and first.adversarials.x_adv.shape[0] == 6
+    with pytest.raises(BenchError, match="no interrupted run"):  # resume reaches the harness, as --resume does
+        bench.evaluate("pgd-at", attacks="fgsm", n=6, save=True, results_dir=runs, resume=True)
