@@ -7,8 +7,9 @@ third of SmallCNN's forward time in Square's query loop. Pooling selects and nev
 maximum of the quarter-grids has the stock kernel's values bit for bit (NaN propagates in both).
 Where autograd records a graph the stock kernel runs: its backward needs the argmax indices, and
 every faster way to get them that we measured (a channels-last copy, masks in the backward) made
-SmallCNN's forward + backward slower, not faster. Off CPU and under torch.compile the stock kernel
-runs too.
+SmallCNN's forward + backward slower, not faster. Off CPU the stock kernel runs too, and so does
+anything that captures the module (torch.jit.trace or script, torch.export, torch.compile): a
+captured graph must not depend on whether a gradient was asked for.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class MaxPool2x2(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         needs_graph = torch.is_grad_enabled() and x.requires_grad
-        if needs_graph or x.device.type != "cpu" or x.dim() != 4 or torch.compiler.is_compiling():
+        captured = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+        if needs_graph or captured or x.device.type != "cpu" or x.dim() != 4:
             return super().forward(x)
         return max_pool_values(x)

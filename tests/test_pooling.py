@@ -70,3 +70,13 @@ def test_state_dicts_and_the_module_contract_are_nn_maxpool2ds():
     pool = MaxPool2x2()
     assert isinstance(pool, nn.MaxPool2d) and pool.kernel_size == 2 and pool.stride == 2
     assert pool.state_dict() == {} and not list(pool.parameters())
+
+
+def test_a_traced_or_exported_smallcnn_captures_the_stock_pool(committed_robust, points):
+    """A captured graph must not depend on whether a gradient was asked for: tracing checks that."""
+    module = committed_robust.module
+    x = points[0][:4]
+    traced = torch.jit.trace(module.eval(), x)
+    assert "max_pool2d" in str(traced.inlined_graph)
+    with torch.inference_mode():
+        assert torch.equal(traced(x), module(x))
