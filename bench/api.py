@@ -26,13 +26,12 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from bench import gate
+from bench import gate, harness
 from bench.adversarials import AdversarialStore
 from bench.attacks import AttackSpec, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.config import RANDOMIZED_DRAWS, RunConfig
-from bench.data import DATASETS, Split, select_indices
-from bench.data import load as load_data
+from bench.data import DATASETS
 from bench.derived import Derived, derived_root, rebuild
 from bench.errors import BenchError
 from bench.files import ensure_writable_dir
@@ -294,19 +293,13 @@ def _run(model: Model, dataset: str | Points, attacks: tuple[AttackSpec, ...], p
                     results_dir=opt.results_dir, resume=opt.resume,
                     data_dir=Path(opt.data_dir) if opt.data_dir is not None else None,
                     allow_randomized=opt.allow_randomized, draws=opt.draws, quiet=opt.quiet, purpose=purpose)
-    built = cfg.attacks()  # a bad attack list fails before any data is loaded
     if given is None:
-        test = load_data(name, Split.TEST, cfg.data_dir)
-        indices = select_indices(len(test), opt.n, opt.sample_seed)
-        x, y = test.batch(indices)
-        classes = DATASETS.get(name).num_classes
-    else:
-        x, y = given
-        if opt.n is not None:
-            x, y = x[:opt.n], y[:opt.n]
-        indices = np.arange(x.shape[0])
-        classes = _classes(resolved, x)
-    return evaluate_on(cfg, built, resolved, x, y, indices, classes, write=opt.save)
+        return harness.evaluate(cfg, resolved, write=opt.save)
+    built = cfg.attacks()
+    x, y = given
+    if opt.n is not None:
+        x, y = x[:opt.n], y[:opt.n]
+    return evaluate_on(cfg, built, resolved, x, y, np.arange(x.shape[0]), _classes(resolved, x), write=opt.save)
 
 
 def _defense_of(resolved: ResolvedModel) -> str | None:

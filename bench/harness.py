@@ -33,7 +33,6 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records import AttackProgress, ResumeState, StageCost, write_record
 from bench.resolve import ResolvedModel, resolve_model
-from bench.schema import WORST_CASE
 from bench.shards import Shard, join
 from bench.stats import wilson_interval
 from bench.threat import ThreatModel
@@ -47,17 +46,6 @@ class RunResult:
     record_path: Path | None  # None when not written: torchrun ranks other than 0, the API without save
     record: dict[str, Any]
     adversarials: AdversarialStore | None = None  # with save_adv: the worst case's first success per point
-
-    def summary(self) -> dict[str, Any]:
-        r = self.record
-        robust = {label: res["robust_accuracy"] for label, res in r["attacks"].items()}
-        robust[WORST_CASE] = r["worst_case"]["robust_accuracy"]
-        return {"dataset": r["data"]["dataset"], "defense": r["model"]["defense"],
-                "checkpoint": r["model"]["path"], "n": r["data"]["n"],
-                "threat": r["threat"], "clean_accuracy": r["clean"]["accuracy"],
-                "robust_accuracy": robust, "warnings": r["warnings"], "record": str(self.record_path),
-                **({"adversarial_examples": str(adv)} if self.record_path is not None
-                   and (adv := self.record_path.with_suffix(".adv.pt")).is_file() else {})}
 
 
 def _execution_order(attacks: list[Attack], cfg: RunConfig) -> list[Attack]:
@@ -278,16 +266,18 @@ def under_test(resolved: ResolvedModel, num_classes: int, device: torch.device, 
     return ModelUnderTest(resolved.module.to(device), num_classes, mean, std, speed=speed or Speed())
 
 
-def evaluate(cfg: RunConfig) -> RunResult:
-    """`bench run`: the configured model on the configured test points; the record is written."""
+def evaluate(cfg: RunConfig, resolved: ResolvedModel | None = None, *, write: bool = True) -> RunResult:
+    """The configured model (or `resolved`, loaded already) on the configured test points; the
+    record is written unless `write=False`."""
     attacks = cfg.attacks()  # a bad attack list fails before any data or model is loaded
-    if join().writes:  # before any model, data or attack work: where the record and progress go
+    if write and join().writes:  # before any model, data or attack work: where the record and progress go
         ensure_writable_dir(cfg.results_dir, "--results-dir")
-    resolved = resolve_model(cfg)
+    resolved = resolved or resolve_model(cfg)
     test = data.load(cfg.dataset, data.Split.TEST, cfg.data_dir)
     indices = data.select_indices(len(test), cfg.n, cfg.sample_seed)
     x, y = test.batch(indices)
-    return evaluate_on(cfg, attacks, resolved, x, y, indices, data.DATASETS.get(cfg.dataset).num_classes)
+    return evaluate_on(cfg, attacks, resolved, x, y, indices, data.DATASETS.get(cfg.dataset).num_classes,
+                       write=write)
 
 
 def evaluate_on(cfg: RunConfig, attacks: list[Attack], resolved: ResolvedModel, x: torch.Tensor, y: torch.Tensor,

@@ -1,10 +1,13 @@
-"""Human-readable summary of a run: one table, then warnings and where the record is."""
+"""What `bench run` prints about a run: one table, then warnings and where the record is; or one JSON object."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from tabulate import tabulate
 
-from bench.harness import WORST_CASE, RunResult
+from bench.schema import WORST_CASE
 from bench.threat import format_eps
 
 
@@ -16,8 +19,20 @@ def _ci(ci: list[float]) -> str:
     return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
-def format_summary(result: RunResult) -> str:
-    r = result.record
+def json_summary(r: dict[str, Any], record_path: Path | None) -> dict[str, Any]:
+    """`bench run --json`'s one object: accuracies, warnings, where the record (and the
+    adversarial examples, when saved) went."""
+    robust = {label: res["robust_accuracy"] for label, res in r["attacks"].items()}
+    robust[WORST_CASE] = r["worst_case"]["robust_accuracy"]
+    return {"dataset": r["data"]["dataset"], "defense": r["model"]["defense"],
+            "checkpoint": r["model"]["path"], "n": r["data"]["n"],
+            "threat": r["threat"], "clean_accuracy": r["clean"]["accuracy"],
+            "robust_accuracy": robust, "warnings": r["warnings"], "record": str(record_path),
+            **({"adversarial_examples": str(adv)} if record_path is not None
+               and (adv := record_path.with_suffix(".adv.pt")).is_file() else {})}
+
+
+def format_summary(r: dict[str, Any], record_path: Path | None) -> str:
     n = r["data"]["n"]
     rows = [["clean", "", _pct(r["clean"]["accuracy"]), _ci(r["clean"]["ci95"]), "", ""]]
     for label, res in r["attacks"].items():
@@ -34,5 +49,5 @@ def format_summary(result: RunResult) -> str:
                      tablefmt="github")
     lines = [head, "", table, ""]
     lines += [f"warning: {w}" for w in r["warnings"]]
-    lines.append(f"record: {result.record_path}")
+    lines.append(f"record: {record_path}")
     return "\n".join(lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -83,39 +82,45 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import dataclasses
-
+    """Checks what the flags name (before any file is written or model loaded), then bench.evaluate
+    or bench.eps_sweep on the model the flags resolve to."""
+    from bench import api
     from bench.cli.run_config import run_config
-    from bench.config import RunConfig
     from bench.derived import derived_root
     from bench.files import ensure_writable_dir
-    from bench.harness import evaluate
-    from bench.report import format_summary
-    from bench.schema import RunPurpose
+    from bench.report import format_summary, json_summary
+    from bench.resolve import resolve_model
+    from bench.shards import join
     from bench.threat import parse_eps_list
 
     cfg = run_config(args)
-    if args.cascade:
-        if args.eps_sweep is not None:
-            raise BenchError("--cascade answers the worst case only; an ε sweep needs per-attack flags")
-        cfg = dataclasses.replace(cfg, purpose=RunPurpose.WORST_CASE)
-    configs = [cfg]
-    if int(os.environ.get("RANK", "0")) == 0:  # before any work: the table rebuilt after the run
+    if args.cascade and args.eps_sweep is not None:
+        raise BenchError("--cascade answers the worst case only; an ε sweep needs per-attack flags")
+    eps_list = parse_eps_list(args.eps_sweep) if args.eps_sweep is not None else None
+    if join().writes:  # before any model, data or attack work: where the record and the derived files go
         ensure_writable_dir(derived_root(cfg.results_dir), "the folder of the derived files")
-    if args.eps_sweep is not None:
-        configs = [dataclasses.replace(cfg, threat=RunConfig.resolve_threat(cfg.dataset, args.norm, str(e)),
-                                       purpose=RunPurpose.EPS_SWEEP) for e in parse_eps_list(args.eps_sweep)]
-    for one in configs:
-        result = evaluate(one)
+        ensure_writable_dir(cfg.results_dir, "--results-dir")
+    options = {"dataset": cfg.dataset, "attacks": args.attack, "n": cfg.n, "norm": args.norm,
+               "sample_seed": cfg.sample_seed, "seed": cfg.seed, "device": cfg.device, "batch_size": cfg.batch_size,
+               "save": True, "results_dir": cfg.results_dir, "data_dir": cfg.data_dir,
+               "allow_randomized": cfg.allow_randomized, "draws": cfg.draws, "precision": cfg.speed.precision.value,
+               "channels_last": cfg.speed.channels_last, "compile": cfg.speed.compile, "quiet": cfg.quiet}
+    model = resolve_model(cfg)
+    if eps_list is not None:
+        results = api.eps_sweep(model, eps_list, **options)
+    else:
+        results = [api.evaluate(model, eps=args.eps, cascade=args.cascade, save_adversarials=cfg.save_adv,
+                                resume=args.resume, **options)]
+    for result in results:
         if result.record_path is None:  # a torchrun rank other than 0: rank 0 reports
             continue
         if args.json:
-            print(json.dumps(result.summary(), sort_keys=True))
+            print(json.dumps(json_summary(result.record, result.record_path), sort_keys=True))
         else:
-            print(format_summary(result) + ("\n" if len(configs) > 1 else ""))
-        if args.save_adv and not args.json:
+            print(format_summary(result.record, result.record_path) + ("\n" if len(results) > 1 else ""))
+        if cfg.save_adv and not args.json:
             print(f"adversarial examples: {result.record_path.with_suffix('.adv.pt')}")
-    if int(os.environ.get("RANK", "0")) == 0:
+    if join().writes:
         _rebuild_quietly(cfg.results_dir)
     distributed.teardown()
     return 0

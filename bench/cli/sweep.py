@@ -57,7 +57,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if outcome.run is None:
             print(f"{outcome.label}: nothing to do{skipped}")
         else:
-            print(f"{outcome.label}{skipped}:\n{format_summary(outcome.run)}\n")
+            print(f"{outcome.label}{skipped}:\n{format_summary(outcome.run.record, outcome.run.record_path)}\n")
 
     done = sweep_models([], checkpoints_in(args.checkpoints_dir) if args.checkpoints_dir else [], model_spec(args),
                         dataset=args.dataset, attacks=args.attack, eps=args.eps,
