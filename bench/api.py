@@ -41,8 +41,10 @@ from bench.inspect_model import Inspection
 from bench.masking_audit import Audit, AuditConfig, run_audit
 from bench.model import Precision, Speed
 from bench.resolve import ResolvedModel, in_process, name_model, resolve
+from bench.run_record import Accuracy, RunRecord
 from bench.schema import WORST_CASE, RunPurpose
 from bench.sources import ModelSpec, spec_with_options
+from bench.stats import wilson_interval
 from bench.threat import Norm, ThreatModel, parse_eps
 
 Model = str | Path | nn.Module | ResolvedModel
@@ -68,9 +70,8 @@ class Estimate:
         return f"{100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}]"
 
 
-def _estimate(entry: dict[str, Any], n: int) -> Estimate:
-    low, high = entry["ci95"]
-    return Estimate(int(entry["count"]), n, float(low), float(high))
+def _estimate(accuracy: Accuracy) -> Estimate:
+    return Estimate(accuracy.count, accuracy.n, *wilson_interval(accuracy.count, accuracy.n))
 
 
 @dataclass(frozen=True)
@@ -102,19 +103,15 @@ class Evaluation:
 
 
 def _evaluation(result: RunResult) -> Evaluation:
-    r = result.record
-    n = int(r["data"]["n"])
-    per = r["per_example"]
-    frame = pd.DataFrame({"label": per["label"], "clean_correct": [c == "1" for c in per["clean_correct"]]},
-                         index=pd.Index(per["index"], name="index"))
-    for label, flags in per["robust"].items():
-        frame[label] = [c == "1" for c in flags]
-    frame[WORST_CASE] = [c == "1" for c in per["worst_case"]]
-    frame["broken_first_by"] = pd.Series(per["broken_first_by"], index=frame.index, dtype=object)  # None: not broken
-    return Evaluation(r["model"]["label"], r["model"]["sha256"], r["data"]["dataset"],
-                      ThreatModel(Norm(r["threat"]["norm"]), float(r["threat"]["eps"])),
-                      _estimate(r["clean"], n), {label: _estimate(a, n) for label, a in r["attacks"].items()},
-                      _estimate(r["worst_case"], n), frame, r, result.record_path, result.adversarials)
+    r = RunRecord.of(result.record)
+    frame = pd.DataFrame({"label": r.labels, "clean_correct": r.clean_correct}, index=pd.Index(r.index, name="index"))
+    for label, attack in r.attacks.items():
+        frame[label] = attack.flags
+    frame[WORST_CASE] = r.worst_flags
+    frame["broken_first_by"] = pd.Series(r.broken_first_by, index=frame.index, dtype=object)  # None: not broken
+    return Evaluation(r.model.label, r.model.sha256, r.dataset, r.threat, _estimate(r.clean),
+                      {label: _estimate(a.robust) for label, a in r.attacks.items()}, _estimate(r.worst_case),
+                      frame, result.record, result.record_path, result.adversarials)
 
 
 # ------------------------------------------------------------------ models

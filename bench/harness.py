@@ -33,6 +33,7 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records import AttackProgress, ResumeState, StageCost, write_record
 from bench.resolve import ResolvedModel, resolve_model
+from bench.schema import SCHEMA_VERSION
 from bench.shards import Shard, join
 from bench.stats import wilson_interval
 from bench.threat import ThreatModel
@@ -220,6 +221,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
             "warnings": prog.warnings}
     warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]
     return {
+        "schema_version": SCHEMA_VERSION,  # as written: the record in memory is the file's
         "config": {"attacks": format_attacks(cfg.attack_specs), "seed": cfg.seed, "batch_size": cfg.batch_size,
                    "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size,
                    **({"randomized_draws": randomized_draws, "randomized_rule": "majority vote"}

@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.files import write_if_changed
+from bench.run_record import RunRecord
 from bench.schema import WORST_CASE
 from bench.stats import wilson_interval
 
@@ -33,39 +34,35 @@ def _interval(count: int, n: int) -> dict[str, float]:
     return {"ci95_low": low, "ci95_high": high}
 
 
-def _rows(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    model, data, prov = record["model"], record["data"], record["provenance"]
-    common = {"run": Path(record["_file"]).stem, "date": prov["date"], "dataset": data["dataset"],
-              "norm": record["threat"]["norm"], "eps": record["threat"]["eps"], "purpose": record["purpose"],
-              "label": model["label"], "defense": model.get("defense"), "variant": model.get("variant"),
-              "arch": model.get("arch"), "checkpoint_sha256": model["sha256"], "n": data["n"],
-              "sample_seed": data.get("sample_seed"), "index_sha256": data.get("index_sha256"),
-              "seed": record["config"].get("seed"), "clean_accuracy": record["clean"]["accuracy"],
-              "device": prov.get("device"), "precision": prov.get("precision", "fp32"),
-              "bench_version": prov.get("versions", {}).get("bench"),
-              "torch_version": prov.get("versions", {}).get("torch"), "git_sha": prov.get("git_sha"),
-              "schema_version": record["schema_version"]}
-    n = data["n"]
+def _rows(record: RunRecord) -> Iterator[dict[str, Any]]:
+    model, prov, n = record.model, record.provenance, record.n
+    common = {"run": record.run, "date": prov.date, "dataset": record.dataset,
+              "norm": record.threat.norm.value, "eps": record.threat.eps, "purpose": record.purpose.value,
+              "label": model.label, "defense": model.defense, "variant": model.variant,
+              "arch": model.arch, "checkpoint_sha256": model.sha256, "n": n,
+              "sample_seed": record.sample_seed, "index_sha256": record.index_sha256,
+              "seed": record.seed, "clean_accuracy": record.clean.value,
+              "device": prov.device, "precision": prov.precision,
+              "bench_version": prov.versions.get("bench"), "torch_version": prov.versions.get("torch"),
+              "git_sha": prov.git_sha, "schema_version": record.schema_version}
     forward = backward = seconds = 0.0
-    for label, res in record["attacks"].items():
-        passes = res["passes"]
-        forward, backward, seconds = (forward + passes["forward_per_example"],
-                                      backward + passes["backward_per_example"], seconds + res["seconds"])
-        yield {**common, "attack": label, "attack_name": res["attack"], "protocol": res["protocol"],
-               "config": json.dumps(res["config"], sort_keys=True), "robust_accuracy": res["robust_accuracy"],
-               "robust_count": res["count"], **_interval(res["count"], n),
-               "forward_per_example": passes["forward_per_example"],
-               "backward_per_example": passes["backward_per_example"], "seconds": res["seconds"]}
-    worst = record["worst_case"]
-    protocols = "+".join(sorted(res["protocol"] for res in record["attacks"].values()))
-    count = worst.get("count", round(worst["robust_accuracy"] * n))
+    for label, res in record.attacks.items():
+        forward, backward, seconds = (forward + res.forward_per_example, backward + res.backward_per_example,
+                                      seconds + res.seconds)
+        yield {**common, "attack": label, "attack_name": res.attack, "protocol": res.protocol,
+               "config": json.dumps(res.config, sort_keys=True), "robust_accuracy": res.robust.value,
+               "robust_count": res.robust.count, **_interval(res.robust.count, n),
+               "forward_per_example": res.forward_per_example,
+               "backward_per_example": res.backward_per_example, "seconds": res.seconds}
+    worst = record.worst_case
+    protocols = "+".join(sorted(res.protocol for res in record.attacks.values()))
     yield {**common, "attack": WORST_CASE, "attack_name": WORST_CASE, "protocol": protocols, "config": "",
-           "robust_accuracy": worst["robust_accuracy"], "robust_count": count, **_interval(count, n),
+           "robust_accuracy": worst.value, "robust_count": worst.count, **_interval(worst.count, n),
            "forward_per_example": forward, "backward_per_example": backward, "seconds": round(seconds, 3)}
 
 
 def build_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [row for record in records for row in _rows(record)]
+    rows = [row for record in records for row in _rows(RunRecord.of(record))]
     table = pd.DataFrame(rows, columns=COLUMNS)
     order = {WORST_CASE: 1}
     table["_last"] = table["attack"].map(lambda a: order.get(a, 0))

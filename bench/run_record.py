@@ -1,0 +1,132 @@
+"""A run record as typed values, read once from its validated JSON.
+
+The JSON file stays the source of truth (`bench.schema` upgrades old versions and refuses invalid
+ones with the file's name); `RunRecord.of` turns what it returns into frozen dataclasses and
+per-example arrays, so a reader asks `record.attacks["pgd"].robust.count` instead of indexing
+strings. The results table and the Python API read records this way; the leaderboard, the gate
+and the audit still read the dicts and move over next (one model for all is the aim).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.schema import RunPurpose
+from bench.threat import Norm, ThreatModel
+
+
+def _flags(bits: str) -> np.ndarray:
+    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """`value` as recorded (count / n written by Python); `count` of the run's `n` points."""
+
+    value: float
+    count: int
+    n: int
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    label: str  # the attack as the run named it (e.g. "pgd:steps=50")
+    attack: str  # the registered attack
+    protocol: str  # attack/version
+    config: Mapping[str, Any]
+    robust: Accuracy
+    seconds: float
+    forward_per_example: float
+    backward_per_example: float
+    adaptive: bool
+    flags: np.ndarray  # bool [n]: robust to this attack (cumulative in a cascade's record)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    label: str
+    path: str
+    sha256: str
+    defense: str | None
+    variant: str | None
+    arch: str | None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    date: str
+    device: str | None
+    precision: str
+    git_sha: str | None
+    versions: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    file: str | None  # the record's file name, when it was read from a results folder
+    schema_version: int
+    purpose: RunPurpose
+    threat: ThreatModel
+    model: ModelInfo
+    dataset: str
+    sample_seed: int | None
+    index_sha256: str | None
+    seed: int
+    attack_list: str  # config.attacks: the attacks as the run was asked for them
+    provenance: Provenance
+    clean: Accuracy
+    attacks: Mapping[str, AttackResult]  # in the run's order
+    worst_case: Accuracy
+    warnings: tuple[str, ...]
+    index: np.ndarray  # int [n]: test-set index of each point
+    labels: np.ndarray | None  # int [n]
+    clean_correct: np.ndarray  # bool [n]
+    worst_flags: np.ndarray  # bool [n]: robust under every attack of the run
+    broken_first_by: tuple[str | None, ...] | None
+
+    @property
+    def n(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def run(self) -> str:
+        """The run's name in tables: the record file's stem."""
+        return Path(self.file).stem if self.file else ""
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> RunRecord:
+        """A record as `bench.schema` returns it (upgraded and validated)."""
+        data, per, prov, model = record["data"], record["per_example"], record["provenance"], record["model"]
+        n = int(data["n"])
+
+        def accuracy(entry: Mapping[str, Any], flags: np.ndarray) -> Accuracy:
+            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), int(flags.sum()), n)
+
+        attacks = {}
+        for label, res in record["attacks"].items():
+            flags = _flags(per["robust"][label])
+            attacks[label] = AttackResult(
+                label, res["attack"], res["protocol"], res["config"], accuracy(res, flags), float(res["seconds"]),
+                float(res["passes"]["forward_per_example"]), float(res["passes"]["backward_per_example"]),
+                bool(res.get("adaptive", False)), flags)
+        clean, worst = _flags(per["clean_correct"]), _flags(per["worst_case"])
+        return cls(
+            file=record.get("_file"), schema_version=int(record["schema_version"]),
+            purpose=RunPurpose(record["purpose"]),
+            threat=ThreatModel(Norm(record["threat"]["norm"]), float(record["threat"]["eps"])),
+            model=ModelInfo(model["label"], model["path"], model["sha256"], model.get("defense"),
+                            model.get("variant"), model.get("arch")),
+            dataset=data["dataset"], sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
+            seed=int(record["config"]["seed"]), attack_list=record["config"]["attacks"],
+            provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
+                                  prov.get("git_sha"), prov.get("versions", {})),
+            clean=accuracy(record["clean"], clean), attacks=attacks, worst_case=accuracy(record["worst_case"], worst),
+            warnings=tuple(record.get("warnings", ())), index=np.asarray(per["index"], dtype=np.int64),
+            labels=np.asarray(per["label"], dtype=np.int64) if "label" in per else None,
+            clean_correct=clean, worst_flags=worst,
+            broken_first_by=tuple(per["broken_first_by"]) if "broken_first_by" in per else None)
