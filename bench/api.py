@@ -328,9 +328,9 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
                            keep_adversarials=True), {}, name=dataset)
     store = result.adversarials
     assert store is not None
-    per = result.record["per_example"]
-    return Attacked(store.x_adv.clone(), store.broken.clone(),
-                    torch.tensor([c == "1" for c in per["clean_correct"]]), list(per["broken_first_by"]))
+    record = RunRecord.of(result.record)
+    return Attacked(store.x_adv.clone(), store.broken.clone(), torch.from_numpy(record.clean_correct.copy()),
+                    list(record.broken_first_by or ()))
 
 
 # ------------------------------------------------------------------ audits and leaderboards
@@ -627,12 +627,12 @@ def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool =
     """The leaderboard's markdown from the records in `results_dir`; `write=True` also rewrites
     LEADERBOARD.md, its plots and results.csv beside them, as `bench leaderboard` does."""
     from bench import leaderboards as board
-    from bench.schema import load_records
+    from bench.run_record import load_run_records
 
     runs = Path(results_dir)
     if not runs.is_dir():
         raise BenchError(f"no results folder at {runs}")
     if write:
         rebuild(runs, with_leaderboard=True)
-    markdown, _ = board.render(load_records(runs))
+    markdown, _ = board.render(load_run_records(runs))
     return markdown

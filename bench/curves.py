@@ -7,44 +7,39 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.schema import WORST_CASE, has_per_attack_flags
+from bench.run_record import RunRecord
+from bench.schema import WORST_CASE
 
 STRENGTH_FIELDS = ("steps", "restarts")
 
 
-def class_share(record: dict[str, Any]) -> float:
+def class_share(record: RunRecord) -> float:
     """The largest class's share of a record's points: the accuracy of a constant classifier."""
-    labels = record["per_example"]["label"]
+    assert record.labels is not None, "records of schema 2 keep the labels"
+    labels = record.labels.tolist()
     return max(Counter(labels).values()) / len(labels)
-
-
-def flags_by_index(record: dict[str, Any], attack: str) -> dict[int, bool]:
-    """Robust or not under `attack` (a label, or worst_case), by test-set index."""
-    pe = record["per_example"]
-    flags = pe["worst_case"] if attack == WORST_CASE else pe["robust"][attack]
-    return {int(i): f == "1" for i, f in zip(pe["index"], flags, strict=True)}
 
 
 @dataclass(frozen=True)
 class Point:
     x: float
-    record: dict[str, Any]
-    attack: str  # the label inside `record`
+    record: RunRecord
+    attack: str  # the label inside `record`, or WORST_CASE
 
     @property
     def count(self) -> int:
-        block = self.record["worst_case"] if self.attack == WORST_CASE else self.record["attacks"][self.attack]
-        return int(block["count"])
+        return (self.record.worst_case if self.attack == WORST_CASE else self.record.attacks[self.attack].robust).count
 
     def flags(self) -> dict[int, bool]:
-        return flags_by_index(self.record, self.attack)
+        return self.record.flags_by_index(self.attack)
 
     @property
     def n(self) -> int:
-        return int(self.record["data"]["n"])
+        return self.record.n
 
     @property
     def accuracy(self) -> float:
@@ -58,25 +53,25 @@ class Curve:
     points: list[Point]  # sorted by x, all on the same test points
 
 
-def _newest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _newest(records: list[RunRecord]) -> list[RunRecord]:
     """Records with per-attack flags, oldest first."""
-    return sorted(filter(has_per_attack_flags, records), key=lambda r: (r["provenance"]["date"], r["_file"]))
+    return sorted((r for r in records if r.has_per_attack_flags), key=lambda r: r.order)
 
 
-def eps_curves(records: list[dict[str, Any]], norm: str) -> list[Curve]:
+def eps_curves(records: list[RunRecord], norm: str) -> list[Curve]:
     """Per default-configuration attack, and for the worst case over a run's attacks: robust
     accuracy over ε on the set of points measured at the most ε values (the newest record wins
     at each ε). Curves with fewer than two ε are dropped."""
     by_group: dict[tuple[str, str], dict[float, Point]] = {}
     for r in _newest(records):
-        if r["threat"]["norm"] != norm:
+        if r.threat.norm.value != norm:
             continue
-        eps, index = r["threat"]["eps"], r["data"]["index_sha256"]
-        for label, res in r["attacks"].items():
-            if label == res["attack"]:
+        eps, index = r.threat.eps, r.index_sha256 or ""
+        for label, res in r.attacks.items():
+            if label == res.attack:
                 by_group.setdefault((label, index), {})[eps] = Point(eps, r, label)
-        if len(r["attacks"]) > 1:  # the worst case of one attack set, comparable across ε
-            by_group.setdefault((WORST_CASE, index + "+".join(sorted(r["attacks"]))), {})[eps] = Point(
+        if len(r.attacks) > 1:  # the worst case of one attack set, comparable across ε
+            by_group.setdefault((WORST_CASE, index + "+".join(sorted(r.attacks))), {})[eps] = Point(
                 eps, r, WORST_CASE)
     best: dict[str, dict[float, Point]] = {}
     for (label, _), points in sorted(by_group.items()):
@@ -86,25 +81,25 @@ def eps_curves(records: list[dict[str, Any]], norm: str) -> list[Curve]:
             for label, points in sorted(best.items()) if len(points) >= 2]
 
 
-def strength(config: dict[str, Any]) -> int:
+def strength(config: Mapping[str, Any]) -> int:
     return int(config.get("steps", 1)) * int(config.get("restarts", 1))
 
 
-def strength_curves(records: list[dict[str, Any]], norm: str, eps: float) -> list[Curve]:
+def strength_curves(records: list[RunRecord], norm: str, eps: float) -> list[Curve]:
     """Robust accuracy over steps × restarts: one curve per attack and per fixed value of the
     other knob (steps varied at fixed restarts, restarts varied at fixed steps), all else equal."""
     ladders: dict[tuple[str, str, str], dict[int, Point]] = {}
     for r in _newest(records):
-        if (r["threat"]["norm"], r["threat"]["eps"]) != (norm, eps):
+        if (r.threat.norm.value, r.threat.eps) != (norm, eps):
             continue
-        for label, res in r["attacks"].items():
-            config = res["config"]
+        for label, res in r.attacks.items():
+            config = res.config
             if not all(k in config for k in STRENGTH_FIELDS):
                 continue
             for varied in STRENGTH_FIELDS:
                 fixed = ", ".join(f"{k}={config[k]}" for k in STRENGTH_FIELDS if k != varied)
                 rest = json.dumps({k: v for k, v in sorted(config.items()) if k != varied})
-                key = (res["attack"], f"{varied} varied, {fixed}", rest + r["data"]["index_sha256"])
+                key = (res.attack, f"{varied} varied, {fixed}", rest + (r.index_sha256 or ""))
                 ladders.setdefault(key, {})[strength(config)] = Point(strength(config), r, label)
     return [Curve(name, detail, [ladder[s] for s in sorted(ladder)])
             for (name, detail, _), ladder in sorted(ladders.items()) if len(ladder) >= 2]

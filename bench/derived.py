@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.files import ensure_writable_dir
-from bench.schema import load_records
+from bench.run_record import load_run_records
 from bench.table import build_table, results_lock, write_table
 
 
@@ -39,7 +39,7 @@ def rebuild(runs_dir: Path, *, with_leaderboard: bool = True, with_html: bool = 
     ensure_writable_dir(root, "the folder of the derived files")
     try:
         with results_lock(root):
-            records = load_records(runs_dir)  # a bad record raises here, before anything is written
+            records = load_run_records(runs_dir)  # a bad record raises here, before anything is written
             table_path = root / "results.csv"
             write_table(build_table(records), table_path)
             if not with_leaderboard:

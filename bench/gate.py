@@ -41,6 +41,7 @@ from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
 from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
+from bench.run_record import RunRecord
 from bench.schema import WORST_CASE
 from bench.sources import ModelSpec, spec_with_options
 from bench.stats import binomial_quantile, sign_test_greater
@@ -132,21 +133,29 @@ def baseline_path(baselines: Path, target: Target) -> Path:
     return baselines / target.dataset / f"{target.label}.json"
 
 
-def _flags_of(record: dict[str, Any]) -> dict[str, str]:
-    pe = record["per_example"]
-    return {CLEAN: pe["clean_correct"], **pe["robust"], WORST_CASE: pe["worst_case"]}
+def _bits(flags: Any) -> str:
+    """Per-point flags as a baseline stores them: one '1' or '0' per point."""
+    return "".join("1" if f else "0" for f in flags.tolist())
 
 
-def _margins_of(record: dict[str, Any]) -> dict[str, list[float | None]]:
-    return dict(record["per_example"]["margin"])
+def _flags_of(record: RunRecord) -> dict[str, str]:
+    return {CLEAN: _bits(record.clean_correct), **{label: _bits(res.flags) for label, res in record.attacks.items()},
+            WORST_CASE: _bits(record.worst_flags)}
 
 
-def _passes_of(record: dict[str, Any]) -> dict[str, list[float]]:
-    return {label: [res["passes"]["forward_per_example"], res["passes"]["backward_per_example"]]
-            for label, res in record["attacks"].items()}
+def _margins_of(record: RunRecord) -> dict[str, list[float | None]]:
+    return {label: list(res.margins) for label, res in record.attacks.items() if res.margins is not None}
 
 
-def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> dict[str, Any]:
+def _passes_of(record: RunRecord) -> dict[str, list[float]]:
+    return {label: [res.forward_per_example, res.backward_per_example] for label, res in record.attacks.items()}
+
+
+def _threat_of(record: RunRecord) -> dict[str, Any]:
+    return {"norm": record.threat.norm.value, "eps": record.threat.eps}
+
+
+def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> RunRecord:
     from bench.data import DATASETS
 
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
@@ -154,7 +163,7 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> dict
                         attack_specs=protocol.attacks, defense=target.defense, checkpoint=target.checkpoint,
                         model=target.model, n=protocol.n, seed=protocol.seed, batch_size=protocol.batch_size,
                         results_dir=Path(tmp), quiet=quiet)
-        return evaluate(cfg).record
+        return RunRecord.of(evaluate(cfg).record)
 
 
 def read_baseline(path: Path) -> dict[str, Any]:
@@ -168,19 +177,19 @@ def read_baseline(path: Path) -> dict[str, Any]:
     return baseline
 
 
-def compare(target: Target, path: Path, baseline: dict[str, Any], record: dict[str, Any],
+def compare(target: Target, path: Path, baseline: dict[str, Any], record: RunRecord,
             protocol: GateProtocol) -> Verdict:
     verdict = Verdict(target, path)
     if baseline["protocol"] != protocol.as_json():
         verdict.identity.append(f"baseline protocol {baseline['protocol']} differs from the gate's "
                                 f"{protocol.as_json()}: re-bless")
-    if baseline["checkpoint"]["sha256"] != record["model"]["sha256"]:
+    if baseline["checkpoint"]["sha256"] != record.model.sha256:
         verdict.identity.append(f"checkpoint changed: sha256 {baseline['checkpoint']['sha256'][:16]}… in the "
-                                f"baseline, {record['model']['sha256'][:16]}… now")
+                                f"baseline, {record.model.sha256[:16]}… now")
     declared = baseline["checkpoint"].get("input")  # baselines blessed before inputs were pinned have none
-    if declared is not None and declared != record["model"]["input"]:
-        verdict.identity.append(f"declared input changed: {declared!r} in the baseline, {record['model']['input']!r} now")
-    if baseline["index_sha256"] != record["data"]["index_sha256"] or baseline["threat"] != record["threat"]:
+    if declared is not None and declared != record.model.input:
+        verdict.identity.append(f"declared input changed: {declared!r} in the baseline, {record.model.input!r} now")
+    if baseline["index_sha256"] != record.index_sha256 or baseline["threat"] != _threat_of(record):
         verdict.identity.append("test points or threat model differ from the baseline's")
         return verdict
     now, margins, passes = _flags_of(record), _margins_of(record), _passes_of(record)
@@ -216,18 +225,18 @@ def pooled(verdicts: list[Verdict]) -> list[tuple[str, int, int, float]]:
             for name, (up, down) in sorted(sums.items())]
 
 
-def new_baseline(record: dict[str, Any], target: Target, protocol: GateProtocol, reason: str,
+def new_baseline(record: RunRecord, target: Target, protocol: GateProtocol, reason: str,
                  previous: dict[str, Any] | None) -> dict[str, Any]:
     history = list(previous["history"]) if previous else []
     history.append({"date": now_iso(), "reason": reason, "git_sha": git_sha(),
-                    "sha256": record["model"]["sha256"],
+                    "sha256": record.model.sha256,
                     "summary": {name: flags.count("1") for name, flags in _flags_of(record).items()}})
     return {"baseline_version": BASELINE_VERSION, "protocol": protocol.as_json(),
-            "dataset": target.dataset, "threat": record["threat"],
-            "checkpoint": {"label": target.label, "path": record["model"]["path"],
-                           "sha256": record["model"]["sha256"], "input": record["model"]["input"],
+            "dataset": target.dataset, "threat": _threat_of(record),
+            "checkpoint": {"label": target.label, "path": record.model.path,
+                           "sha256": record.model.sha256, "input": record.model.input,
                            **({"model": _spec_entry(target.model)} if target.model else {})},
-            "index_sha256": record["data"]["index_sha256"], "n": record["data"]["n"],
+            "index_sha256": record.index_sha256, "n": record.n,
             "flags": _flags_of(record), "margins": _margins_of(record), "passes": _passes_of(record),
             "history": history}
 

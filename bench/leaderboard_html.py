@@ -12,7 +12,6 @@ import base64
 import html
 import re
 from pathlib import Path
-from typing import Any
 
 from bench.files import write_if_changed
 from bench.leaderboards import (
@@ -30,6 +29,7 @@ from bench.leaderboards import (
     subset_text,
     versus_next,
 )
+from bench.run_record import RunRecord
 from bench.schema import SCHEMA_VERSION
 from bench.stats import wilson_interval
 
@@ -167,7 +167,7 @@ def render(board: Board, header_markdown: str) -> str:
             f"<style>{STYLE}</style></head><body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n")
 
 
-def write(records: list[dict[str, Any]], results_root: Path) -> Path:
+def write(records: list[RunRecord], results_root: Path) -> Path:
     """LEADERBOARD.html beside LEADERBOARD.md, from the same records and audits."""
     from bench.audit_report import load_audits
 

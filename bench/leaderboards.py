@@ -10,6 +10,7 @@ mark rows; nothing is hidden. Regenerating from the same records gives the same 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from tabulate import tabulate
 from bench import plots, sanity
 from bench.attacks.base import current_protocol
 from bench.attacks.external import EXTERNAL
-from bench.curves import class_share, eps_curves, flags_by_index, strength_curves
+from bench.curves import class_share, eps_curves, strength_curves
 from bench.data import DATASETS
 from bench.files import write_if_changed
+from bench.run_record import RunRecord
 from bench.schema import SCHEMA_VERSION, RunPurpose
 from bench.stats import mcnemar_exact, wilson_interval
 from defenses.registry import BUDGETS
@@ -78,7 +80,7 @@ class Row:
     defense: str | None
     variant: str | None
     arch: str | None
-    budget: dict[str, Any] | None
+    budget: Mapping[str, Any] | None
     date: str
     clean: Cell
     attacks: dict[str, Cell]
@@ -96,39 +98,39 @@ class Row:
 TableKey = tuple[str, str, float]  # dataset, norm, ε
 
 
-def _newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(records, key=lambda r: (r["provenance"]["date"], r["_file"]), reverse=True)
+def _newest_first(records: list[RunRecord]) -> list[RunRecord]:
+    return sorted(records, key=lambda r: r.order, reverse=True)
 
 
-def _choose(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _choose(records: list[RunRecord]) -> sanity.Chosen:
     """Attack label (default configuration, adaptive, external) → the record that ran it on the most points, the
     newest among those (the same checkpoint and protocol: more points is strictly more evidence)."""
-    chosen: dict[str, dict[str, Any]] = {}
+    chosen: sanity.Chosen = {}
     for r in _newest_first(records):
-        for label, res in r["attacks"].items():
+        for label, res in r.attacks.items():
             # the default configuration, an adaptive attack, or an external evaluation (verify-adv)
-            counted = label == res["attack"] or res.get("adaptive", False) or res["attack"] == EXTERNAL
-            if counted and (label not in chosen or r["data"]["n"] > chosen[label]["data"]["n"]):
+            counted = label == res.attack or res.adaptive or res.attack == EXTERNAL
+            if counted and (label not in chosen or r.n > chosen[label].n):
                 chosen[label] = r
     return chosen
 
 
-def _headline(chosen: dict[str, dict[str, Any]]) -> tuple[dict[int, bool], dict[str, Beyond]]:
+def _headline(chosen: sanity.Chosen) -> tuple[dict[int, bool], dict[str, Beyond]]:
     """The headline worst case, per test-set index of the row's full evaluation set (the points of
     its largest record): robust only if every attack that ran on that point failed. Attacks that
     ran on fewer points (the official AutoAttack or adaptive attacks on a subset) count where they
     ran; for each, how many of its points it broke that the full-set attacks had left robust."""
     if not chosen:
         return {}, {}
-    full = set(map(int, max(chosen.values(), key=lambda r: r["data"]["n"])["per_example"]["index"]))
-    inside = {label for label, r in chosen.items() if full <= set(map(int, r["per_example"]["index"]))}
+    full = set(max(chosen.values(), key=lambda r: r.n).index.tolist())
+    inside = {label for label, r in chosen.items() if full <= set(r.index.tolist())}
     robust = {i: True for i in sorted(full)}
     for label in sorted(inside):
-        for i, flag in flags_by_index(chosen[label], label).items():
+        for i, flag in chosen[label].flags_by_index(label).items():
             if i in robust:
                 robust[i] = robust[i] and flag
     beyond = {}
-    subset_flags = {label: flags_by_index(chosen[label], label) for label in sorted(chosen.keys() - inside)}
+    subset_flags = {label: chosen[label].flags_by_index(label) for label in sorted(chosen.keys() - inside)}
     for label, flags in subset_flags.items():
         shared = [i for i in flags if i in robust]
         beyond[label] = Beyond(sum(robust[i] and not flags[i] for i in shared), len(shared))
@@ -139,7 +141,7 @@ def _headline(chosen: dict[str, dict[str, Any]]) -> tuple[dict[int, bool], dict[
     return robust, beyond
 
 
-def _external_text(label: str, config: dict[str, Any]) -> str:
+def _external_text(label: str, config: Mapping[str, Any]) -> str:
     """Where an external evaluation's adversarial examples come from (`bench verify-adv`)."""
     source = config.get("source")
     where = f"[{source}]({source})" if str(source).startswith(("http://", "https://")) else source
@@ -147,51 +149,51 @@ def _external_text(label: str, config: dict[str, Any]) -> str:
             + (f", source {where}" if source else ""))
 
 
-def _older_protocols(chosen: dict[str, dict[str, Any]]) -> list[str]:
+def _older_protocols(chosen: sanity.Chosen) -> list[str]:
     """The attacks whose number comes from a record of an earlier version of the attack than the
     one registered today: still valid under their protocol name, but not what a rerun would run."""
     older = []
     for label, r in sorted(chosen.items()):
-        res = r["attacks"][label]
-        now = current_protocol(res["attack"])
-        if now is not None and res["protocol"] != now:
-            older.append(f"{label} ({res['protocol']}; now {now})")
+        res = r.attacks[label]
+        now = current_protocol(res.attack)
+        if now is not None and res.protocol != now:
+            older.append(f"{label} ({res.protocol}; now {now})")
     return older
 
 
-def _row(sha: str, table_records: list[dict[str, Any]], all_records: list[dict[str, Any]], key: TableKey) -> Row:
+def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord], key: TableKey) -> Row:
     dataset, norm, eps = key
     chosen = _choose(table_records)
     newest = _newest_first(table_records)[0]
-    largest = max(_newest_first(table_records), key=lambda r: r["data"]["n"])
-    attacks = {label: Cell(r["attacks"][label]["count"], r["data"]["n"]) for label, r in chosen.items()}
-    clean = Cell(largest["clean"]["count"], largest["data"]["n"])
+    largest = max(_newest_first(table_records), key=lambda r: r.n)
+    attacks = {label: Cell(r.attacks[label].robust.count, r.n) for label, r in chosen.items()}
+    clean = Cell(largest.clean.count, largest.n)
     spec = DATASETS.get(dataset)
     checks = sanity.record_checks(all_records, chosen, norm, eps, math.prod(spec.shape))
-    model = newest["model"]
+    model = newest.model
     worst, beyond = _headline(chosen)
-    official_vs_fast = (disagreement(flags_by_index(chosen[OFFICIAL], OFFICIAL), flags_by_index(chosen[FAST], FAST))
+    official_vs_fast = (disagreement(chosen[OFFICIAL].flags_by_index(OFFICIAL), chosen[FAST].flags_by_index(FAST))
                         if OFFICIAL in chosen and FAST in chosen else None)
-    external = [_external_text(label, r["attacks"][label]["config"]) for label, r in sorted(chosen.items())
-                if r["attacks"][label]["attack"] == EXTERNAL]
-    return Row(label=model["label"], sha256=sha, path=model["path"], defense=model.get("defense"),
-               variant=model.get("variant"), arch=model.get("arch"), budget=model.get("training_budget"),
-               date=newest["provenance"]["date"], clean=clean, attacks=attacks,
+    external = [_external_text(label, r.attacks[label].config) for label, r in sorted(chosen.items())
+                if r.attacks[label].attack == EXTERNAL]
+    return Row(label=model.label, sha256=sha, path=model.path, defense=model.defense,
+               variant=model.variant, arch=model.arch, budget=model.training_budget,
+               date=newest.provenance.date, clean=clean, attacks=attacks,
                worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond,
                official_vs_fast=official_vs_fast, checks=checks, external=external, older=_older_protocols(chosen))
 
 
-def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
+def build_rows(records: list[RunRecord]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
     """(current rows, superseded rows) per table. A checkpoint is superseded when a newer
     checkpoint at the same path has records in the same table."""
-    by_sha: dict[str, list[dict[str, Any]]] = {}
+    by_sha: dict[str, list[RunRecord]] = {}
     for r in records:
-        by_sha.setdefault(r["model"]["sha256"], []).append(r)
-    tables: dict[TableKey, dict[str, list[dict[str, Any]]]] = {}
+        by_sha.setdefault(r.model.sha256, []).append(r)
+    tables: dict[TableKey, dict[str, list[RunRecord]]] = {}
     for r in records:
-        if r["purpose"] == RunPurpose.EVALUATION.value:
-            key = (r["data"]["dataset"], r["threat"]["norm"], r["threat"]["eps"])
-            tables.setdefault(key, {}).setdefault(r["model"]["sha256"], []).append(r)
+        if r.purpose is RunPurpose.EVALUATION:
+            key = (r.dataset, r.threat.norm.value, r.threat.eps)
+            tables.setdefault(key, {}).setdefault(r.model.sha256, []).append(r)
     current: dict[TableKey, list[Row]] = {}
     superseded: dict[TableKey, list[Row]] = {}
     for key in sorted(tables):
@@ -205,7 +207,7 @@ def build_rows(records: list[dict[str, Any]]) -> tuple[dict[TableKey, list[Row]]
     return current, superseded
 
 
-def budget_text(budget: dict[str, Any] | None) -> str:
+def budget_text(budget: Mapping[str, Any] | None) -> str:
     if not budget:
         return ""
     text = f"{budget['epochs']} ep × {budget['train_points']:,} pts" if budget.get("train_points") else (
@@ -242,7 +244,7 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text)
 
 
-def _plots(key: TableKey, rows: list[Row], records: list[dict[str, Any]]) -> dict[str, bytes]:
+def _plots(key: TableKey, rows: list[Row], records: list[RunRecord]) -> dict[str, bytes]:
     """Plot files (path relative to results/) for one table; also fills each row's links."""
     dataset, norm, eps = key
     spec = DATASETS.get(dataset)
@@ -250,7 +252,7 @@ def _plots(key: TableKey, rows: list[Row], records: list[dict[str, Any]]) -> dic
     files: dict[str, bytes] = {}
     overview = []
     for row in rows:
-        mine = [r for r in records if r["model"]["sha256"] == row.sha256]
+        mine = [r for r in records if r.model.sha256 == row.sha256]
         curves = eps_curves(mine, norm)
         if curves:
             share = class_share(curves[0].points[-1].record)
@@ -479,7 +481,7 @@ class Board:
     files: dict[str, bytes]  # plot path relative to results/ → PNG bytes
 
 
-def prepare(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = None) -> Board:
+def prepare(records: list[RunRecord], audits: list[dict[str, Any]] | None = None) -> Board:
     """The rows of every table, with audits (oldest first) and plots."""
     current, superseded = build_rows(records)
     files: dict[str, bytes] = {}
@@ -489,7 +491,7 @@ def prepare(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None =
     return Board(len(records), current, superseded, files)
 
 
-def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, bytes]]:
+def render(records: list[RunRecord], audits: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, bytes]]:
     """(markdown, {plot path relative to results/: PNG bytes}); `audits` oldest first."""
     board = prepare(records, audits)
     current, superseded, files = board.current, board.superseded, board.files
@@ -534,7 +536,7 @@ def render(records: list[dict[str, Any]], audits: list[dict[str, Any]] | None = 
     return "\n".join(parts).rstrip() + "\n", files
 
 
-def write(records: list[dict[str, Any]], results_root: Path) -> tuple[Path, list[Path]]:
+def write(records: list[RunRecord], results_root: Path) -> tuple[Path, list[Path]]:
     """Write LEADERBOARD.md and its plots; plots no longer referenced are removed."""
     from bench.audit_report import load_audits
 

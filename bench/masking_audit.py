@@ -20,7 +20,6 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,13 +31,14 @@ from bench.attacks.base import ADAPTIVE
 from bench.binarization import PASS_RATE, BinarizationResult, BinarizationSettings, run_binarization
 from bench.committed import attack_context
 from bench.config import RunConfig
-from bench.curves import eps_curves, flags_by_index, strength_curves
+from bench.curves import eps_curves, strength_curves
 from bench.errors import ModelGuardError, ModelInputError
 from bench.guards import preflight
 from bench.harness import evaluate, under_test
 from bench.model import ModelUnderTest
 from bench.resolve import ResolvedModel, resolve_model
-from bench.schema import RunPurpose, has_per_attack_flags, load_records
+from bench.run_record import RunRecord, load_run_records
+from bench.schema import RunPurpose
 from bench.stats import wilson_interval
 
 Specs = tuple[AttackSpec, ...]
@@ -195,40 +195,42 @@ def binarization_check(resolved: ResolvedModel, cfg: AuditConfig, x: torch.Tenso
 
 # ---------------------------------------------------------------- runs: reuse what is recorded
 
-def _covering(records: list[dict[str, Any]], sha: str, cfg: RunConfig, indices: set[int],
-              attack: Attack) -> dict[str, Any] | None:
+def _covering(records: list[RunRecord], sha: str, cfg: RunConfig, indices: set[int],
+              attack: Attack) -> RunRecord | None:
     """The newest record of this attack (same protocol, threat, seed) on a superset of the points."""
     best = None
     for r in records:
-        res = r["attacks"].get(attack.label)
-        if (r["model"]["sha256"] != sha or res is None or not has_per_attack_flags(r) or res["protocol"] != attack.protocol
-                or r["threat"] != {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps}
-                or r["config"].get("seed") != cfg.seed or not indices <= set(map(int, r["per_example"]["index"]))):
+        res = r.attacks.get(attack.label)
+        if (r.model.sha256 != sha or res is None or not r.has_per_attack_flags or res.protocol != attack.protocol
+                or r.threat != cfg.threat or r.seed != cfg.seed or not indices <= set(r.index.tolist())):
             continue
-        if best is None or (r["provenance"]["date"], r["_file"]) > (best["provenance"]["date"], best["_file"]):
+        if best is None or r.order > best.order:
             best = r
     return best
 
 
-def ensure_recorded(cfg: RunConfig, sha: str, indices: set[int]) -> dict[str, dict[str, Any]]:
+def _records(cfg: RunConfig) -> list[RunRecord]:
+    return load_run_records(cfg.results_dir) if cfg.results_dir.is_dir() else []
+
+
+def ensure_recorded(cfg: RunConfig, sha: str, indices: set[int]) -> sanity.Chosen:
     """Attack label → a record covering the points; runs the attacks no record covers."""
-    records = load_records(cfg.results_dir) if cfg.results_dir.is_dir() else []
+    records = _records(cfg)
     attacks = cfg.attacks()
     chosen = {a.label: r for a in attacks if (r := _covering(records, sha, cfg, indices, a)) is not None}
     missing = [a for a in attacks if a.label not in chosen]
     if missing:
         result = evaluate(dataclasses.replace(cfg, attack_specs=tuple(a.spec for a in missing), resume=None))
         assert result.record_path is not None, "the audit runs in one process"
-        record = {**result.record, "_file": result.record_path.name}
+        record = RunRecord.of({**result.record, "_file": result.record_path.name})
         chosen.update({a.label: record for a in missing})
     return {a.label: chosen[a.label] for a in attacks}
 
 
 def _ladders(cfg: RunConfig, strength: Specs, sha: str, indices: set[int], spec: data.DatasetSpec
-             ) -> list[dict[str, Any]]:
+             ) -> list[RunRecord]:
     """ε and strength ladders, run on the audit points only when none is recorded for the model."""
-    records = [r for r in (load_records(cfg.results_dir) if cfg.results_dir.is_dir() else [])
-               if r["model"]["sha256"] == sha]
+    records = [r for r in _records(cfg) if r.model.sha256 == sha]
     norm = cfg.threat.norm.value
     if not eps_curves(records, norm):
         top = sanity.collapse_eps(norm, math.prod(spec.shape))
@@ -240,23 +242,22 @@ def _ladders(cfg: RunConfig, strength: Specs, sha: str, indices: set[int], spec:
     if not strength_curves(records, norm, cfg.threat.eps):
         ensure_recorded(dataclasses.replace(cfg, attack_specs=strength), sha, indices)
     top = sanity.unbounded_eps(norm, math.prod(spec.shape))
-    if not any(r["threat"]["norm"] == norm and r["threat"]["eps"] >= top * (1 - 1e-9) for r in records):
+    if not any(r.threat.norm.value == norm and r.threat.eps >= top * (1 - 1e-9) for r in records):
         threat = dataclasses.replace(cfg.threat, eps=top)  # attacks must reach 100% where any image is reachable
         ensure_recorded(dataclasses.replace(cfg, threat=threat, attack_specs=UNBOUNDED_ATTACKS,
                                             purpose=RunPurpose.EPS_SWEEP), sha, indices)
-    return [r for r in load_records(cfg.results_dir) if r["model"]["sha256"] == sha]
+    return [r for r in _records(cfg) if r.model.sha256 == sha]
 
 
 # ---------------------------------------------------------------- per-example comparison
 
-def _flags(chosen: dict[str, dict[str, Any]], indices: list[int]) -> dict[str, np.ndarray]:
-    return {label: np.array([flags_by_index(r, label)[i] for i in indices]) for label, r in chosen.items()}
+def _flags(chosen: sanity.Chosen, indices: list[int]) -> dict[str, np.ndarray]:
+    return {label: np.array([r.flags_by_index(label)[i] for i in indices]) for label, r in chosen.items()}
 
 
-def _clean(chosen: dict[str, dict[str, Any]], indices: list[int]) -> np.ndarray:
+def _clean(chosen: sanity.Chosen, indices: list[int]) -> np.ndarray:
     r = next(iter(chosen.values()))
-    clean = {int(i): c == "1" for i, c in zip(r["per_example"]["index"], r["per_example"]["clean_correct"],
-                                               strict=True)}
+    clean = r.by_index(r.clean_correct)
     return np.array([clean[i] for i in indices])
 
 
@@ -328,7 +329,7 @@ def run_audit(cfg: AuditConfig) -> Audit:
                  "broken only by standard": int((~std_worst & ada_worst & clean).sum()),
                  "broken by both": int((~std_worst & ~ada_worst & clean).sum()),
                  "clean misclassified": int((~clean).sum())}
-    files = sorted({r["_file"] for r in chosen.values()})
+    files = sorted({r.file for r in chosen.values() if r.file})
     return Audit(resolved.label, resolved.sha256, checks, verdict, headline,
                  {k: (int(v.sum()), n) for k, v in std_flags.items()},
                  {k: (int(v.sum()), n) for k, v in ada_flags.items()}, worst, agreement, files, binarized,

@@ -3,8 +3,10 @@
 The JSON file stays the source of truth (`bench.schema` upgrades old versions and refuses invalid
 ones with the file's name); `RunRecord.of` turns what it returns into frozen dataclasses and
 per-example arrays, so a reader asks `record.attacks["pgd"].robust.count` instead of indexing
-strings. The results table and the Python API read records this way; the leaderboard, the gate
-and the audit still read the dicts and move over next (one model for all is the aim).
+strings. Everything that reads records reads them this way: the results table, the leaderboard and
+its curves and sanity checks, the audit, the sweep planner, the gate and the Python API. Only
+`bench.schema` and `bench.record_rules` (which validate the JSON) and the harness (which writes it)
+see the dicts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.schema import RunPurpose
+from bench.schema import WORST_CASE, RunPurpose, load_records
 from bench.threat import Norm, ThreatModel
 
 
@@ -45,6 +47,9 @@ class AttackResult:
     backward_per_example: float
     adaptive: bool
     flags: np.ndarray  # bool [n]: robust to this attack (cumulative in a cascade's record)
+    stages: tuple[str, ...]  # the attack's components in the order they ran (AutoAttack's, aa-fast's)
+    warnings: tuple[str, ...]  # what the attack itself warned of (AutoAttack's checks)
+    margins: tuple[float | None, ...] | None  # true-class margin at the attack's output point, per point
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class ModelInfo:
     defense: str | None
     variant: str | None
     arch: str | None
+    input: str | None  # what the model takes (pixel range, where normalization happens)
+    training_budget: Mapping[str, Any] | None  # the sidecar's training budget (epochs, points, attack steps)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,36 @@ class RunRecord:
         """The run's name in tables: the record file's stem."""
         return Path(self.file).stem if self.file else ""
 
+    @property
+    def order(self) -> tuple[str, str]:
+        """Oldest first: the run's date, then its file name (two runs in one second)."""
+        return self.provenance.date, self.file or ""
+
+    @property
+    def has_per_attack_flags(self) -> bool:
+        """Whether each attack's flags are its own (not a cascade's "robust to this and all before")."""
+        return self.purpose is not RunPurpose.WORST_CASE
+
+    def flags(self, label: str) -> np.ndarray:
+        """Robust or not under the attack `label`, or under every attack (`WORST_CASE`), per point."""
+        return self.worst_flags if label == WORST_CASE else self.attacks[label].flags
+
+    def by_index(self, flags: np.ndarray) -> dict[int, bool]:
+        """Per-point values keyed by test-set index."""
+        return dict(zip(self.index.tolist(), flags.tolist(), strict=True))
+
+    def flags_by_index(self, label: str) -> dict[int, bool]:
+        return self.by_index(self.flags(label))
+
+    def clean_indices(self) -> set[int]:
+        """Test-set indices of the points the model classifies correctly."""
+        return set(self.index[self.clean_correct].tolist())
+
+    def first_broken_by(self) -> dict[int, str | None]:
+        """The attack (and component) that broke each point first, by test-set index."""
+        assert self.broken_first_by is not None, "records of schema 2 keep broken_first_by"
+        return dict(zip(self.index.tolist(), self.broken_first_by, strict=True))
+
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> RunRecord:
         """A record as `bench.schema` returns it (upgraded and validated)."""
@@ -107,22 +144,25 @@ class RunRecord:
         def accuracy(entry: Mapping[str, Any], flags: np.ndarray) -> Accuracy:
             return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), int(flags.sum()), n)
 
+        margins = per.get("margin", {})
         attacks = {}
         for label, res in record["attacks"].items():
             flags = _flags(per["robust"][label])
             attacks[label] = AttackResult(
                 label, res["attack"], res["protocol"], res["config"], accuracy(res, flags), float(res["seconds"]),
                 float(res["passes"]["forward_per_example"]), float(res["passes"]["backward_per_example"]),
-                bool(res.get("adaptive", False)), flags)
+                bool(res.get("adaptive", False)), flags, tuple(res.get("stages", ())), tuple(res.get("warnings", ())),
+                tuple(margins[label]) if label in margins else None)
         clean, worst = _flags(per["clean_correct"]), _flags(per["worst_case"])
         return cls(
             file=record.get("_file"), schema_version=int(record["schema_version"]),
             purpose=RunPurpose(record["purpose"]),
             threat=ThreatModel(Norm(record["threat"]["norm"]), float(record["threat"]["eps"])),
             model=ModelInfo(model["label"], model["path"], model["sha256"], model.get("defense"),
-                            model.get("variant"), model.get("arch")),
+                            model.get("variant"), model.get("arch"), model.get("input"),
+                            model.get("training_budget")),
             dataset=data["dataset"], sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
-            seed=int(record["config"]["seed"]), attack_list=record["config"]["attacks"],
+            seed=int(record["config"]["seed"]), attack_list=record["config"].get("attacks", ""),
             provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
                                   prov.get("git_sha"), prov.get("versions", {})),
             clean=accuracy(record["clean"], clean), attacks=attacks, worst_case=accuracy(record["worst_case"], worst),
@@ -130,3 +170,8 @@ class RunRecord:
             labels=np.asarray(per["label"], dtype=np.int64) if "label" in per else None,
             clean_correct=clean, worst_flags=worst,
             broken_first_by=tuple(per["broken_first_by"]) if "broken_first_by" in per else None)
+
+
+def load_run_records(directory: Path) -> list[RunRecord]:
+    """Every record in a results folder, validated (`bench.schema.load_records`) and typed."""
+    return [RunRecord.of(record) for record in load_records(directory)]

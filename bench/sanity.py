@@ -27,9 +27,9 @@ import enum
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from bench.curves import Curve, Point, class_share, eps_curves, flags_by_index, strength_curves
+from bench.curves import Curve, Point, class_share, eps_curves, strength_curves
+from bench.run_record import RunRecord
 from bench.stats import sign_test_greater, wilson_interval
 
 ALPHA = 0.05
@@ -89,7 +89,7 @@ def _first_rise(curve: Curve) -> tuple[Point, Point, int, int] | None:
     return None
 
 
-def eps_curve(records: list[dict[str, Any]], norm: str, input_dim: int) -> CheckResult | None:
+def eps_curve(records: list[RunRecord], norm: str, input_dim: int) -> CheckResult | None:
     """`records`: one checkpoint's records (any ε)."""
     found = eps_curves(records, norm)
     if not found:
@@ -119,7 +119,7 @@ def eps_curve(records: list[dict[str, Any]], norm: str, input_dim: int) -> Check
     return CheckResult(Check.EPS_CURVE, True, "; ".join(passed))
 
 
-def attack_strength(records: list[dict[str, Any]], norm: str, eps: float) -> CheckResult | None:
+def attack_strength(records: list[RunRecord], norm: str, eps: float) -> CheckResult | None:
     """`records`: one checkpoint's records."""
     found = strength_curves(records, norm, eps)
     if not found:
@@ -140,7 +140,10 @@ def _square_stage(component: str | None, label: str) -> bool:
     return component is not None and (component == f"{label}/square" or component.startswith(f"{label}/square/"))
 
 
-def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+Chosen = dict[str, RunRecord]  # attack label → the record it comes from (one checkpoint, one threat model)
+
+
+def black_box(chosen: Chosen) -> CheckResult | None:
     """`chosen`: attack label → the record it comes from (one checkpoint, one threat model).
 
     A point counts against the model when Square broke it (standalone, or as AutoAttack's last
@@ -150,12 +153,11 @@ def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
     square_ran: set[int] = set()
     white_robust: dict[int, bool] = {}
     for label, record in chosen.items():
-        pe = record["per_example"]
-        flags = flags_by_index(record, label)
-        clean = {int(i) for i, c in zip(pe["index"], pe["clean_correct"], strict=True) if c == "1"}
-        first = dict(zip(map(int, pe["index"]), pe["broken_first_by"], strict=True))
-        is_square = label in BLACK_BOX or record["attacks"][label]["attack"] in BLACK_BOX
-        if is_square or "square" in record["attacks"][label].get("stages", []):
+        flags = record.flags_by_index(label)
+        clean = record.clean_indices()
+        first = record.first_broken_by()
+        is_square = label in BLACK_BOX or record.attacks[label].attack in BLACK_BOX
+        if is_square or "square" in record.attacks[label].stages:
             square_ran |= clean
         for i in clean:
             by_square = not flags[i] and (is_square or _square_stage(first[i], label))
@@ -170,7 +172,7 @@ def black_box(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
         return CheckResult(Check.BLACK_BOX, True, "no point survived the white-box attacks")
     beaten = sum(i in square_broke for i in survivors)
     low = wilson_interval(beaten, len(survivors))[0]
-    adaptive_black_box = any(r["attacks"][label]["attack"] in ADAPTIVE_BLACK_BOX for label, r in chosen.items())
+    adaptive_black_box = any(r.attacks[label].attack in ADAPTIVE_BLACK_BOX for label, r in chosen.items())
     names = "Square and transfer attacks" if adaptive_black_box else "Square"
     detail = f"{names} broke {beaten} of {len(survivors)} points the white-box attacks left robust"
     return CheckResult(Check.BLACK_BOX, low <= SQUARE_ALLOWANCE, detail)
@@ -184,21 +186,17 @@ def _distinct(messages: list[str]) -> list[str]:
     return [same[0] + (f" (and {len(same) - 1} more like it)" if len(same) > 1 else "") for same in kinds.values()]
 
 
-def autoattack_warnings(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
-    ran = [label for label, r in chosen.items() if r["attacks"][label]["protocol"].startswith(("aa", "apgd", "fab"))]
+def autoattack_warnings(chosen: Chosen) -> CheckResult | None:
+    ran = [label for label, r in chosen.items() if r.attacks[label].protocol.startswith(("aa", "apgd", "fab"))]
     if not ran:
         return None
-    warned = sorted({w for label in ran for w in chosen[label]["attacks"][label].get("warnings", [])})
+    warned = sorted({w for label in ran for w in chosen[label].attacks[label].warnings})
     if warned:
         return CheckResult(Check.AUTOATTACK, False, "; ".join(_distinct(warned)))
     return CheckResult(Check.AUTOATTACK, True, "no warnings")
 
 
-def _name(record: dict[str, Any], label: str) -> str:
-    return str(record["attacks"][label]["attack"])
-
-
-def _beyond_white_box(chosen: dict[str, dict[str, Any]], others: tuple[str, ...], excluded: tuple[str, ...],
+def _beyond_white_box(chosen: Chosen, others: tuple[str, ...], excluded: tuple[str, ...],
                       check: Check, what: str, whom: str) -> CheckResult | None:
     """Points the `others` attacks broke that every other white-box attack (not in `excluded`, not
     black-box) left robust, on the clean-correct points both ran on."""
@@ -206,10 +204,9 @@ def _beyond_white_box(chosen: dict[str, dict[str, Any]], others: tuple[str, ...]
     other_broke: set[int] = set()
     white_robust: dict[int, bool] = {}
     for label, record in chosen.items():
-        name = _name(record, label)
-        flags = flags_by_index(record, label)
-        pe = record["per_example"]
-        clean = {int(i) for i, c in zip(pe["index"], pe["clean_correct"], strict=True) if c == "1"}
+        name = record.attacks[label].attack
+        flags = record.flags_by_index(label)
+        clean = record.clean_indices()
         if name in others:
             other_ran |= clean
             other_broke |= {i for i in clean if not flags[i]}
@@ -227,30 +224,30 @@ def _beyond_white_box(chosen: dict[str, dict[str, Any]], others: tuple[str, ...]
                        f"{what} broke {beaten} of {len(survivors)} points the {whom} left robust")
 
 
-def single_step(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+def single_step(chosen: Chosen) -> CheckResult | None:
     return _beyond_white_box(chosen, SINGLE_STEP, SINGLE_STEP + NOISE, Check.SINGLE_STEP, "FGSM",
                              "iterative attacks")
 
 
-def noise_baseline(chosen: dict[str, dict[str, Any]]) -> CheckResult | None:
+def noise_baseline(chosen: Chosen) -> CheckResult | None:
     return _beyond_white_box(chosen, NOISE, NOISE, Check.NOISE, "random noise", "white-box attacks")
 
 
-def unbounded(records: list[dict[str, Any]], norm: str, input_dim: int) -> CheckResult | None:
+def unbounded(records: list[RunRecord], norm: str, input_dim: int) -> CheckResult | None:
     """`records`: one checkpoint's records (any ε); the strongest evaluation at the unbounded ε
     decides (a lone FGSM run there may legitimately fall short)."""
     top = unbounded_eps(norm, input_dim)
-    found = [r for r in records if r["threat"]["norm"] == norm and r["threat"]["eps"] >= top * (1 - 1e-9)]
+    found = [r for r in records if r.threat.norm.value == norm and r.threat.eps >= top * (1 - 1e-9)]
     if not found:
         return None
-    record = min(found, key=lambda r: (r["worst_case"]["count"] / r["data"]["n"], r.get("_file", "")))
-    robust, n = record["worst_case"]["count"], record["data"]["n"]
-    attacks = ", ".join(record["attacks"])
+    record = min(found, key=lambda r: (r.worst_case.count / r.n, r.file or ""))
+    robust, n = record.worst_case.count, record.n
+    attacks = ", ".join(record.attacks)
     detail = f"{attacks} left {robust} of {n} points robust at ε={top:g}, where every image is reachable"
     return CheckResult(Check.UNBOUNDED, wilson_interval(robust, n)[0] <= SQUARE_ALLOWANCE, detail)
 
 
-def record_checks(history: list[dict[str, Any]], chosen: dict[str, dict[str, Any]], norm: str, eps: float,
+def record_checks(history: list[RunRecord], chosen: Chosen, norm: str, eps: float,
                   input_dim: int) -> list[CheckResult]:
     """Every check computed from records: `history` is all of one checkpoint's records (ladders,
     any ε), `chosen` the attack label → record of the table's threat model."""

@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench import data
 from bench.committed import committed_checkpoint, committed_defenses
@@ -20,7 +19,7 @@ from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.harness import RunResult, evaluate
 from bench.resolve import resolve_model
-from bench.schema import load_records
+from bench.run_record import RunRecord, load_run_records
 
 
 @dataclass(frozen=True)
@@ -62,15 +61,12 @@ def _sha256(cfg: RunConfig) -> str:
     return str(checkpoints.read_sidecar(path)["sha256"])
 
 
-def _done(records: list[dict[str, Any]], sha: str, cfg: RunConfig, index_sha: str) -> set[tuple[str, str]]:
+def _done(records: list[RunRecord], sha: str, cfg: RunConfig, index_sha: str) -> set[tuple[str, str]]:
     """(attack label, protocol) pairs recorded for this checkpoint under the same conditions."""
     done = set()
     for r in records:
-        same = (r["model"]["sha256"] == sha and r["data"]["index_sha256"] == index_sha
-                and r["threat"] == {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps}
-                and r["config"].get("seed") == cfg.seed)
-        if same:
-            done |= {(label, res["protocol"]) for label, res in r["attacks"].items()}
+        if r.model.sha256 == sha and r.index_sha256 == index_sha and r.threat == cfg.threat and r.seed == cfg.seed:
+            done |= {(label, res.protocol) for label, res in r.attacks.items()}
     return done
 
 
@@ -79,7 +75,7 @@ def plan(targets: list[RunConfig], force: bool) -> list[SweepItem]:
     if not targets:
         return []
     base = targets[0]
-    records = load_records(base.results_dir) if base.results_dir.is_dir() else []
+    records = load_run_records(base.results_dir) if base.results_dir.is_dir() else []
     total = len(data.load(base.dataset, data.Split.TEST, base.data_dir))
     index_sha = data.hash_indices(data.select_indices(total, base.n, base.sample_seed))
     items = []

@@ -61,8 +61,8 @@ def _rows(record: RunRecord) -> Iterator[dict[str, Any]]:
            "forward_per_example": forward, "backward_per_example": backward, "seconds": round(seconds, 3)}
 
 
-def build_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [row for record in records for row in _rows(RunRecord.of(record))]
+def build_table(records: list[RunRecord]) -> pd.DataFrame:
+    rows = [row for record in records for row in _rows(record)]
     table = pd.DataFrame(rows, columns=COLUMNS)
     order = {WORST_CASE: 1}
     table["_last"] = table["attack"].map(lambda a: order.get(a, 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.run_record import RunRecord
 from bench.schema import SCHEMA_VERSION
 
 
@@ -43,3 +44,12 @@ def record(attacks: dict[str, dict[str, Any]], *, sha: str = "a" * 64, eps: floa
                         "broken_first_by": broken_first_by or [None if f == "1" else lbl for lbl, a in
                                                                list(attacks.items())[:1] for f in a["flags"]]},
     }
+
+
+def run(attacks: dict[str, dict[str, Any]], **kw: Any) -> RunRecord:
+    """`record(...)` as the typed record the leaderboard, its checks and the gate read."""
+    return RunRecord.of(record(attacks, **kw))
+
+
+def typed(*records: dict[str, Any]) -> list[RunRecord]:
+    return [RunRecord.of(r) for r in records]

@@ -19,7 +19,7 @@ from bench.resolve import resolve_model
 from bench.sources import ModelSpec
 from bench.threat import Norm, ThreatModel
 from tests.conftest import COMMITTED
-from tests.synthetic import attack, record
+from tests.synthetic import attack, record, typed
 
 WEIGHTS = COMMITTED / "standard-smallcnn.pt"
 LINF = ThreatModel(Norm.LINF, 0.1)
@@ -127,7 +127,7 @@ def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
                 "checks": [{"check": "adaptive", "passed": passed, "detail": "adaptive attacks broke 9 of 60"},
                            {"check": "ε-curve", "passed": False, "detail": "recomputed from records, not copied"}]}
 
-    markdown, _ = leaderboard.render([good], [audit("no sign of masking", "2026-01-01", True),
+    markdown, _ = leaderboard.render(typed(good), [audit("no sign of masking", "2026-01-01", True),
                                               audit("overstated by standard attacks", "2026-02-01", False)])
     row = next(line for line in markdown.splitlines() if re.match(r"\| 1 ", line))
     assert "[overstated by standard attacks](audits/2026-02-01.md)" in row and re.search(r"\] ⚠ +\|", row)

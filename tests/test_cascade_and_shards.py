@@ -10,7 +10,7 @@ import torch
 
 from bench.cli import main
 from bench.curves import eps_curves
-from bench.schema import load_records
+from bench.run_record import load_run_records
 from tests.conftest import read_json
 
 # cheap, batch-independent attacks plus an official AutoAttack stage (batch-dependent)
@@ -38,7 +38,7 @@ def test_cascade_gives_the_worst_case_of_a_plain_run_with_fewer_passes(committed
     # the official stage ran first, on every clean-correct point, exactly as in the plain run
     assert pc["robust"]["apgd-ce"] == pp["robust"]["apgd-ce"]
     # cumulative per-attack flags must not feed per-attack curves
-    records = load_records(tmp_path / "cascade")
+    records = load_run_records(tmp_path / "cascade")
     assert eps_curves(records, "linf") == []
 
 

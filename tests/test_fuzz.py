@@ -19,6 +19,7 @@ from bench.attacks import ATTACKS, build_attacks, parse_attacks
 from bench.committed import attack_context
 from bench.errors import BenchError
 from bench.record_rules import problems
+from bench.run_record import RunRecord
 from bench.schema import RecordError, upgrade
 from bench.table import build_table
 from bench.threat import Norm
@@ -122,7 +123,7 @@ def test_any_damaged_record_is_refused_or_fully_usable(mutations):
         assert str(exc).startswith("fuzzed.json")
         return
     upgraded["_file"] = "fuzzed.json"
-    table = build_table([upgraded])  # what validation lets through, the consumers can read
+    table = build_table([RunRecord.of(upgraded)])  # what validation lets through, the consumers can read
     assert len(table) == len(upgraded["attacks"]) + 1
 
 

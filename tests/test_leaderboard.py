@@ -5,10 +5,10 @@ import re
 import pytest
 
 from bench import leaderboards as leaderboard
-from bench.schema import load_records
+from bench.run_record import load_run_records
 from defenses import published
 from tests.conftest import leaderboard_of_committed
-from tests.synthetic import attack, record
+from tests.synthetic import attack, record, typed
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_committed_leaderboard_table_and_plots_regenerate_byte_for_byte(regenera
 
 
 def test_rendering_twice_gives_the_same_bytes(committed):
-    records = load_records(committed / "runs")
+    records = load_run_records(committed / "runs")
     markdown, plots = leaderboard.render(records)
     again, plots_again = leaderboard.render(list(reversed(records)))  # nor does the records' order matter
     assert markdown == again and plots == plots_again
@@ -65,7 +65,7 @@ def test_rows_sort_by_worst_case_and_failed_checks_are_marked_not_hidden():
     masked["attacks"]["aa"] = masked["attacks"].pop("masked")
     masked["per_example"]["robust"]["aa"] = masked["per_example"]["robust"].pop("masked")
     masked["per_example"]["broken_first_by"] = [None] * 50 + ["aa/square"] * 10 + ["aa/apgd-ce"] * 40
-    markdown, _ = leaderboard.render([masked, good])
+    markdown, _ = leaderboard.render(typed(masked, good))
     lines = [line for line in markdown.splitlines() if re.match(r"\| \d+ ", line)]
     assert "`good`" in lines[0] and "`masked`" in lines[1]
     assert re.search(r"\] ⚠ +\|", lines[1]) and "⚠" not in lines[0]  # the failed check shows in the ranking
@@ -80,7 +80,7 @@ def test_neighbouring_rows_are_told_distinguishable_only_when_a_paired_test_says
     close = record({"pgd": attack("1" * 116 + "0" * 4 + "11" + "0" * 78, "pgd")}, sha="b" * 64, label="close",
                    file="2.json")
     weak = record({"pgd": attack("1" * 60 + "0" * 140, "pgd")}, sha="c" * 64, label="weak", file="3.json")
-    markdown, _ = leaderboard.render([weak, close, strong])
+    markdown, _ = leaderboard.render(typed(weak, close, strong))
     lines = [line for line in markdown.splitlines() if re.match(r"\| \d+ ", line)]
     assert ["strong" in lines[0], "close" in lines[1], "weak" in lines[2]] == [True] * 3
     assert re.search(r"\| no \(p=0\.69\) +\|", lines[0]) and "| yes (p=" in lines[1]
@@ -110,11 +110,11 @@ def test_the_headline_is_on_the_full_set_and_attacks_on_subsets_count_where_they
     small = record({"aa": attack(aa_flags, "aa"), "ra-aux": attack(adaptive_flags, "ra-aux")}, label="m",
                    file="2.json", date="2026-01-02T00:00:00Z")
     small["attacks"]["ra-aux"]["adaptive"] = True
-    rows, _ = leaderboard.build_rows([big, small])
+    rows, _ = leaderboard.build_rows(typed(big, small))
     (row,) = rows[("fashion-mnist", "linf", 0.1)]
     assert (row.worst.count, row.worst.n) == (697, 1000)
     assert row.beyond == {"aa": leaderboard.Beyond(0, 200), "ra-aux": leaderboard.Beyond(3, 200)}
-    markdown, _ = leaderboard.render([big, small])
+    markdown, _ = leaderboard.render(typed(big, small))
     line = next(line for line in markdown.splitlines() if line.startswith("| 1 "))
     assert "100.0 (n=200)" in line and "**69.7** [" in line and "| 1000 |" in line
     assert "attacks on a subset: aa +0 of 200, ⚠ ra-aux +3 of 200" in _details(markdown, "m")
@@ -124,7 +124,7 @@ def test_the_official_autoattack_and_aa_fast_are_compared_per_example_under_the_
     flags = "1" * 10
     fast = record({"aa-fast": attack("0" + flags[1:], "aa-fast")}, label="m", file="1.json")
     official = record({"aa": attack("1" + "0" + flags[2:], "aa")}, label="m", file="2.json")
-    markdown, _ = leaderboard.render([fast, official])
+    markdown, _ = leaderboard.render(typed(fast, official))
     assert ("- `m`, 10 points: aa broke 1 that aa-fast left robust (test index 1); aa-fast broke 1 that aa left "
             "robust.") in markdown
 
@@ -139,7 +139,7 @@ def test_a_number_from_an_older_version_of_its_attack_says_so_in_the_details():
                label="m")
     assert current_protocol("fgsm") == "fgsm/v1" and current_protocol("pgd") != "pgd/v1"
     assert current_protocol("no-such-attack") is None and current_protocol("external") is None
-    markdown, _ = leaderboard.render([r])
+    markdown, _ = leaderboard.render(typed(r))
     details = _details(markdown, "m")
     assert (f"- from an older protocol version: aa-fast (aa-fast/v1; now {current_protocol('aa-fast')}), "
             f"pgd (pgd/v1; now {current_protocol('pgd')})") in details

@@ -11,7 +11,7 @@ import pytest
 
 from bench import leaderboard_html, leaderboards
 from bench.audit_report import load_audits
-from bench.schema import load_records
+from bench.run_record import load_run_records
 from defenses import published
 from tests.conftest import leaderboard_of_committed
 
@@ -67,7 +67,7 @@ def test_the_page_is_self_contained_with_every_published_row_and_its_details(pag
 
 
 def test_the_page_ranks_as_the_markdown_does(committed):
-    records, audits = load_records(committed / "runs"), load_audits(committed / "audits")
+    records, audits = load_run_records(committed / "runs"), load_audits(committed / "audits")
     board = leaderboards.prepare(records, audits)
     html = leaderboard_html.render(board, leaderboards.HEADER.format(count=board.records, schema=2))
     markdown, _ = leaderboards.render(records, audits)

@@ -13,6 +13,7 @@ from bench.cli import main
 from bench.derived import rebuild
 from bench.errors import BenchError
 from bench.records import write_record
+from bench.run_record import RunRecord, load_run_records
 from bench.table import build_table, filter_table
 from tests.conftest import REPO
 
@@ -78,7 +79,7 @@ def test_corrupt_record_stops_the_rebuild_and_loses_nothing(tmp_path, capsys, co
 
 def test_table_has_a_row_per_attack_plus_worst_case(committed):
     records = schema.load_records(committed / "runs")
-    table = build_table(records)
+    table = build_table([RunRecord.of(r) for r in records])
     first = records[0]
     rows = table[table["run"] == Path(first["_file"]).stem]
     assert sorted(rows["attack"]) == sorted([*first["attacks"], "worst_case"])
@@ -93,7 +94,7 @@ def test_table_has_a_row_per_attack_plus_worst_case(committed):
 
 
 def test_filters_and_unknown_values(committed):
-    table = build_table(schema.load_records(committed / "runs"))
+    table = build_table(load_run_records(committed / "runs"))
     only = filter_table(table, defense="ancra", attack="aa")
     assert len(only) >= 1 and set(only["defense"]) == {"ancra"} and set(only["attack"]) == {"aa"}
     with pytest.raises(BenchError, match="no results with defense 'ancr'"):

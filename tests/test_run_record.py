@@ -31,7 +31,19 @@ def test_a_committed_record_reads_into_values_that_agree_with_its_json(raw):
         assert attack.robust.count == raw["attacks"][label]["count"] == int(attack.flags.sum())
         assert attack.robust.value == raw["attacks"][label]["robust_accuracy"]
         assert not (attack.flags & ~typed.clean_correct).any()
+        assert list(attack.stages) == raw["attacks"][label].get("stages", [])
+        assert list(attack.warnings) == raw["attacks"][label].get("warnings", [])
+        margins = raw["per_example"].get("margin", {}).get(label)
+        assert (attack.margins is None) == (margins is None) and (margins is None or list(attack.margins) == margins)
+        assert typed.flags_by_index(label) == {i: f == "1" for i, f in zip(
+            raw["per_example"]["index"], raw["per_example"]["robust"][label], strict=True)}
     expected_worst = np.logical_and.reduce([typed.clean_correct, *(a.flags for a in typed.attacks.values())])
     assert np.array_equal(typed.worst_flags, expected_worst)
     assert typed.worst_case.count == int(expected_worst.sum())
     assert typed.index.tolist() == raw["per_example"]["index"]
+    assert typed.model.training_budget == raw["model"].get("training_budget")
+    assert typed.model.input == raw["model"].get("input")
+    assert typed.clean_indices() == {i for i, c in zip(raw["per_example"]["index"], raw["per_example"]["clean_correct"],
+                                                       strict=True) if c == "1"}
+    assert typed.has_per_attack_flags == (raw["purpose"] != "worst-case")
+    assert typed.order == (raw["provenance"]["date"], raw["_file"])

@@ -1,7 +1,7 @@
 """Each leaderboard sanity check fires on the pattern it exists for and tolerates noise."""
 
 from bench import sanity
-from tests.synthetic import attack, record
+from tests.synthetic import attack, run
 
 INPUT_DIM = 28 * 28
 
@@ -9,7 +9,7 @@ INPUT_DIM = 28 * 28
 def _pgd(flags, eps, steps=20, restarts=1, file=None, **kw):
     cfg = {"steps": steps, "restarts": restarts, "rel_step": 0.25, "random_start": True, "loss": "ce"}
     label = "pgd" if steps == 20 and restarts == 1 else f"pgd:steps={steps}"
-    return record({label: attack(flags, "pgd", config=cfg)}, eps=eps, file=file or f"{eps}-{steps}.json", **kw)
+    return run({label: attack(flags, "pgd", config=cfg)}, eps=eps, file=file or f"{eps}-{steps}.json", **kw)
 
 
 def test_eps_curve_rising_is_marked():
@@ -46,7 +46,7 @@ def _aa(square_breaks: int, n: int = 100):
     robust = 60
     flags = "1" * (robust - square_breaks) + "0" * (n - robust + square_breaks)
     first = [None] * (robust - square_breaks) + ["aa/square"] * square_breaks + ["aa/apgd-ce"] * (n - robust)
-    return record({"aa": attack(flags, "aa", stages=["apgd-ce", "apgd-t", "fab-t", "square"])},
+    return run({"aa": attack(flags, "aa", stages=["apgd-ce", "apgd-t", "fab-t", "square"])},
                   broken_first_by=first)
 
 
@@ -63,19 +63,19 @@ def test_square_beating_white_box_is_marked_unless_white_box_broke_those_points(
 def test_aa_fast_square_runs_count_as_black_box():
     flags = "1" * 52 + "0" * 48
     first = [None] * 52 + ["aa-fast/square/restart3"] * 8 + ["aa-fast/apgd-ce"] * 40
-    fast = record({"aa-fast": attack(flags, "aa-fast", stages=["apgd", "square"])}, broken_first_by=first)
+    fast = run({"aa-fast": attack(flags, "aa-fast", stages=["apgd", "square"])}, broken_first_by=first)
     result = sanity.black_box({"aa-fast": fast})
     assert not result.passed and "Square broke 8 of 60" in result.detail
 
 
 def test_autoattack_warnings_become_a_mark():
-    warned = record({"aa": attack("1" * 10, "aa", warnings=["autoattack apgd-ce: the model is randomized"])})
+    warned = run({"aa": attack("1" * 10, "aa", warnings=["autoattack apgd-ce: the model is randomized"])})
     result = sanity.autoattack_warnings({"aa": warned})
     assert not result.passed and "randomized" in result.detail
 
 
 def _pair(other: str, other_flags: str, white_flags: str, white: str = "pgd"):
-    both = record({other: attack(other_flags, other), white: attack(white_flags, white)})
+    both = run({other: attack(other_flags, other), white: attack(white_flags, white)})
     return {other: both, white: both}
 
 
@@ -88,7 +88,7 @@ def test_fgsm_beating_the_iterative_attacks_per_example_is_marked():
     assert sanity.single_step(_pair("fgsm", weaker, pgd)).passed
     one = "0" + "1" * 59 + "0" * 40  # 1 of 60: noise
     assert sanity.single_step(_pair("fgsm", one, pgd)).passed
-    assert sanity.single_step({"pgd": record({"pgd": attack(pgd, "pgd")})}) is None  # no FGSM ran
+    assert sanity.single_step({"pgd": run({"pgd": attack(pgd, "pgd")})}) is None  # no FGSM ran
 
 
 def test_random_noise_beating_the_white_box_attacks_is_marked():

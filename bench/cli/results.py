@@ -36,10 +36,10 @@ SUMMARY_COLUMNS = ["date", "dataset", "norm", "eps", "label", "arch", "checkpoin
 def _cmd_results(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bench.schema import load_records
+    from bench.run_record import load_run_records
     from bench.table import build_table, filter_table, to_csv
 
-    table = filter_table(build_table(load_records(args.results_dir)), dataset=args.dataset, defense=args.defense,
+    table = filter_table(build_table(load_run_records(args.results_dir)), dataset=args.dataset, defense=args.defense,
                          attack=args.attack, label=args.label, purpose=args.purpose)
     if args.format == "csv":
         sys.stdout.write(to_csv(table))
