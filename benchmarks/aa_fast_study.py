@@ -36,9 +36,8 @@ from bench.attacks.aa_fast import PerExampleStartSquare  # noqa: E402
 from bench.attacks.apgd import LossOf, StartNoise, apgd_single_run  # noqa: E402
 from bench.attacks.malt import ranked_targets  # noqa: E402
 from bench.committed import committed_checkpoint, committed_defenses  # noqa: E402
-from bench.curves import flags_by_index  # noqa: E402
 from bench.model import ModelUnderTest  # noqa: E402
-from bench.schema import load_records  # noqa: E402
+from bench.run_record import load_run_records  # noqa: E402
 from bench.threat import Norm  # noqa: E402
 from defenses import checkpoints  # noqa: E402
 
@@ -54,13 +53,12 @@ def load(defense: str) -> tuple[ModelUnderTest, str]:
 
 def official_aa(sha: str, n: int) -> dict[int, bool] | None:
     best = None
-    for r in load_records(Path("results/runs")):
-        if (r["model"]["sha256"] == sha and "aa" in r["attacks"] and r["threat"]["eps"] == EPS
-                and (best is None or r["data"]["n"] > best["data"]["n"])):
+    for r in load_run_records(Path("results/runs")):
+        if r.model.sha256 == sha and "aa" in r.attacks and r.threat.eps == EPS and (best is None or r.n > best.n):
             best = r
     if best is None:
         return None
-    return {i: f for i, f in flags_by_index(best, "aa").items() if i < n}
+    return {i: f for i, f in best.flags_by_index("aa").items() if i < n}
 
 
 def margin(model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
