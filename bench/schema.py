@@ -35,11 +35,6 @@ class RunPurpose(str, enum.Enum):
     WORST_CASE = "worst-case"  # a cascade (`--cascade`): per-attack flags are cumulative
 
 
-def has_per_attack_flags(record: dict[str, Any]) -> bool:
-    """Whether each attack's flags are its own (not a cascade's "robust to this and all before")."""
-    return record["purpose"] != RunPurpose.WORST_CASE.value
-
-
 class RecordError(BenchError):
     """A record file that cannot be used; the message names the file."""
 
