@@ -33,6 +33,7 @@ class Accuracy:
     value: float
     count: int
     n: int
+    ci95: tuple[float, float]  # the 95% Wilson interval, as recorded
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class RunRecord:
     threat: ThreatModel
     model: ModelInfo
     dataset: str
+    selection: str | None  # how the points were chosen ("first-n", "random-n (seed 3)", a file's points)
     sample_seed: int | None
     index_sha256: str | None
     seed: int
@@ -142,7 +144,9 @@ class RunRecord:
         n = int(data["n"])
 
         def accuracy(entry: Mapping[str, Any], flags: np.ndarray) -> Accuracy:
-            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), int(flags.sum()), n)
+            low, high = entry["ci95"]
+            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), int(flags.sum()), n,
+                            (float(low), float(high)))
 
         margins = per.get("margin", {})
         attacks = {}
@@ -161,7 +165,7 @@ class RunRecord:
             model=ModelInfo(model["label"], model["path"], model["sha256"], model.get("defense"),
                             model.get("variant"), model.get("arch"), model.get("input"),
                             model.get("training_budget")),
-            dataset=data["dataset"], sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
+            dataset=data["dataset"], selection=data.get("selection"), sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
             seed=int(record["config"]["seed"]), attack_list=record["config"].get("attacks", ""),
             provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
                                   prov.get("git_sha"), prov.get("versions", {})),

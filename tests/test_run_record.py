@@ -30,6 +30,7 @@ def test_a_committed_record_reads_into_values_that_agree_with_its_json(raw):
         assert attack.flags.dtype == np.bool_ and attack.flags.shape == (n,)
         assert attack.robust.count == raw["attacks"][label]["count"] == int(attack.flags.sum())
         assert attack.robust.value == raw["attacks"][label]["robust_accuracy"]
+        assert list(attack.robust.ci95) == raw["attacks"][label]["ci95"]
         assert not (attack.flags & ~typed.clean_correct).any()
         assert list(attack.stages) == raw["attacks"][label].get("stages", [])
         assert list(attack.warnings) == raw["attacks"][label].get("warnings", [])
@@ -41,6 +42,8 @@ def test_a_committed_record_reads_into_values_that_agree_with_its_json(raw):
     assert np.array_equal(typed.worst_flags, expected_worst)
     assert typed.worst_case.count == int(expected_worst.sum())
     assert typed.index.tolist() == raw["per_example"]["index"]
+    assert list(typed.clean.ci95) == raw["clean"]["ci95"] and list(typed.worst_case.ci95) == raw["worst_case"]["ci95"]
+    assert typed.selection == raw["data"].get("selection")
     assert typed.model.training_budget == raw["model"].get("training_budget")
     assert typed.model.input == raw["model"].get("input")
     assert typed.clean_indices() == {i for i, c in zip(raw["per_example"]["index"], raw["per_example"]["clean_correct"],
