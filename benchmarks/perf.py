@@ -445,12 +445,32 @@ def _with_missed_text(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "missed_text": _missed(r)} for r in rows]
 
 
+SECTION_TITLES = {"single": "FGSM, PGD, C&W vs torchattacks", "apgd": "APGD vs pyautoattack",
+                  "aa_fast": "aa-fast vs aa", "aa_fast_large": "aa-fast vs aa on 1000 points", "masked": "masked models",
+                  "cascade": "cascade", "shards": "shards", "overhead": "harness overhead", "rss": "peak RSS",
+                  "resnet": "ResNet"}
+
+
+def _machine_text(m: dict[str, Any]) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB, "
+            f"GPU: {m['gpu']}; torch {m['torch']}, Python {m['python']}; measured {m['date']}")
+
+
+def _elsewhere(results: dict[str, Any]) -> list[str]:
+    """A line per earlier machine (or date) whose sections a partial rerun kept: a speed-up is
+    comparable only within a section, whose two sides always ran on one machine, back to back."""
+    kept: dict[str, list[str]] = {}
+    for key, m in results.get("section_machine", {}).items():
+        if m != results["machine"] and key in results:
+            kept.setdefault(_machine_text(m), []).append(SECTION_TITLES.get(key, key))
+    return [f"Kept from an earlier run ({', '.join(titles)}): {text}." for text, titles in kept.items()]
+
+
 def render(results: dict[str, Any], command: str) -> str:
-    m = results["machine"]
+    elsewhere = _elsewhere(results)
     out = ["# Performance: our attacks against peers and the hardware", "",
            f"Regenerate: `{command}` (writes this file and `results/perf.json`).", "",
-           f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB, "
-           f"GPU: {m['gpu']}; torch {m['torch']}, Python {m['python']}; measured {m['date']}.", "",
+           f"Machine: {_machine_text(results['machine'])}." + (" " + " ".join(elsewhere) if elsewhere else ""), "",
            "Hardware limit = (passes × the bare model's measured cost per pass at the same batch) ÷ wall time: "
            "1.0 means no time is spent outside the model's own forward/backward passes; above 1.0, the attack's "
            "(smaller, compacted) batches ran faster per example than the bare model at the full batch. "
@@ -580,8 +600,10 @@ def main() -> None:
     previous = args.out.with_suffix(".json")
     if sections != set(SECTIONS) and previous.is_file():  # a partial rerun keeps the other sections
         kept = json.loads(previous.read_text())
+        kept_on = kept.get("section_machine") or {k: kept["machine"] for k in SECTIONS if k in kept}
         results = {**{k: v for k, v in kept.items() if k not in sections}, **results,
-                   "section_seconds": kept.get("section_seconds", {})}
+                   "section_seconds": kept.get("section_seconds", {}),
+                   "section_machine": {k: m for k, m in kept_on.items() if k not in sections}}
     print(f"machine: {results['machine']}", flush=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -604,6 +626,7 @@ def main() -> None:
                 start = time.perf_counter()
                 results[key] = step()
                 results.setdefault("section_seconds", {})[key] = round(time.perf_counter() - start, 1)
+                results.setdefault("section_machine", {})[key] = results["machine"]
     command = "make perf" if not args.quick else "python benchmarks/perf.py --quick"
     atomic_write(args.out, (_with_gpu(render(results, command)) + "\n").encode())
     atomic_write(args.out.with_suffix(".json"), (json.dumps(results, indent=1, default=str) + "\n").encode())
