@@ -428,7 +428,7 @@ today's is listed in the row's details ("from an older protocol version").
 **Worst case** (the headline, rows are sorted by it) is per test point of the row's full evaluation
 set — the points of its largest record, `n` —: a point counts as robust only if every attack that
 ran on it failed; with its 95% Wilson interval; ⚠ marks a failed check (see the row's details).
-Attacks run on fewer points (typically the official AutoAttack and the adaptive attacks on the
+Attacks run on fewer points (typically the official AutoAttack, or the long Square run, on the
 first 200) count on the points where they ran; each row's details list them with the number of their
 points they broke that the attacks run on every point had left robust (`+0 of 200`: nothing more;
 ⚠: something, so where they did not run the worst case may be too high by about that rate).
