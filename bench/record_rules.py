@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.threat import Norm
+from bench.errors import BenchError
+from bench.threat import Norm, ThreatModel
 
 Checker = Callable[[Any, str], None]
 
@@ -178,6 +179,10 @@ def _agree(where: str, summary: dict[str, Any], key: str, bits: str) -> None:
 
 
 def _consistent(record: dict[str, Any]) -> None:
+    try:  # a budget the norm cannot have (L∞ above 1) is refused here, not by a reader later
+        ThreatModel(Norm(record["threat"]["norm"]), float(record["threat"]["eps"]))
+    except BenchError as exc:
+        _fail("threat.eps", str(exc))
     n, pe = record["data"]["n"], record["per_example"]
     if set(record["attacks"]) != set(pe["robust"]):
         _fail("attacks", "the attacks and the per-example flags name different attacks")

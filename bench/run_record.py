@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.schema import WORST_CASE, RunPurpose, load_records
+from bench.stats import wilson_interval
 from bench.threat import Norm, ThreatModel
 
 
@@ -33,7 +34,7 @@ class Accuracy:
     value: float
     count: int
     n: int
-    ci95: tuple[float, float]  # the 95% Wilson interval, as recorded
+    ci95: tuple[float, float]  # the 95% Wilson interval as recorded (computed as the harness does, if absent)
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,9 @@ class RunRecord:
         n = int(data["n"])
 
         def accuracy(entry: Mapping[str, Any], flags: np.ndarray) -> Accuracy:
-            low, high = entry["ci95"]
-            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), int(flags.sum()), n,
+            count = int(flags.sum())
+            low, high = entry["ci95"] if "ci95" in entry else wilson_interval(count, n)  # optional in the schema
+            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), count, n,
                             (float(low), float(high)))
 
         margins = per.get("margin", {})

@@ -12,6 +12,7 @@ import enum
 import json
 from typing import Any, get_type_hints
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -129,3 +130,22 @@ def test_any_damaged_record_is_refused_or_fully_usable(mutations):
 
 def test_the_committed_record_itself_is_valid():
     assert problems(copy.deepcopy(RECORD)) is None
+
+
+def test_found_by_the_fuzzer_an_interval_the_schema_leaves_optional_is_computed_when_absent():
+    record = copy.deepcopy(RECORD)
+    label = next(iter(record["attacks"]))
+    recorded = record["attacks"][label].pop("ci95")
+    del record["clean"]["ci95"]
+    upgraded = upgrade(record, "no-ci.json")
+    typed = RunRecord.of(upgraded)
+    assert list(typed.attacks[label].robust.ci95) == recorded  # as the harness computes it
+    assert typed.clean.ci95[0] < typed.clean.value < typed.clean.ci95[1]
+
+
+def test_found_by_the_fuzzer_a_budget_the_norm_cannot_have_is_refused_by_validation():
+    record = copy.deepcopy(RECORD)
+    record["threat"]["eps"] = 2
+    assert problems(record) == "threat.eps: invalid ε 2.0: an L∞ budget must be in (0, 1] for inputs in [0, 1]"
+    with pytest.raises(RecordError, match=r"^eps2\.json"):
+        upgrade(record, "eps2.json")
