@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.attacks.specs import AttackSpec, format_attacks, parse_attacks
 from bench.committed import committed_defenses
 from bench.config import RunConfig
@@ -133,7 +135,7 @@ def baseline_path(baselines: Path, target: Target) -> Path:
     return baselines / target.dataset / f"{target.label}.json"
 
 
-def _bits(flags: Any) -> str:
+def _bits(flags: np.ndarray) -> str:
     """Per-point flags as a baseline stores them: one '1' or '0' per point."""
     return "".join("1" if f else "0" for f in flags.tolist())
 

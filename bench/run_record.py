@@ -49,7 +49,7 @@ class AttackResult:
     backward_per_example: float
     adaptive: bool
     flags: np.ndarray  # bool [n]: robust to this attack (cumulative in a cascade's record)
-    stages: tuple[str, ...]  # the attack's components in the order they ran (AutoAttack's, aa-fast's)
+    stages: tuple[str | None, ...]  # the attack's components in the order they ran (AutoAttack's, aa-fast's)
     warnings: tuple[str, ...]  # what the attack itself warned of (AutoAttack's checks)
     margins: tuple[float | None, ...] | None  # true-class margin at the attack's output point, per point
 
