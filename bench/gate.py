@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.attacks.specs import AttackSpec, format_attacks, parse_attacks
 from bench.committed import committed_defenses
 from bench.config import RunConfig
@@ -43,7 +41,7 @@ from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
 from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
-from bench.run_record import RunRecord
+from bench.run_record import RunRecord, flag_text
 from bench.schema import WORST_CASE
 from bench.sources import ModelSpec, spec_with_options
 from bench.stats import binomial_quantile, sign_test_greater
@@ -135,14 +133,9 @@ def baseline_path(baselines: Path, target: Target) -> Path:
     return baselines / target.dataset / f"{target.label}.json"
 
 
-def _bits(flags: np.ndarray) -> str:
-    """Per-point flags as a baseline stores them: one '1' or '0' per point."""
-    return "".join("1" if f else "0" for f in flags.tolist())
-
-
 def _flags_of(record: RunRecord) -> dict[str, str]:
-    return {CLEAN: _bits(record.clean_correct), **{label: _bits(res.flags) for label, res in record.attacks.items()},
-            WORST_CASE: _bits(record.worst_flags)}
+    return {CLEAN: flag_text(record.clean_correct),
+            **{label: flag_text(res.flags) for label, res in record.attacks.items()}, WORST_CASE: flag_text(record.worst_flags)}
 
 
 def _margins_of(record: RunRecord) -> dict[str, list[float | None]]:

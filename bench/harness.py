@@ -33,6 +33,7 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records import AttackProgress, ResumeState, StageCost, write_record
 from bench.resolve import ResolvedModel, resolve_model
+from bench.run_record import flag_text
 from bench.schema import SCHEMA_VERSION
 from bench.shards import Shard, join
 from bench.stats import wilson_interval
@@ -190,10 +191,6 @@ def _accuracy(flags: np.ndarray, key: str = "robust_accuracy") -> dict[str, Any]
     return {key: k / n, "count": k, "ci95": list(wilson_interval(k, n))}
 
 
-def _flags(values: np.ndarray) -> str:
-    return "".join("1" if v else "0" for v in values)
-
-
 def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], indices: np.ndarray,
                   y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, AttackProgress],
                   guard_warnings: list[str], device: torch.device, resumed: bool, world_size: int,
@@ -243,9 +240,9 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                        "channels_last": cfg.speed.channels_last, "compile": cfg.speed.compile},
         "clean": _accuracy(clean_correct, "accuracy"), "attacks": per_attack, "worst_case": _accuracy(worst),
         "warnings": warnings,
-        "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": _flags(clean_correct),
-                        "robust": {label: _flags(f) for label, f in robust.items()},
-                        "worst_case": _flags(worst), "broken_first_by": first_broken,
+        "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": flag_text(clean_correct),
+                        "robust": {label: flag_text(f) for label, f in robust.items()},
+                        "worst_case": flag_text(worst), "broken_first_by": first_broken,
                         "margin": {a.label: progress_by_attack[a.label].margin for a in attacks}},
     }
 

@@ -252,7 +252,8 @@ def _ladders(cfg: RunConfig, strength: Specs, sha: str, indices: set[int], spec:
 # ---------------------------------------------------------------- per-example comparison
 
 def _flags(chosen: sanity.Chosen, indices: list[int]) -> dict[str, np.ndarray]:
-    return {label: np.array([r.flags_by_index(label)[i] for i in indices]) for label, r in chosen.items()}
+    by_label = {label: r.flags_by_index(label) for label, r in chosen.items()}  # one lookup table per attack
+    return {label: np.array([flags[i] for i in indices]) for label, flags in by_label.items()}
 
 
 def _clean(chosen: sanity.Chosen, indices: list[int]) -> np.ndarray:

@@ -27,6 +27,11 @@ def _flags(bits: str) -> np.ndarray:
     return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
 
 
+def flag_text(flags: np.ndarray) -> str:
+    """Per-point flags as records and gate baselines store them: one '1' or '0' per point."""
+    return "".join("1" if f else "0" for f in flags.tolist())
+
+
 @dataclass(frozen=True)
 class Accuracy:
     """`value` as recorded (count / n written by Python); `count` of the run's `n` points."""
