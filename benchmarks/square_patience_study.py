@@ -75,7 +75,7 @@ def reached_square(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
     """Test indices of the points Square attacked, and whether it broke each."""
     by = record.broken_first_by
     assert by is not None
-    rows = [i for i in range(record.n) if record.clean_correct[i] and (by[i] is None or "square" in by[i])]
+    rows = [i for i, name in enumerate(by) if record.clean_correct[i] and (name is None or "square" in name)]
     return record.index[rows], np.array([by[i] is not None for i in rows])
 
 
