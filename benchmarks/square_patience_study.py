@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,8 @@ def patience(lowest: np.ndarray, broken: np.ndarray, at: int, keep_below: float)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--defenses", default="ancra,pgd-at")
-    parser.add_argument("--cache", type=Path, default=Path("square-trajectories"))
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bench-square-trajectories",
+                        help="where the replayed trajectories are kept (about 2 MB per checkpoint)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
