@@ -121,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--defenses", default="ancra,pgd-at")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bench-square-trajectories",
-                        help="where the replayed trajectories are kept (about 2 MB per checkpoint)")
+                        help="where the replayed trajectories are kept (about 150 kB per checkpoint)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
