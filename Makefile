@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install data browser demo test test-slow lint typecheck check leaderboard checkpoints curves bench-overhead perf clean-venv \
+.PHONY: install data browser demo test test-slow lint typecheck check leaderboard checkpoints checkpoints-full curves bench-overhead perf clean-venv \
         gpu-campaign gpu-campaign-pack gpu-campaign-dry-run
 
 install: $(STAMP)
@@ -67,6 +67,11 @@ typecheck: install
 checkpoints: data
 	for d in $$($(BIN)/python -c "from defenses import published; print(*published('fashion-mnist'))"); do \
 	  $(BIN)/bench train --defense $$d --dataset fashion-mnist --overwrite --quiet || exit 1; done
+
+# Every published defense at the full training budget (checkpoints/fashion-mnist-full/, ~18 h on 2
+# cores): two queues, one thread each, exact resume after every epoch. Rerun to continue after a stop.
+checkpoints-full: data
+	$(BIN)/python benchmarks/train_full.py
 
 # The ε curves and attack-strength curves behind the leaderboard's plots (README: duration);
 # incremental: what is recorded already is skipped.
