@@ -3,8 +3,8 @@
     robustbench:NAME          a RobustBench zoo model already on disk (robustbench's own layout
                               under --model-dir; nothing is downloaded)
     package.module:factory    the user's nn.Module, built by `factory()`; weights from --weights FILE
-    PATH                      a TorchScript file, a torch.export program (.pt2), or a pickled
-                              nn.Module (only with --trust-checkpoint: unpickling runs code)
+    PATH                      a TorchScript file, a torch.export program (.pt2) or a pickled
+                              nn.Module (only with --trust-checkpoint: loading each runs code)
 
 Files are read with `weights_only=True`; anything that needs arbitrary code to unpickle is
 refused unless the user says they trust it. What the model expects as input (range and
@@ -34,7 +34,7 @@ from torch import nn
 
 from bench.errors import BenchError, first_line
 from bench.files import read_json_object, sha256_file
-from bench.untrusted import check_export, load_tensors, readable_file, refusal
+from bench.untrusted import load_tensors, readable_file, refusal
 
 FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 ROBUSTBENCH_PREFIX = "robustbench:"
@@ -342,7 +342,9 @@ def _torchscript(path: Path, trust: bool) -> nn.Module:
 
 def _exported(path: Path, trust: bool) -> nn.Module:
     if not trust:
-        check_export(path)  # refuses what torch.export.load would unpickle or evaluate as code
+        raise refusal(path, "a torch.export archive carries code for its loader", "torch.export runs the "
+                      "program's guard code with exec, evaluates its shape expressions with sympy, resolves "
+                      "its call targets by name and unpickles entries with the full unpickler")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -96,8 +96,15 @@ def export_edits(marker: Path) -> dict[str, Callable[[Members], None]]:
         name = _member(members, "models/model.json")
         members[name] = members[name].replace(b'"torch.ops.aten.linear.default"', b'"torch.os.system"')
 
+    def guards_code(members: Members) -> None:  # `.module()` hands these strings to `exec`
+        name = _member(members, "models/model.json")
+        program = json.loads(members[name])
+        program["guards_code"] = [f"__import__('builtins').open({str(marker)!r}, 'w').close() is None"]
+        members[name] = json.dumps(program).encode()
+
     return {"pickled-weight": pickled_weight, "sample-inputs": sample_inputs, "pickled-constant": pickled_constant,
-            "opaque-constant": opaque_constant, "shape-expression": shape_expression, "call-target": call_target}
+            "opaque-constant": opaque_constant, "shape-expression": shape_expression, "call-target": call_target,
+            "guards-code": guards_code}
 
 
 def export_model(module: torch.nn.Module, path: Path, example: torch.Tensor) -> Path:

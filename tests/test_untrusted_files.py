@@ -8,6 +8,7 @@ says which flag would load the file and why that is dangerous.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -21,7 +22,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.files import sha256_file
 from bench.threat import Norm, ThreatModel
-from bench.untrusted import check_export, no_network, safe_expression, safe_target
+from bench.untrusted import no_network
 from defenses import checkpoints
 from tests import malicious
 from tests.conftest import write_zoo_model
@@ -83,10 +84,10 @@ def test_pickle_payloads_run_when_unpickled_the_unsafe_way(tmp_path, marker, rea
 
 
 @pytest.mark.parametrize("edit", ["pickled-weight", "sample-inputs", "pickled-constant", "opaque-constant",
-                                  "shape-expression"])
+                                  "shape-expression", "guards-code"])
 def test_export_payloads_run_in_torch_export_load(tmp_path, marker, clean_export, edit):
     path = malicious.rewrite_zip(clean_export, tmp_path / f"{edit}.pt2", malicious.export_edits(marker)[edit])
-    with pytest.raises(Exception):  # noqa: B017 (any failure after the payload ran)
+    with contextlib.suppress(Exception):  # most fail after the payload ran; guards-code runs and works
         torch.export.load(str(path)).module()(torch.rand(1, 1, 28, 28))
     assert marker.exists()
 
@@ -120,18 +121,19 @@ def test_weights_for_a_factory_are_refused(tmp_path, marker, real_state, capsys,
 
 
 @pytest.mark.parametrize("edit", ["pickled-weight", "sample-inputs", "pickled-constant", "opaque-constant",
-                                  "shape-expression", "call-target"])
-def test_export_archives_are_inspected_before_torch_export_load(tmp_path, marker, clean_export, capsys, edit):
-    path = malicious.rewrite_zip(clean_export, tmp_path / f"{edit}.pt2", malicious.export_edits(marker)[edit])
+                                  "shape-expression", "call-target", "guards-code", "clean"])
+def test_export_archives_need_trust_on_every_route(tmp_path, marker, clean_export, capsys, edit):
+    path = clean_export if edit == "clean" else malicious.rewrite_zip(
+        clean_export, tmp_path / f"{edit}.pt2", malicious.export_edits(marker)[edit])
     for argv in (["inspect", str(path)],
-                 ["run", "--model", str(path), "--attack", "fgsm", "--n", "5", "--results-dir", str(tmp_path)]):
+                 ["run", "--model", str(path), "--attack", "fgsm", "--n", "5", "--results-dir", str(tmp_path)],
+                 ["audit", "--model", str(path), "--n", "5", "--results-dir", str(tmp_path / "r")],
+                 ["check", "--model", str(path), "--baselines", str(tmp_path / "b")]):
         refused(*cli(argv, capsys), marker)
-    with pytest.raises(BenchError, match="could run code"):
-        check_export(path)
 
 
-def test_a_clean_export_archive_loads_without_trust(clean_export, capsys):
-    code, err = cli(["inspect", str(clean_export)], capsys)
+def test_a_clean_export_archive_loads_with_trust(clean_export, capsys):
+    code, err = cli(["inspect", str(clean_export), "--trust-checkpoint"], capsys)
     assert code == 0, err
 
 
@@ -233,20 +235,3 @@ def test_a_copied_checkpoint_loads_and_a_pinned_hash_is_enforced(tmp_path, natur
     assert cli(["inspect", FACTORY, "--weights", str(path)], capsys)[0] == 0
     code, err = cli(["inspect", FACTORY, "--weights", str(path), "--sha256", "0" * 64], capsys)
     assert code == 2 and "--sha256 expects" in err
-
-
-@pytest.mark.parametrize("text, ok", [
-    ("Symbol('s31', positive=True, integer=True)", True), ("FloorDiv(s0, 2) + 1", True), ("s0*s1 - 3", True),
-    ("__import__('os').system('x')", False), ("s0.__class__", False), ("lambdify(s0, 'x')", False),
-    ("Symbol('s0; import os')", False), ("[s0]", False)])
-def test_shape_expressions_are_plain_arithmetic(text, ok):
-    assert safe_expression(text) is ok
-
-
-@pytest.mark.parametrize("text, ok", [
-    ("torch.ops.aten.conv2d.default", True), ("torch.ops.aten.flatten.using_ints", True), ("_operator.getitem", True),
-    ("math.floor", True), ("torch.sym_max", True), ("torch.os.system", False), ("_operator.attrgetter", False),
-    ("_operator.call", False), ("torch.ops.aten.__class__", False), ("builtins.eval", False),
-    ("#custom_extension", False)])
-def test_call_targets_are_operators(text, ok):
-    assert safe_target(text) is ok

@@ -8,8 +8,8 @@ from pathlib import Path
 from bench.sources import InputRange, ModelSpec, parse_floats
 
 MODEL_HELP = ("a user model: robustbench:NAME (zoo weights already under --model-dir), "
-              "package.module:factory (with --weights FILE), a torch.export file (.pt2, inspected before loading), "
-              "or a TorchScript / pickled-module file (with --trust-checkpoint)")
+              "package.module:factory (with --weights FILE), or a torch.export (.pt2), TorchScript or "
+              "pickled-module file (these three with --trust-checkpoint: loading them runs code)")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +24,8 @@ def add_model_qualifiers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sha256", help="expected sha256 of the checkpoint / weights / model file (refused if it differs)")
     p.add_argument("--weights", type=Path, help="state_dict file for --model package.module:factory")
     p.add_argument("--trust-checkpoint", action="store_true",
-                   help="load a --model file that can run code when loaded (TorchScript, pickled modules, "
-                        "pickles or .pt2 entries beyond plain tensors): only for files you trust")
+                   help="load a --model file that runs code when loaded (torch.export, TorchScript, pickled "
+                        "modules, weights that need the full unpickler): only for files you trust")
     p.add_argument("--mean", help="per-channel mean the model subtracts, e.g. 0.4914,0.4822,0.4465 "
                                   "(applied inside the model; default: from the sidecar, else none)")
     p.add_argument("--std", help="per-channel std the model divides by (with --mean)")

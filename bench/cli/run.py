@@ -24,7 +24,7 @@ RUN_EXAMPLES = """examples:
   bench run --defense ancra --attack adaptive                # the defense's own adaptive attacks + transfer + long Square
   bench run --model robustbench:Wong2020Fast --dataset cifar10 --data-dir DATA --model-dir models --attack aa
   bench run --model mypkg.nets:make_net --weights net.pt --mean 0.286 --std 0.353 --attack pgd
-  bench run --model exported.pt2 --attack fgsm,pgd          # torch.export file (inspected before loading)
+  bench run --model exported.pt2 --trust-checkpoint --attack fgsm,pgd   # torch.export file (runs its code)
   bench run --model scripted.pt --trust-checkpoint --attack pgd   # TorchScript runs code: trusted files only
   torchrun --nproc-per-node 4 -m bench run --defense pgd-at --attack aa --points 1000   # 4 ranks
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 -m bench run --defense pgd-at --attack aa
