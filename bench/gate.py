@@ -43,7 +43,7 @@ from bench.harness import evaluate
 from bench.provenance import git_sha, now_iso
 from bench.run_record import RunRecord, flag_text
 from bench.schema import WORST_CASE
-from bench.sources import ModelSpec, spec_with_options
+from bench.sources import ModelSpec
 from bench.stats import binomial_quantile, sign_test_greater
 
 BASELINE_VERSION = 1
@@ -181,6 +181,12 @@ def compare(target: Target, path: Path, baseline: dict[str, Any], record: RunRec
     if baseline["checkpoint"]["sha256"] != record.model.sha256:
         verdict.identity.append(f"checkpoint changed: sha256 {baseline['checkpoint']['sha256'][:16]}… in the "
                                 f"baseline, {record.model.sha256[:16]}… now")
+    blessed = baseline["checkpoint"].get("model")
+    blessed_spec = blessed.get("spec") if isinstance(blessed, dict) else None
+    given_spec = target.model.text if target.model else None
+    if blessed_spec != given_spec:
+        verdict.identity.append(f"the baseline was blessed for {_model_text(blessed_spec)}, this check gives "
+                                f"{_model_text(given_spec)}")
     declared = baseline["checkpoint"].get("input")  # baselines blessed before inputs were pinned have none
     if declared is not None and declared != record.model.input:
         verdict.identity.append(f"declared input changed: {declared!r} in the baseline, {record.model.input!r} now")
@@ -201,6 +207,10 @@ def compare(target: Target, path: Path, baseline: dict[str, Any], record: RunRec
             measure.passes = (baseline["passes"][name], passes[name])
         verdict.measures.append(measure)
     return verdict
+
+
+def _model_text(spec: Any) -> str:
+    return f"--model {spec!r}" if spec is not None else "a checkpoint without --model"
 
 
 def _moved(old: list[float | None], new: list[float | None]) -> int:
@@ -237,16 +247,11 @@ def new_baseline(record: RunRecord, target: Target, protocol: GateProtocol, reas
 
 
 def _spec_entry(spec: ModelSpec) -> dict[str, Any]:
-    """How `bench check` without arguments finds the model again. Never `trust`: a baseline is a
-    file handed to us, and may not turn on code execution; a model that needs it is checked only
-    with `--model ... --trust-checkpoint` given by hand."""
+    """What the baseline was blessed for, to match against the `--model` of a later check. Only
+    ever compared: a baseline is a file handed to us, and a file never names code to import."""
     return {"spec": spec.text, "weights": str(spec.weights) if spec.weights else None,
             "mean": list(spec.mean) if spec.mean else None, "std": list(spec.std) if spec.std else None,
             "input_range": spec.input_range.value if spec.input_range else None}
-
-
-def _spec_of(entry: dict[str, Any]) -> ModelSpec:
-    return spec_with_options(str(entry["spec"]), {**entry, "trust_checkpoint": None})  # a baseline never trusts
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
@@ -267,8 +272,9 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
             continue
         try:
             entry = read_baseline(path)["checkpoint"]
-            if isinstance(entry.get("model"), dict):
-                targets[label] = Target(label, dataset, model=_spec_of(entry["model"]))
+            if "model" in entry:
+                problems.append(f"{path}: baseline {label!r} is for a --model, and the gate imports no code "
+                                f"because a file names it: check it with `bench check --model ... --label {label}`")
                 continue
             recorded = Path(entry["path"])
         except (BenchError, KeyError, TypeError, ValueError) as exc:

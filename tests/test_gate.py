@@ -150,13 +150,26 @@ def test_a_user_architecture_is_gated_end_to_end(tmp_path, capsys):
     assert code == 1 and "RED mine: checkpoint changed: sha256" in out
     code, out = _check(capsys, *model, "--weights", pgd_at, "--mean", "0.5", "--std", "0.5", *protocol)
     assert code == 1 and "RED mine: declared input changed" in out
-    found, problems = gate.default_targets("fashion-mnist", base)
-    (mine,) = [t for t in found if t.label == "mine"]
-    assert mine.model is not None and str(mine.model.weights) == pgd_at and not mine.model.trust and not problems
+    code, out = _check(capsys, "--model", "examples.toy_models:rounded_smallcnn", "--label", "mine", "--weights",
+                       pgd_at, *protocol)
+    assert code == 1 and "blessed for --model 'examples.toy_models:plain_smallcnn'" in out
+    found, problems = gate.default_targets("fashion-mnist", base)  # without --model: named, never imported
+    assert "mine" not in [t.label for t in found] and "check it with `bench check --model" in problems[0]
 
 
-def test_a_baseline_file_cannot_turn_on_trust():
-    """A tampered baseline asking for trust still loads its model as tensors only."""
-    entry = {"spec": "examples.toy_models:plain_smallcnn", "weights": str(COMMITTED / "pgd-at-smallcnn.pt"),
-             "trust_checkpoint": True, "trust": True}
-    assert gate._spec_of(entry).trust is False
+@pytest.mark.parametrize("spec", ["evilmod:make", "os:abort", "sys:exit", "builtins:exec"])
+def test_a_baseline_never_names_code_to_import(tmp_path, monkeypatch, spec):
+    """A baseline is a file handed to us: `bench check` compares the model it names, never imports it."""
+    marker = tmp_path / "imported"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef make(): return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "b" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    baseline = json.loads((BASELINES / "fashion-mnist" / "pgd-at.json").read_text())
+    baseline["checkpoint"]["model"] = {"spec": spec, "weights": None, "mean": None, "std": None, "input_range": None}
+    (folder / "theirs.json").write_text(json.dumps(baseline))
+    found, problems = gate.default_targets("fashion-mnist", tmp_path / "b")  # what `bench check` gates
+    assert not marker.exists() and "theirs" not in [t.label for t in found]
+    assert len(problems) == 1 and "imports no code" in problems[0]
+    assert gate.GateResult([], problems).failed  # named, not checked: red, never a silent pass
