@@ -132,7 +132,7 @@ def test_churn_limit_follows_the_stated_rule():
 
 def test_a_user_architecture_is_gated_end_to_end(tmp_path, capsys):
     """`--model package.module:factory --weights`: blessed once, then passes; other weights or another
-    declared input under the same label turn it red; a later `bench check` finds it from its baseline."""
+    declared input or another factory under the same label turn it red; without --model it is named, not imported."""
     base = tmp_path / "ci-baselines"
     model = ["--model", "examples.toy_models:plain_smallcnn", "--label", "mine"]
     protocol = ["--baselines", str(base), "--n", "30", "--attack", "fgsm,pgd"]

@@ -34,7 +34,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", action="append", default=[], type=Path,
                    help="a checkpoint file with sidecar; its label is the file stem (repeatable)")
     p.add_argument("--model", help=f"{MODEL_HELP}; its baseline pins the weights' sha256 and the declared input, "
-                   "and a later `bench check` without arguments finds it again (never with --trust-checkpoint)")
+                   "and the factory it names; it is checked only when --model is given again (a file never names "
+                   "code to import)")
     p.add_argument("--label", help="the baseline's name for --model (default: the loader's label, e.g. the factory)")
     add_model_qualifiers(p)
     p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
