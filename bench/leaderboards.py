@@ -10,10 +10,12 @@ mark rows; nothing is hidden. Regenerating from the same records gives the same 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
@@ -144,9 +146,32 @@ def _headline(chosen: sanity.Chosen) -> tuple[dict[int, bool], dict[str, Beyond]
 def _external_text(label: str, config: Mapping[str, Any]) -> str:
     """Where an external evaluation's adversarial examples come from (`bench verify-adv`)."""
     source = config.get("source")
-    where = f"[{source}]({source})" if str(source).startswith(("http://", "https://")) else source
+    href = safe_href(str(source))
+    where = f"[{source}]({source})" if href is not None and urlsplit(href).scheme else markdown_text(str(source))
     return (f"`{label}` from `{config.get('file')}` (sha256 {str(config.get('sha256'))[:12]})"
             + (f", source {where}" if source else ""))
+
+
+MAX_URL = 2000
+RELATIVE_URL = re.compile(r"(?![a-z][a-z0-9+.-]*:)[A-Za-z0-9_.][A-Za-z0-9_./-]*(#[A-Za-z0-9_-]+)?|#[A-Za-z0-9_-]+")
+
+
+def safe_href(url: str) -> str | None:
+    """The address a link may have: an absolute http(s) URL, or a relative one inside the board's own
+    folder tree (letters, digits, `_ . / -` and a `#fragment`). Anything else — `javascript:`,
+    `data:`, a scheme-relative `//host`, whitespace, quotes, brackets that would end a Markdown
+    link — is refused."""
+    if len(url) > MAX_URL or any(c.isspace() or ord(c) < 32 or c in "\"'<>\\`()[]|" for c in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return url if parts.hostname else None
+    return url if RELATIVE_URL.fullmatch(url) else None
+
+
+def markdown_text(text: str) -> str:
+    """Text from a file, shown as itself in Markdown: no link, emphasis, code or HTML it could form."""
+    return re.sub(r"([\\`*_\[\]()<>|#!])", r"\\\1", " ".join(text.split()))
 
 
 def _older_protocols(chosen: sanity.Chosen) -> list[str]:
@@ -310,7 +335,7 @@ def _audit_table(rows: list[Row]) -> str:
                      f"**{_pct_pair(worst['audit'])}**", _binarization_cell(row.audit), _audit_link(row.audit)])
     headers = ["checkpoint", "n", "AutoAttack", "standard worst case", "adaptive attacks", "adaptive worst case",
                "audit worst case", "binarization test", "verdict"]
-    return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)) if body else ""
+    return markdown_table(body, headers) if body else ""
 
 
 @dataclass(frozen=True)
@@ -385,7 +410,13 @@ def _table(rows: list[Row]) -> str:
                      paired_short(versus_next(row, rows[rank] if rank < len(rows) else None)),
                      _audit_link(row.audit) if row.audit else "not audited"])
     headers = ["#", "checkpoint", "arch", "clean", "AutoAttack", "worst case [95% CI]", "n", "vs next row", "audit"]
-    return str(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+    return markdown_table(body, headers)
+
+
+def markdown_table(body: list[list[Any]], headers: list[str]) -> str:
+    """A GitHub table whose cells cannot break it: a `|` in a cell is escaped, a line break is a space."""
+    cells = [[str(cell).replace("|", "\\|").replace("\r", " ").replace("\n", " ") for cell in line] for line in body]
+    return str(tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True))
 
 
 def _details(rows: list[Row]) -> str:

@@ -104,3 +104,85 @@ def test_a_real_browser_sorts_the_ranking_by_any_column(page_file, tmp_path, fra
     assert values == sorted(values, reverse=descending)
     assert page.rows != sorted(page.rows, key=lambda r: int(r.split("-")[1]))  # the script moved rows: no ranking
     # order has these columns sorted ascending (worst) or descending (clean, AutoAttack) as asked
+
+
+# --- records are files handed to us: nothing in them may run in the reader's browser --------------
+
+HOSTILE = '<img src=x onerror="document.title=\'PWNED\'"><script>document.title="PWNED"</script>'
+HOSTILE_URL = "javascript:document.title='PWNED'"
+
+
+def _hostile_board(committed) -> leaderboards.Board:
+    """The committed board with every text a record or an audit carries replaced by markup, script
+    and `javascript:` links (in the forms `bench verify-adv --source` and a hand-edited record take)."""
+    board = leaderboards.prepare(load_run_records(committed / "runs"), load_audits(committed / "audits"))
+    for rows in board.current.values():
+        for row in rows:
+            row.label = f"{row.label}{HOSTILE}"
+            row.variant = f"[arxiv.org/abs/2401.00001]({HOSTILE_URL}) {HOSTILE} `{HOSTILE}` **{HOSTILE}**"
+            row.date = f'2026"><svg onload="document.title=1">{HOSTILE}'
+            row.arch = HOSTILE
+            row.external = [f"[paper](https://x.org/a?b=1\"onmouseover=\"alert(1)) [see]({HOSTILE_URL}) "
+                            f"[x](//evil.example/a) [y](data:text/html,{HOSTILE})"]
+            row.older = [HOSTILE]
+            row.attacks = {f"aa{HOSTILE}": cell for cell in row.attacks.values()}
+            if row.audit is not None:
+                row.audit = {**row.audit, "verdict": HOSTILE, "_file": f"{HOSTILE_URL}.json"}
+    return board
+
+
+class Scripting(HTMLParser):
+    """Every way the page could run script: event handlers, script elements, script URLs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers: list[str] = []
+        self.scripts = 0
+        self.script_urls: list[str] = []
+        self.csp = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.scripts += tag == "script"
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.handlers.append(f"{tag} {name}")
+            if name in ("href", "src", "action", "formaction") and value and not value.startswith(
+                    ("http://", "https://", "#", "data:image/png;base64,")) and ":" in value.split("/")[0]:
+                self.script_urls.append(value)
+        if tag == "meta" and dict(attrs).get("http-equiv") == "Content-Security-Policy":
+            self.csp = dict(attrs)["content"]
+
+
+def test_hostile_records_render_as_text_and_no_script_runs_in_a_real_browser(committed, tmp_path):
+    board = _hostile_board(committed)
+    page = tmp_path / "hostile.html"
+    page.write_text(leaderboard_html.render(board, "# Leaderboard\n\nfrom [records](runs/) " + HOSTILE))
+    static = Scripting()
+    static.feed(page.read_text())
+    assert static.handlers == [] and static.script_urls == [] and static.scripts == 1  # the page's own
+    assert "script-src 'sha256-" in static.csp and "unsafe-inline" not in static.csp
+    assert "PWNED" in page.read_text()  # the hostile text is there, as text
+    rendered = _rendered(page, "sort=clean:desc", tmp_path)  # the page's own script still runs
+    dom = (tmp_path / "dom.html").read_text()
+    assert "<title>Leaderboard</title>" in dom and "PWNED</title>" not in dom
+    after = Scripting()
+    after.feed(dom)
+    assert after.handlers == [] and after.script_urls == []
+    assert rendered.values["clean"] == sorted(rendered.values["clean"], reverse=True)
+
+
+@pytest.mark.parametrize(("url", "admitted"), [
+    ("https://arxiv.org/abs/2401.00001", True), ("http://example.org/a?b=1#c", True), ("audits/x-1.md", True),
+    ("../docs/checklist.md", True), ("#row-a", True), ("javascript:alert(1)", False), ("JavaScript:alert(1)", False),
+    ("data:text/html,x", False), ("//evil.example/x", False), ("https://", False), ("https://a.org/\"onclick=x", False),
+    ("https://a.org/ x", False), ("vbscript:x", False), ("java\tscript:x", False), ("a" * 3000, False)])
+def test_links_are_admitted_by_an_allow_list(url, admitted):
+    assert (leaderboards.safe_href(url) is not None) is admitted
+
+
+def test_markdown_cells_and_texts_from_records_cannot_break_the_board():
+    table = leaderboards.markdown_table([["a|b\nc", "`x`"]], ["checkpoint", "n"])
+    assert len(table.splitlines()) == 3 and table.splitlines()[2].count("|") - table.count("\\|") == 3
+    shown = leaderboards.markdown_text("[arxiv.org/abs/1](javascript:alert(1))\n<script>")
+    assert "](" not in shown.replace("\\]\\(", "") and "<" not in shown.replace("\\<", "") and "\n" not in shown
+    assert str(leaderboard_html.inline(shown)) == "[arxiv.org/abs/1](javascript:alert(1)) &lt;script&gt;"
