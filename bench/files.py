@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 
 
 def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
@@ -36,14 +37,78 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+MAX_JSON_BYTES = 64 << 20  # a 10 000-point record with every margin is ≈ 1 MB
+MAX_JSON_DEPTH = 32  # the deepest file this suite writes nests 6 levels
+MAX_JSON_DIGITS = 18  # every whole number a file of ours holds is below 10^18 (< 2^63)
+
+
+def open_regular(path: Path, what: str) -> int:
+    """A read-only descriptor of `path` if it is a regular file. Opened without blocking and checked
+    with fstat before any read, so a FIFO, a device (`/dev/zero`) or a socket is refused at once
+    instead of hanging or streaming forever; the caller closes it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BenchError(f"{what} {path} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BenchError(f"{what} {path} is not a regular file (a folder, FIFO, device or socket): refused")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_capped(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, checked before and while reading."""
+    fd = open_regular(path, what)
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BenchError(f"{what} {path} is larger than {limit >> 20} MiB: refused (not a file this suite wrote)")
+    return data
+
+
+class _Unbounded(ValueError):
+    """A JSON number or nesting beyond the limits above."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise _Unbounded(f"a whole number of {len(text)} digits (at most {MAX_JSON_DIGITS})")
+    return int(text)
+
+
+def _check_depth(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _Unbounded(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def parse_json(data: bytes | str, label: str, kind: str, error: type[Exception]) -> Any:
+    """JSON from a file handed to us, within the limits of what this suite writes (size is the
+    reader's job: `read_capped`); `error` names `label` and what is wrong."""
+    try:
+        value = json.loads(data, parse_int=_bounded_int)
+        _check_depth(value)
+    except _Unbounded as exc:
+        raise error(f"{label}: not a {kind} this suite wrote ({exc})") from None
+    except RecursionError:
+        raise error(f"{label}: not a {kind} this suite wrote (nested deeper than {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:
+        raise error(f"{label}: corrupt {kind}, not valid JSON ({first_line(exc)})") from None
+    return value
+
+
 def read_json_object(path: Path, kind: str, error: type[Exception]) -> dict[str, Any]:
     """A JSON object from `path`, or `error` naming the file and saying what is wrong with it."""
     try:
-        value = json.loads(path.read_text())
-    except OSError as exc:
-        raise error(f"{path}: cannot read {kind} ({exc.strerror})") from None
-    except ValueError as exc:
-        raise error(f"{path}: corrupt {kind}, not valid JSON ({exc}); restore it from version control") from None
+        data = read_capped(path, kind, MAX_JSON_BYTES)
+    except BenchError as exc:
+        raise error(str(exc)) from None
+    value = parse_json(data, str(path), kind, error)
     if not isinstance(value, dict):
         raise error(f"{path}: not a {kind} (top level is not an object)")
     return value
@@ -83,7 +148,7 @@ def write_if_changed(path: Path, content: bytes) -> bool:
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path, "file"), "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

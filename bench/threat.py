@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -56,12 +57,20 @@ def validate_eps(eps: float) -> float:
     return eps
 
 
+# what an ε may look like: a decimal (exponent allowed) or a ratio of whole numbers, short enough
+# that no parse of it can take long or overflow
+EPS_TEXT = re.compile(r"-?([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][-+]?[0-9]{1,2})?|[0-9]{1,12}/[0-9]{1,12}")
+
+
 def parse_eps(text: str) -> float:
     """Parse '0.1', '8/255' or '8 / 255' into a positive float."""
+    compact = text.replace(" ", "")
+    if not EPS_TEXT.fullmatch(compact):
+        raise BenchError(f"invalid ε {text[:40]!r}: expected a number such as 0.1 or 8/255")
     try:
-        value = float(Fraction(text.replace(" ", "")))
-    except (ValueError, ZeroDivisionError):
-        raise BenchError(f"invalid ε {text!r}: expected a number such as 0.1 or 8/255") from None
+        value = float(Fraction(compact))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise BenchError(f"invalid ε {text!r}: expected a finite number such as 0.1 or 8/255") from None
     return validate_eps(value)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import io
+import os
 import pickle
 import socket
 import warnings
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError, first_line
+from bench.files import open_regular
 
 TRUST_FLAG = "--trust-checkpoint"
 TRUST_HINT = (f"Pass {TRUST_FLAG} only if you trust where the file comes from (loading it can then run "
@@ -80,11 +82,7 @@ def readable_file(path: Path, what: str) -> None:
         raise BenchError(f"{what} {path} is a directory, not a file")
     if not path.exists():
         raise BenchError(f"{what} {path} does not exist")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise BenchError(f"{what} {path} cannot be read ({exc.strerror})") from None
+    os.close(open_regular(path, what))
 
 
 def refusal(path: Path, what: str, why: str, *, trustable: bool = True) -> UntrustedFileError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,7 +144,11 @@ def convert_param(value: str, kind: Any, key: str, name: str) -> Any:
             return lowered in ("true", "1", "yes")
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             return kind(value.lower())
-        return kind(value)
+        if kind is int and not re.fullmatch(r"[-+]?[0-9]{1,9}", value.strip()):  # |value| < 10^9: no overflow
+            raise ValueError(value)
+        if kind is float and not math.isfinite(converted := float(value)):
+            raise ValueError(value)
+        return converted if kind is float else kind(value)
     except ValueError:
         choices = f" (one of {', '.join(m.value for m in kind)})" if isinstance(kind, type) and issubclass(
             kind, enum.Enum) else ""

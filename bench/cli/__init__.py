@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 from typing import NoReturn
 
 from bench.cli import audit, campaign, catalog, check, external, results, run, sweep, train
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,12 +58,23 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _tolerant_streams() -> None:
+    """A terminal or pipe that cannot encode ε, ∞ or ✗ (LANG=C, PYTHONIOENCODING=ascii) gets
+    escapes instead of a UnicodeEncodeError halfway through a table."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # replaced by a test, or closed
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_streams()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a full disk under `> file` is reported here, not at interpreter exit
+        return code
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `bench results | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the system said no: a name too long, a full disk, a read-only folder
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or first_line(exc)}{where} (nothing was left half-written)", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 2
 
 
 if __name__ == "__main__":

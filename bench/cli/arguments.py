@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 SEED_LIMIT = 2**32  # seeds are 0 … 2^32 − 1 for every attack (numpy's and torch's common range)
 
 
+COUNT_LIMIT = 2**31  # counts (points, batches, steps, draws): far beyond any real use, inside every C int
+
+
 def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not re.fullmatch(r"\s*[-+]?[0-9]{1,40}\s*", text):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number")
+    return int(text)
+
+
+def _count(text: str, low: int) -> int:
+    value = _whole(text)
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {low}")
+    if value >= COUNT_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most {COUNT_LIMIT - 1})")
+    return value
 
 
 def positive_int(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return _count(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
+    return _count(text, 0)
 
 
 def seed_value(text: str) -> int:
