@@ -9,12 +9,15 @@ from typing import Any
 
 from tabulate import tabulate
 
+from bench import record_rules as rules
 from bench.attacks import format_attacks
 from bench.binarization import BinarizationResult
+from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
-from bench.masking_audit import Audit, AuditConfig
+from bench.masking_audit import Audit, AuditConfig, Verdict
 from bench.stats import wilson_interval
+from bench.threat import Norm
 
 AUDIT_SCHEMA = 2  # 2: the binarization test
 
@@ -124,9 +127,48 @@ def write(audit: Audit, cfg: AuditConfig) -> tuple[Path, Path]:
     return md, js
 
 
+def _count_pair(value: Any, where: str) -> None:
+    """[robust, n] as the audit writes it."""
+    rules.list_of(rules.integer(lo=0), length=2)(value, where)
+    if value[0] > value[1]:
+        raise rules.Broken(f"{where}: {value[0]} robust of {value[1]} points")
+
+
+_PAIRS = rules.map_of(_count_pair)
+AUDIT = rules.Obj({
+    "schema_version": rules.integer(lo=1), "date": rules.DATE,
+    "model": rules.Obj({"label": rules.string(nonempty=True), "sha256": rules.SHA256}),
+    "dataset": rules.string(choices=tuple(DATASETS.names())),
+    "threat": rules.Obj({"norm": rules.string(choices=tuple(n.value for n in Norm)), "eps": rules.number(positive=True)}),
+    "n": rules.integer(lo=1), "seed": rules.integer(lo=0),
+    "verdict": rules.string(choices=tuple(v.value for v in Verdict)), "headline": rules.string(),
+    "robust": rules.Obj({"standard": _PAIRS, "adaptive": _PAIRS, "worst_case": _PAIRS}, {"baseline": _PAIRS}),
+    "agreement": rules.map_of(rules.integer(lo=0)),
+    "checks": rules.list_of(rules.Obj({"check": rules.string(), "passed": rules.boolean, "detail": rules.string()})),
+    "records": rules.list_of(rules.string())},
+    {"binarization": rules.nullable(rules.Obj(
+        {"applicable": rules.boolean, "attacks": rules.map_of(rules.Obj(
+            {"passed": rules.integer(lo=0), "tasks": rules.integer(lo=0), "fails_test": rules.boolean},
+            {"failed": rules.list_of(rules.integer(lo=0))}))},
+        {"note": rules.string(), "attack_list": rules.string(), "settings": rules.json_object,
+         "tried": rules.integer(lo=0), "construction_failed": rules.list_of(rules.integer(lo=0)),
+         "validation_accuracy": rules.nullable(rules.number(lo=0.0, hi=1.0)),
+         "random_baseline": rules.list_of(rules.integer(lo=0), length=2)}))})
+
+
+def read_audit(path: Path) -> dict[str, Any]:
+    """One audit summary, validated like a run record: the leaderboard reads it by its fields."""
+    audit = read_json_object(path, "audit", BenchError)
+    try:
+        AUDIT(audit, "")
+    except rules.Broken as exc:
+        raise BenchError(f"{path}: not a valid audit summary: {exc}") from None
+    return {**audit, "_file": path.name}
+
+
 def load_audits(audits_dir: Path) -> list[dict[str, Any]]:
     """Every audit summary, oldest first (so the newest per model wins when folded into a dict)."""
     if not audits_dir.is_dir():
         return []
-    found = [{**read_json_object(p, "audit", BenchError), "_file": p.name} for p in sorted(audits_dir.glob("*.json"))]
+    found = [read_audit(p) for p in sorted(audits_dir.glob("*.json"))]
     return sorted(found, key=lambda a: (a["date"], a["_file"]))

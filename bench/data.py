@@ -65,6 +65,7 @@ class DatasetSpec:
     threat_models: tuple[ThreatModel, ...]  # the first is the default
     loader: Loader
     how_to_get: str
+    test_points: int = 10_000  # size of the test split: every record's indices lie below it
 
     def default_threat(self, norm: Norm | None = None) -> ThreatModel:
         for threat in self.threat_models:
@@ -78,14 +79,19 @@ class DatasetSpec:
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
+MAX_IDX_BYTES = 256 << 20  # the largest IDX file of the MNIST family unpacks to 47 MB
+
+
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): the MNIST family's format."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_IDX_BYTES + 1)  # a gzip bomb stops here, not in memory
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise BenchError(f"{path} cannot be read ({exc}): a corrupt or truncated download?") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise BenchError(f"{path} unpacks to more than {MAX_IDX_BYTES >> 20} MiB: not a dataset file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise BenchError(f"{path} is not an IDX file of unsigned bytes (corrupt download?)")
     ndim = raw[3]
@@ -167,11 +173,24 @@ DATASETS.add("cifar100", DatasetSpec(
     (_LINF_8, _L2_05), _torchvision("cifar100"), _fetch_hint("cifar100")))
 DATASETS.add("svhn", DatasetSpec(
     "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-    (_LINF_8, _L2_05), _torchvision("svhn"), _fetch_hint("svhn")))
+    (_LINF_8, _L2_05), _torchvision("svhn"), _fetch_hint("svhn"), test_points=26_032))
 
 
 def load(dataset: str, split: Split, data_dir: Path | None = None) -> ImageSet:
-    return DATASETS.get(dataset).loader(data_dir, split)
+    """The split, admitted only if it is what the dataset is: images of its shape, one label per
+    image, every label one of its classes, and no more test points than it has (records index them)."""
+    spec = DATASETS.get(dataset)
+    found = spec.loader(data_dir, split)
+    where = f"{dataset} {split.value} data{f' in {data_dir}' if data_dir else ''}"
+    if found.images.ndim != 4 or tuple(found.images.shape[1:]) != spec.shape:
+        raise BenchError(f"{where}: images of shape {tuple(found.images.shape[1:])}, not {spec.shape}")
+    if len(found.images) != len(found.labels):
+        raise BenchError(f"{where}: {len(found.images)} images but {len(found.labels)} labels (mismatched files)")
+    if len(found.labels) and not 0 <= int(found.labels.min()) <= int(found.labels.max()) < spec.num_classes:
+        raise BenchError(f"{where}: labels outside the {spec.num_classes} classes (a file of another dataset?)")
+    if split is Split.TEST and len(found) > spec.test_points:
+        raise BenchError(f"{where}: {len(found)} test points, {dataset} has {spec.test_points}")
+    return found
 
 
 def fetch(dataset: str, data_dir: Path) -> None:

@@ -355,7 +355,7 @@ def check(targets: list[Target], baselines: Path, protocol: GateProtocol, proble
     verdicts = []
     for target in targets:
         path = baseline_path(baselines, target)
-        if not path.is_file():
+        if not path.exists():
             verdict = Verdict(target, path, [f"no baseline at {path}: create it with `bench check --update-baseline "
                                              "--reason ...`"])
         else:
@@ -376,7 +376,7 @@ def update(targets: list[Target], baselines: Path, protocol: GateProtocol, reaso
     written = []
     for target in targets:
         path = baseline_path(baselines, target)
-        previous = read_baseline(path) if path.is_file() else None
+        previous = read_baseline(path) if path.exists() else None
         record = evaluate_target(target, protocol, quiet)
         write_baseline(path, new_baseline(record, target, protocol, reason, previous))
         written.append(path)

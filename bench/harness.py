@@ -26,6 +26,7 @@ from bench import data
 from bench.adversarials import AdversarialStore
 from bench.attacks import Attack, AttackOutput, format_attacks
 from bench.config import RunConfig
+from bench.errors import BenchError
 from bench.files import ensure_writable_dir
 from bench.guards import check_input_range, preflight
 from bench.model import ModelUnderTest, Speed
@@ -161,7 +162,11 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
     One process saves progress after every batch; sharded runs after every stage."""
     prog = state.progress[attack.label]
     alive = torch.tensor(prog.alive, dtype=torch.bool)
-    for s, stage in enumerate(attack.stages()):
+    stages = list(attack.stages())
+    if prog.stage > len(stages):
+        raise BenchError(f"resume state {state.path} does not match this run ({attack.label} has {len(stages)} "
+                         f"stages, the state says {prog.stage} are done): delete it to start over")
+    for s, stage in enumerate(stages):
         if s < prog.stage:
             continue
         if prog.stage_alive is None:
@@ -170,6 +175,9 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
         size = max(todo.numel(), 1) if stage.forward_only and stage.independent_of_batch(cfg.threat) else cfg.batch_size
         chunks = todo.split(size) if todo.numel() else ()  # split() of nothing gives one empty chunk
         name = getattr(stage, "component", stage.label)
+        if prog.batch > len(chunks):
+            raise BenchError(f"resume state {state.path} does not match this run ({attack.label} {name} has "
+                             f"{len(chunks)} batches, the state says {prog.batch} are done): delete it to start over")
         mine = [b for b in range(prog.batch, len(chunks)) if shard.mine(b)]
         done = []
         for b in progress(mine, desc=f"{attack.label} {name}", disable=cfg.quiet or not shard.writes):

@@ -9,10 +9,14 @@ once. `problems(record)` returns the first broken rule, or None.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from bench.data import DATASETS, hash_indices
 from bench.errors import BenchError
 from bench.threat import Norm, ThreatModel
 
@@ -31,17 +35,26 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def string(*, nonempty: bool = False, choices: tuple[str, ...] | None = None, length: int | None = None) -> Checker:
+def string(*, nonempty: bool = False, choices: tuple[str, ...] | None = None, length: int | None = None,
+           pattern: str | None = None) -> Checker:
+    shape = re.compile(pattern) if pattern else None
+
     def check(value: Any, where: str) -> None:
         if not isinstance(value, str):
             _fail(where, f"must be a string, not {_kind(value)}")
         if nonempty and not value:
             _fail(where, "must not be empty")
         if choices is not None and value not in choices:
-            _fail(where, f"{value!r} is not one of {', '.join(choices)}")
+            _fail(where, f"{value[:60]!r} is not one of {', '.join(choices)}")
         if length is not None and len(value) != length:
             _fail(where, f"must have {length} characters, has {len(value)}")
+        if shape is not None and not shape.fullmatch(value):
+            _fail(where, f"{value[:60]!r} is not of the form {pattern}")
     return check
+
+
+SHA256 = string(pattern="[0-9a-f]{64}")
+DATE = string(pattern=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 
 def integer(*, lo: int | None = None) -> Checker:
@@ -147,15 +160,15 @@ RECORD = Obj({
                   {"batch_size": integer(lo=1), "device": string(), "resumed": boolean, "cascade": boolean,
                    "world_size": integer(lo=1), "randomized_draws": integer(lo=1), "randomized_rule": string()}),
     "threat": Obj({"norm": string(choices=tuple(n.value for n in Norm)), "eps": number(positive=True)}),
-    "model": Obj({"label": string(nonempty=True), "path": string(nonempty=True), "sha256": string(nonempty=True)},
+    "model": Obj({"label": string(nonempty=True), "path": string(nonempty=True), "sha256": SHA256},
                  {"defense": nullable(string()), "arch": nullable(string()), "paper": nullable(string()),
                   "variant": nullable(string()), "hyperparameters": nullable(json_object),
                   "training_budget": nullable(json_object), "trained_by": nullable(string()),
                   "source": string(), "input": string()}),
-    "data": Obj({"dataset": string(nonempty=True), "n": integer(lo=1)},
-                {"split": string(), "selection": string(), "sample_seed": nullable(integer(lo=0)),
-                 "index_sha256": string(length=64)}),
-    "provenance": Obj({"date": string(nonempty=True)},
+    "data": Obj({"dataset": string(choices=tuple(DATASETS.names())), "n": integer(lo=1)},
+                {"split": string(choices=("test",)), "selection": string(), "sample_seed": nullable(integer(lo=0)),
+                 "index_sha256": SHA256}),
+    "provenance": Obj({"date": DATE},
                       {"device": nullable(string()), "git_sha": nullable(string()), "precision": string(),
                        "versions": map_of(nullable(string())), "channels_last": boolean, "compile": boolean}),
     "clean": Obj({"accuracy": UNIT}, ACCURACY_FIELDS),
@@ -196,6 +209,14 @@ def _consistent(record: dict[str, Any]) -> None:
             _fail(where, f"has {len(values)} entries but data.n is {n}")
     if len(set(pe["index"])) != n:
         _fail("per_example.index", "names a test point twice")
+    spec = DATASETS.get(record["data"]["dataset"])
+    if max(pe["index"]) >= spec.test_points:
+        _fail("per_example.index", f"names point {max(pe['index'])}, beyond the {spec.test_points} test points "
+              f"of {spec.name}")
+    if "index_sha256" in record["data"] and record["data"]["index_sha256"] != hash_indices(np.array(pe["index"])):
+        _fail("data.index_sha256", "is not the hash of per_example.index")
+    if any(label >= spec.num_classes for label in pe.get("label", [])):
+        _fail("per_example.label", f"names a class beyond the {spec.num_classes} of {spec.name}")
     clean = pe["clean_correct"]
     _agree("clean", record["clean"], "accuracy", clean)
     worst = [c == "1" for c in clean]

@@ -10,14 +10,15 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.errors import BenchError, first_line
-from bench.files import atomic_write
+from bench.errors import BenchError
+from bench.files import atomic_write, read_json_object
 from bench.provenance import now_iso
 from bench.schema import SCHEMA_VERSION
 
@@ -72,17 +73,59 @@ class AttackProgress:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, saved: Any) -> AttackProgress:
-        """A saved entry; states written before margins were kept have none. ValueError if it is not one."""
-        if not isinstance(saved, dict) or not isinstance(saved.get("alive"), list):
+    def from_json(cls, saved: Any, fresh: AttackProgress, label: str) -> AttackProgress:
+        """A saved entry of attack `label`, admitted only if it could have come from this run: every
+        field of the type and range the harness writes, one entry per point of the run, and no point
+        alive (or broken) that `fresh` — the run's own clean predictions — says was misclassified.
+        ValueError naming the first field that is not so."""
+        if not isinstance(saved, dict) or set(saved) - _PROGRESS_FIELDS or not {"alive", "broken_by"} <= set(saved):
             raise ValueError("not an attack's progress")
-        values = dict(saved)
-        values.setdefault("margin", [None] * len(values["alive"]))
-        values["stage_cost"] = {k: StageCost(**v) for k, v in (values.get("stage_cost") or {}).items()}
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        n, clean = len(fresh.alive), fresh.alive
+        values = {**saved, "margin": saved.get("margin", [None] * n)}
+        _require(_bits(values["alive"], n), "alive")
+        _require(isinstance(values["broken_by"], list) and len(values["broken_by"]) == n and all(
+            who is None or (isinstance(who, str) and who.split("/")[0] == label) for who in values["broken_by"]),
+            "broken_by")
+        _require(isinstance(values["margin"], list) and len(values["margin"]) == n and all(
+            m is None or (_number(m) and math.isfinite(m)) for m in values["margin"]), "margin")
+        for i, (alive, who) in enumerate(zip(values["alive"], values["broken_by"], strict=True)):
+            _require(not (alive or who) or bool(clean[i]), f"point {i}: alive or broken, but misclassified clean")
+            _require(not (alive and who), f"point {i}: alive, but broken by {who}")
+        stage_alive = values.get("stage_alive")
+        _require(stage_alive is None or (_bits(stage_alive, n) and all(
+            s or not a for s, a in zip(stage_alive, values["alive"], strict=True))), "stage_alive")
+        for key in ("stage", "batch", "forward", "backward"):
+            _require(_whole(values.get(key, 0)), key)
+        _require(_number(values.get("seconds", 0.0)) and 0 <= values.get("seconds", 0.0) < math.inf, "seconds")
+        _require(isinstance(values.get("warnings", []), list) and all(
+            isinstance(w, str) for w in values.get("warnings", [])), "warnings")
+        costs = values.get("stage_cost") or {}
+        _require(isinstance(costs, dict) and all(
+            isinstance(v, dict) and set(v) <= _COST_FIELDS and all(_number(x) and x >= 0 for x in v.values())
+            for v in costs.values()), "stage_cost")
+        values["stage_cost"] = {k: StageCost(**v) for k, v in costs.items()}
+        return cls(**values)
+
+
+_PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(AttackProgress))
+_COST_FIELDS = frozenset(f.name for f in dataclasses.fields(StageCost))
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _bits(values: Any, n: int) -> bool:
+    return isinstance(values, list) and len(values) == n and all(type(v) is int and v in (0, 1) for v in values)
 
 
 def state_key_hash(key: dict[str, Any]) -> str:
@@ -135,11 +178,10 @@ class ResumeState:
     def _read(self) -> dict[str, Any]:
         assert self.path is not None
         try:
-            saved = json.loads(self.path.read_text())
-        except (OSError, ValueError) as exc:
-            raise BenchError(f"resume state {self.path} is corrupt ({first_line(exc)}): delete it to start "
-                             "over") from None
-        if not isinstance(saved, dict) or not isinstance(saved.get("progress"), dict):
+            saved = read_json_object(self.path, "resume state", BenchError)
+        except BenchError as exc:
+            raise BenchError(f"resume state is corrupt: {exc}; delete it to start over") from None
+        if not isinstance(saved.get("progress"), dict):
             raise BenchError(f"resume state {self.path} is not a saved run: delete it to start over")
         if saved.get("key") != self.key:
             raise BenchError(f"resume state {self.path} belongs to a run with other settings "
@@ -157,7 +199,7 @@ class ResumeState:
             if resume is False:
                 raise BenchError(f"an interrupted run with these settings exists ({self.path}): add "
                                  "--resume to continue it, or delete the file to start over")
-            self.progress = self._progress_of(self._read()["progress"])
+            self.progress = self._progress_of(self._read()["progress"], self.progress)
             self.resumed = True
             before_write()
             return
@@ -166,11 +208,16 @@ class ResumeState:
         before_write()
         self.save()  # from now on an interruption, however early, leaves a state to resume
 
-    def _progress_of(self, saved: dict[str, Any]) -> dict[str, AttackProgress]:
+    def _progress_of(self, saved: dict[str, Any], fresh: dict[str, AttackProgress]) -> dict[str, AttackProgress]:
+        """The saved progress, checked against the run's own fresh progress (its attacks, points
+        and clean predictions): a state that does not match its run is refused, never used."""
+        if set(saved) != set(fresh):
+            raise BenchError(f"resume state {self.path} names other attacks than this run: delete it to start over")
         try:
-            return {label: AttackProgress.from_json(entry) for label, entry in saved.items()}
+            return {label: AttackProgress.from_json(saved[label], fresh[label], label) for label in fresh}
         except ValueError as exc:
-            raise BenchError(f"resume state {self.path} is not a saved run ({exc}): delete it to start over") from None
+            raise BenchError(f"resume state {self.path} does not match this run ({exc}): delete it to start "
+                             "over") from None
 
     def _nothing_to_resume(self) -> str:
         if self.directory is None:
@@ -182,8 +229,8 @@ class ResumeState:
                  "so their state cannot be reused:"]
         for other in others:
             try:
-                old = json.loads(other.read_text()).get("key")
-            except (OSError, ValueError, AttributeError):
+                old = read_json_object(other, "resume state", BenchError).get("key")
+            except BenchError:
                 old = None
             lines.append(f"  {other.name}: differs in {_differences(old, self.key)}")
         lines.append("rerun with the original settings, or drop --resume to start afresh")

@@ -241,7 +241,7 @@ def import_factory(text: str) -> Callable[[], Any]:
 def declared_preprocessing(spec: ModelSpec, sidecar: Path | None) -> Preprocessing:
     """Flags first, then the sidecar's `mean`, `std`, `input_range`; nothing declared = [0, 1] pixels."""
     meta: dict[str, Any] = {}
-    if sidecar is not None and sidecar.is_file():
+    if sidecar is not None and sidecar.exists():
         meta = read_json_object(sidecar, "model sidecar", BenchError)
     try:
         input_range = spec.input_range or InputRange(meta.get("input_range", InputRange.UNIT.value))

@@ -53,7 +53,7 @@ def save(model: nn.Module, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
 def read_sidecar(path: Path) -> dict[str, Any]:
     side = sidecar_path(path)
-    if not side.is_file():
+    if not side.exists():
         raise BenchError(f"{path} has no sidecar {side.name}: it says which architecture and dataset "
                          "the weights belong to (checkpoints written by `bench train` have one)")
     meta = read_json_object(side, "checkpoint sidecar", BenchError)

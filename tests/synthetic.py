@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from bench.data import hash_indices
 from bench.run_record import RunRecord
 from bench.schema import SCHEMA_VERSION
 
@@ -27,7 +30,7 @@ def record(attacks: dict[str, dict[str, Any]], *, sha: str = "a" * 64, eps: floa
         "threat": {"norm": norm, "eps": eps},
         "model": {"label": label, "sha256": sha, "path": f"checkpoints/{label}.pt", "defense": label,
                   "arch": "smallcnn", "variant": None, "training_budget": None},
-        "data": {"dataset": "fashion-mnist", "n": n, "index_sha256": "i" * 64 + str(n), "sample_seed": None},
+        "data": {"dataset": "fashion-mnist", "n": n, "index_sha256": hash_indices(np.array(index)), "sample_seed": None},
         "config": {"seed": 0},
         "provenance": {"date": date, "device": "cpu", "precision": "fp32", "versions": {}, "git_sha": None},
         "clean": {"accuracy": clean.count("1") / n, "count": clean.count("1"), "ci95": [0.0, 1.0]},
