@@ -11,20 +11,27 @@ performance rows and the CUDA test reports go to results/gpu/; the derived files
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import lzma
+import os
 import re
 import tarfile
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bench.errors import BenchError, first_line
-from bench.files import atomic_write, ensure_writable_dir
+from bench.files import atomic_write, ensure_writable_dir, open_regular, parse_json
 from bench.schema import RecordError, portable_path, upgrade
 from bench.untrusted import load_tensors
 
 MAX_MEMBER_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 1 << 30  # a campaign sends 11 checkpoints of ≈ 1 MB and a few hundred records
+MAX_MEMBERS = 10_000
 # archive member → what it is; anything else in an archive is refused
 MEMBERS = {
     "record": re.compile(r"runs/[\w.-]+\.json"),
@@ -43,6 +50,13 @@ class Campaign:
     checkpoints: dict[str, bytes] = field(default_factory=dict)  # stem → file bytes
     sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)  # stem → sidecar
     reports: dict[str, bytes] = field(default_factory=dict)  # file name → bytes
+
+    def holds(self, kind: str, name: PurePosixPath) -> bool:
+        """Whether a member of this kind and name was read already (two would silently replace)."""
+        by_kind: dict[str, Mapping[str, object]] = {"record": self.records, "checkpoint": self.checkpoints,
+                                                    "sidecar": self.sidecars, "report": self.reports}
+        key = name.stem if kind in ("checkpoint", "sidecar") else name.name
+        return key in by_kind.get(kind, {})
 
 
 @dataclass(frozen=True)
@@ -64,21 +78,38 @@ def _kind(name: str, archive: Path) -> str | None:
 
 
 def _open(archive: Path) -> tarfile.TarFile:
+    if not archive.exists():
+        raise BenchError(f"no campaign archive at {archive}")
+    try:  # a folder, FIFO or device is refused at once, without a read that could hang
+        handle = os.fdopen(open_regular(archive, "campaign archive"), "rb")
+    except BenchError as exc:
+        raise BenchError(f"{archive} is not a readable campaign archive: {exc}") from None
     try:
-        return tarfile.open(archive, "r:*")
-    except FileNotFoundError:
-        raise BenchError(f"no campaign archive at {archive}") from None
-    except (tarfile.TarError, OSError) as exc:
+        return tarfile.open(fileobj=handle, mode="r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        handle.close()
         raise BenchError(f"{archive} is not a readable campaign archive (.tar.gz): {first_line(exc)}") from None
 
 
+def _members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
+    """The members as the archive is read, each vetted for size before its data is: what the
+    decompressor produces is bounded by MAX_MEMBERS headers and MAX_TOTAL_BYTES of data, however
+    small the compressed file (a bomb stops at the cap, never in memory)."""
+    total = 0
+    try:
+        for count, member in enumerate(tar, 1):
+            total += member.size
+            if count > MAX_MEMBERS or total > MAX_TOTAL_BYTES:
+                raise BenchError(f"{archive}: more than {MAX_MEMBERS} members or {MAX_TOTAL_BYTES >> 20} MiB "
+                                 "unpacked: not a campaign archive, refused")
+            yield member
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise BenchError(f"{archive} is truncated or corrupt: {first_line(exc)}") from None
+
+
 def read_archive(archive: Path, into: Campaign) -> None:
-    with _open(archive) as tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise BenchError(f"{archive} is truncated or corrupt: {first_line(exc)}") from None
-        for member in members:
+    with _open(archive) as tar, contextlib.closing(tar.fileobj):
+        for member in _members(tar, archive):
             if member.isdir():
                 _kind(member.name + "/x", archive)  # the name check only
                 continue
@@ -93,22 +124,21 @@ def read_archive(archive: Path, into: Campaign) -> None:
             assert handle is not None
             try:
                 payload = handle.read()
-            except (tarfile.TarError, OSError, EOFError) as exc:
+            except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
                 raise BenchError(f"{archive} is truncated or corrupt at {member.name}: {first_line(exc)}") from None
             _accept(kind, PurePosixPath(member.name), payload, f"{archive}:{member.name}", into)
 
 
 def _json(payload: bytes, source: str) -> dict[str, Any]:
-    try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{source} is not valid JSON: {first_line(exc)}") from None
+    value = parse_json(payload, source, "campaign file", BenchError)
     if not isinstance(value, dict):
         raise BenchError(f"{source} is not a JSON object")
     return value
 
 
 def _accept(kind: str, name: PurePosixPath, payload: bytes, source: str, into: Campaign) -> None:
+    if into.holds(kind, name):
+        raise BenchError(f"{source}: a second {kind} named {name.name} in the archives: refused")
     if kind == "record":
         try:
             into.records[name.name] = upgrade(_json(payload, source), source)
@@ -134,18 +164,29 @@ def _check_checkpoints(campaign: Campaign, checkpoint_dir: Path) -> dict[str, Pa
         sha = hashlib.sha256(payload).hexdigest()
         if sidecar.get("sha256") != sha:
             raise BenchError(f"checkpoint {stem}.pt does not match its sidecar's sha256: refused")
-        budget = sidecar.get("budget") or "recipe"
-        if budget == "recipe":
-            raise BenchError(f"checkpoint {stem}.pt was trained with the registered recipe: a campaign never "
-                             "replaces the committed checkpoints")
-        try:
-            place = checkpoint_dir / f"{sidecar['dataset']}-{budget}" / f"{sidecar['defense']}-{sidecar['arch']}.pt"
-        except KeyError as exc:
-            raise BenchError(f"sidecar {stem}.json lacks {exc}") from None
+        place = checkpoint_dir / _place(sidecar, stem)
         if place.exists() and hashlib.sha256(place.read_bytes()).hexdigest() != sha:
             raise BenchError(f"{place} exists and differs from the campaign's {stem}.pt: never overwritten")
         places[stem] = place
     return places
+
+
+def _place(sidecar: dict[str, Any], stem: str) -> PurePosixPath:
+    """<dataset>-<budget>/<defense>-<arch>.pt, each part a name its registry holds (never a string
+    from the file used as a path): a sidecar cannot steer the write out of its folder."""
+    from bench.data import DATASETS
+    from defenses.archs import ARCHS
+    from defenses.registry import BUDGETS, DEFENSES
+
+    parts = {key: sidecar.get(key) for key in ("dataset", "budget", "defense", "arch")}
+    parts["budget"] = "recipe" if parts["budget"] is None else parts["budget"]  # sidecars from before budgets
+    for key, registry in (("dataset", DATASETS), ("budget", BUDGETS), ("defense", DEFENSES), ("arch", ARCHS)):
+        if not isinstance(parts[key], str) or parts[key] not in registry.names():
+            raise BenchError(f"sidecar {stem}.json: {key} {str(parts[key])[:60]!r} is not a registered {key}: refused")
+    if parts["budget"] == "recipe":
+        raise BenchError(f"checkpoint {stem}.pt was trained with the registered recipe: a campaign never "
+                         "replaces the committed checkpoints")
+    return PurePosixPath(f"{parts['dataset']}-{parts['budget']}", f"{parts['defense']}-{parts['arch']}.pt")
 
 
 def _new_records(campaign: Campaign, runs_dir: Path, places: dict[str, Path]) -> dict[Path, bytes]:
