@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import json
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -80,7 +82,36 @@ BAD_RECORDS = {
     "version-bool": _set("schema_version", True),
     "sample-seed-text": _set("data.sample_seed", "3"),
     "top-level-list": lambda r: None,
+    # allow-lists: values a record of ours can have, nothing else
+    "index-beyond-split": lambda r: r["per_example"]["index"].__setitem__(0, 10_000),
+    "index-sha-mismatch": _set("data.index_sha256", "0" * 64),
+    "sha256-markup": _set("model.sha256", "<script>alert(1)</script>" + "0" * 39),
+    "sha256-upper": lambda r: r["model"].update(sha256=r["model"]["sha256"].upper()),
+    "date-markup": _set("provenance.date", '2026-11-21T16:23:57Z"><svg onload=alert(1)>'),
+    "date-words": _set("provenance.date", "yesterday"),
+    "dataset-unknown": _set("data.dataset", "imagenet"),
+    "dataset-traversal": _set("data.dataset", "../../etc"),
+    "split-train": _set("data.split", "train"),
+    "label-beyond-classes": lambda r: r["per_example"]["label"].__setitem__(0, 10),
+    "points-beyond-split": lambda r: _grow(r, 20_000),
 }
+
+
+def _grow(record: dict, n: int) -> None:
+    """A consistent record of n points, all robust: n beyond the test split (10 000 points)."""
+    import numpy as np
+
+    from bench.data import hash_indices
+
+    index = list(range(n))
+    record["data"].update(n=n, index_sha256=hash_indices(np.array(index)))
+    ones = "1" * n
+    pe = record["per_example"]
+    pe.update(index=index, label=[0] * n, clean_correct=ones, worst_case=ones, robust={a: ones for a in pe["robust"]},
+              broken_first_by=[None] * n, margin={a: [1.0] * n for a in pe.get("margin", {})})
+    for summary in (record["clean"], record["worst_case"], *record["attacks"].values()):
+        key = "accuracy" if "accuracy" in summary else "robust_accuracy"
+        summary.update({key: 1.0, "count": n})
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +175,7 @@ def corpus(tmp_path_factory, natural_ckpt: Path) -> Path:
     (bad / "baselines" / "fashion-mnist" / "standard.json").write_text("{broken")
     (bad / "state.json").write_text("{half a state")
     _campaign_archives(bad / "campaign", natural_ckpt)
+    _hostile_files(bad, natural_ckpt)
     for name, sidecar in (("sidecar-list", "[1, 2]"), ("sidecar-mean-text", '{"mean": ["a"], "std": [1]}'),
                           ("sidecar-range", '{"input_range": 7}'), ("sidecar-broken", "{mean")):
         shutil.copy(natural_ckpt, bad / f"{name}.pt")
@@ -189,6 +221,139 @@ def _campaign_archives(folder: Path, natural_ckpt: Path) -> None:
     good = folder / "good.tar.gz"
     _tar(good, {"runs/r.json": record})
     (folder / "truncated.tar.gz").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+
+
+DEEP = b'{"a": ' * 5000 + b"1" + b"}" * 5000
+AUDIT = REPO / "results" / "audits" / "20261121T155026Z-fashion-mnist-ancra.json"
+
+
+def _audit(damage) -> bytes:
+    audit = json.loads(AUDIT.read_text())
+    damage(audit)
+    return json.dumps(audit).encode()
+
+
+BAD_AUDITS = {
+    "verdict-unknown": lambda a: a.update(verdict="<img src=x onerror=alert(1)>"),
+    "robust-missing": lambda a: a.pop("robust"),
+    "pair-over-n": lambda a: a["robust"]["standard"].update(aa=[201, 200]),
+    "pair-text": lambda a: a["robust"]["standard"].update(aa="69%"),
+    "sha-not-hex": lambda a: a["model"].update(sha256="x" * 64),
+    "date-markup": lambda a: a.update(date="<b>2026</b>"),
+    "checks-not-list": lambda a: a.update(checks={"x": 1}),
+    "binarization-text": lambda a: a.update(binarization="passed"),
+    "n-huge": lambda a: a.update(n=10**30),
+    "dataset-unknown": lambda a: a.update(dataset="imagenet"),
+}
+
+
+def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
+    """What issue 29 found: FIFOs and devices where files belong, JSON beyond what we write,
+    audits and sidecars that are not ours, data folders whose files disagree."""
+    import os
+
+    os.mkfifo(bad / "fifo.pt")
+    os.symlink("/dev/zero", bad / "zero.pt")
+    os.mkfifo(bad / "fifo.adv.pt")
+    bigint = RECORD.read_bytes().replace(b'"n": ', b'"n": 1' + b"0" * 30, 1)  # a 33-digit data.n
+    for name, content in (("deep", DEEP), ("bigint", bigint), ("fifo", None), ("zero", None), ("huge", None)):
+        runs = bad / f"json-{name}" / "runs"
+        runs.mkdir(parents=True)
+        target = runs / RECORD.name
+        if name == "fifo":
+            os.mkfifo(target)
+        elif name == "zero":
+            os.symlink("/dev/zero", target)
+        elif name == "huge":
+            with open(target, "wb") as handle:
+                handle.truncate(65 << 20)  # sparse: 65 MiB that cost nothing on disk
+        else:
+            target.write_bytes(content)
+    for name, damage in BAD_AUDITS.items():
+        root = bad / "audits" / name
+        (root / "runs").mkdir(parents=True)
+        shutil.copy(RECORD, root / "runs")
+        (root / "audits").mkdir()
+        (root / "audits" / AUDIT.name).write_bytes(_audit(damage))
+    for name in ("deep", "fifo"):
+        root = bad / "audits" / name
+        (root / "runs").mkdir(parents=True)
+        shutil.copy(RECORD, root / "runs")
+        (root / "audits").mkdir()
+        if name == "fifo":
+            os.mkfifo(root / "audits" / AUDIT.name)
+        else:
+            (root / "audits" / AUDIT.name).write_bytes(DEEP)
+    for name in ("deep", "fifo", "bigint"):
+        folder = bad / f"baselines-{name}" / "fashion-mnist"
+        folder.mkdir(parents=True)
+        baseline = folder / "standard.json"
+        if name == "fifo":
+            os.mkfifo(baseline)
+        else:
+            baseline.write_bytes(DEEP if name == "deep" else b'{"baseline_version": 1' + b"0" * 40 + b"}")
+        shutil.copy(natural_ckpt, bad / f"sidecar-{name}.pt")
+        sidecar = bad / f"sidecar-{name}.json"
+        if name == "fifo":
+            os.mkfifo(sidecar)
+        else:
+            sidecar.write_bytes(DEEP if name == "deep" else b'{"mean": [1' + b"0" * 40 + b"]}")
+    _data_folders(bad)
+    _hostile_campaigns(bad / "campaign", natural_ckpt)
+
+
+def _idx(path: Path, values: bytes, dims: tuple[int, ...]) -> None:
+    header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    with gzip.open(path, "wb", compresslevel=1) as handle:
+        handle.write(header + values)
+
+
+def _data_folders(bad: Path) -> None:
+    source = Path("/usr/share/datasets/fashion-mnist")
+    for name in ("mismatch", "classes", "oversize", "bomb"):
+        folder = bad / f"data-{name}"
+        folder.mkdir()
+        for split in ("train", "t10k"):
+            for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):
+                shutil.copy(source / f"{split}-{kind}", folder)
+    _idx(bad / "data-mismatch" / "t10k-labels-idx1-ubyte.gz", bytes(9_999), (9_999,))
+    _idx(bad / "data-classes" / "t10k-labels-idx1-ubyte.gz", bytes([42]) * 10_000, (10_000,))
+    _idx(bad / "data-oversize" / "t10k-images-idx3-ubyte.gz", bytes(10_001 * 784), (10_001, 28, 28))
+    _idx(bad / "data-oversize" / "t10k-labels-idx1-ubyte.gz", bytes(10_001), (10_001,))
+    _idx(bad / "data-bomb" / "t10k-images-idx3-ubyte.gz", bytes(300 << 20), (300 << 20,))  # 0.3 MB on disk
+
+
+def _hostile_campaigns(folder: Path, natural_ckpt: Path) -> None:
+    """Sidecars that would steer where a checkpoint is written, archives that never end or explode."""
+    import io
+    import os
+    import tarfile
+
+    weights = natural_ckpt.read_bytes()
+    sha = hashlib.sha256(weights).hexdigest()
+    meta = {**json.loads(checkpoints.sidecar_path(natural_ckpt).read_text()), "budget": "full", "sha256": sha}
+    for name, change in (("dataset-up", {"dataset": "../../.."}), ("defense-up", {"defense": "../../evil"}),
+                         ("arch-absolute", {"arch": "/tmp/evil"}), ("budget-number", {"budget": 7}),
+                         ("budget-up", {"budget": "../x"}), ("defense-list", {"defense": ["a", "b"]}),
+                         ("dataset-missing", {"dataset": None}), ("defense-unknown", {"defense": "mine"})):
+        _tar(folder / f"sidecar-{name}.tar.gz", {"checkpoints/x.pt": weights,
+                                                 "checkpoints/x.json": json.dumps({**meta, **change}).encode()})
+    record = RECORD.read_bytes()
+    _tar(folder / "deep-record.tar.gz", {"runs/r.json": DEEP})
+    _tar(folder / "bigint-record.tar.gz", {"runs/r.json": record.replace(b'"n": ', b'"n": 1' + b"0" * 30, 1)})
+    _tar(folder / "twice-a.tar.gz", {"runs/r.json": record})
+    _tar(folder / "twice-b.tar.gz", {"runs/r.json": record.replace(b'"seed": 0', b'"seed": 1')})
+    with tarfile.open(folder / "many.tar.bz2", "w:bz2") as tar:  # 10 001 entries that each pass the name check
+        for i in range(10_001):
+            info = tarfile.TarInfo(f"runs/{i}")
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+    with tarfile.open(folder / "xz.tar.xz", "w:xz") as tar:
+        info = tarfile.TarInfo("runs/r.json")
+        info.size = len(DEEP)
+        tar.addfile(info, io.BytesIO(DEEP))
+    os.mkfifo(folder / "fifo.tar.gz")
+    os.symlink("/dev/zero", folder / "zero.tar.gz")
 
 
 CAMPAIGN = ["campaign", "import", "--results-dir", "{tmp}/runs", "--checkpoint-dir", "{tmp}/ckpt"]
@@ -356,7 +521,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-results-dir-under-file2", [*RUN[:-1], "{bad}/a-file/x/records"], "a-file is a file, not a folder"),
     ("run-results-dir-proc", [*RUN[:-1], "/proc/bench-results/runs"], "not writable"),
     ("run-resume-nothing", _run("--resume"), "no interrupted run"),
-    ("run-resume-corrupt", _run("--resume", "--seed", "7"), "is corrupt"),
+    ("run-resume-corrupt", _run("--resume", "--seed", "7", "--n", "40"), "is corrupt"),
     # bench train
     ("train-no-defense", ["train"], "needs --defense"),
     ("train-unknown-budget", ["train", "--defense", "trades", "--budget", "fulll"], "Did you mean: full"),
@@ -539,6 +704,118 @@ CASES: list[tuple[str, list[str], str]] = [
     ("data-unknown-dataset", ["data", "fetch", "imagenet"], "unknown dataset 'imagenet'"),
     ("data-dir-file", ["data", "fetch", "cifar10", "--data-dir", "{bad}/a-file"], "is a file, not a folder"),
     ("data-no-network", ["data", "fetch", "mnist", "--data-dir", "{tmp}/d"], "needs network access"),
+    # --- issue 29: what is admitted is listed; everything else is one line, exit 2, at once ---
+    # FIFOs and devices where a file belongs: refused before any read that could hang or never end
+    ("run-ckpt-fifo", ["run", "--checkpoint", "{bad}/fifo.pt"], "not a regular file"),
+    ("run-ckpt-dev-zero", ["run", "--checkpoint", "{bad}/zero.pt"], "not a regular file"),
+    ("run-model-fifo", _user("{bad}/fifo.pt"), "not a regular file"),
+    ("run-model-dev-zero", _user("{bad}/zero.pt", "--trust-checkpoint"), "not a regular file"),
+    ("run-weights-fifo", _user(FACTORY, "--weights", "{bad}/fifo.pt"), "not a regular file"),
+    ("run-weights-dev-zero", _user(FACTORY, "--weights", "{bad}/zero.pt"), "not a regular file"),
+    ("run-transfer-fifo", _run("--attack", "transfer:{bad}/fifo.pt"), "not a regular file"),
+    ("run-external-fifo", [*RUN[:4], "external:{bad}/fifo.adv.pt", *RUN[5:]], "not a regular file"),
+    ("train-init-fifo", ["train", "--defense", "afd", "--init", "{bad}/fifo.pt", "--out", "{tmp}/t.pt",
+                         "--max-train-points", "64"], "not a regular file"),
+    ("train-init-dev-zero", ["train", "--defense", "afd", "--init", "{bad}/zero.pt", "--out", "{tmp}/t.pt",
+                             "--max-train-points", "64"], "not a regular file"),
+    ("inspect-fifo", ["inspect", "{bad}/fifo.pt"], "not a regular file"),
+    ("check-ckpt-fifo", ["check", "--checkpoint", "{bad}/fifo.pt"], "not a regular file"),
+    ("audit-model-fifo", ["audit", "--model", "{bad}/fifo.pt"], "not a regular file"),
+    ("verify-adv-fifo", ["verify-adv", "--defense", "standard", "--adv", "{bad}/fifo.adv.pt"], "not a regular file"),
+    ("campaign-fifo", [*CAMPAIGN, "{bad}/campaign/fifo.tar.gz"], "not a regular file"),
+    ("campaign-dev-zero", [*CAMPAIGN, "{bad}/campaign/zero.tar.gz"], "not a regular file"),
+    # JSON beyond what this suite writes: nesting, digits, size, a FIFO or a device named *.json
+    *[(f"{command}-json-{name}", [command, "--results-dir", f"{{bad}}/json-{name}/runs"], fragment)
+      for command in ("results", "leaderboard")
+      for name, fragment in (("deep", "nested deeper than"), ("bigint", "digits (at most 18)"),
+                             ("fifo", "not a regular file"), ("zero", "not a regular file"),
+                             ("huge", "larger than 64 MiB"))],
+    ("sweep-json-deep", ["sweep", "--attack", "fgsm", "--n", "5", "--checkpoints-dir", "{bad}/nockpts",
+                         "--results-dir", "{bad}/json-deep/runs"], "no checkpoint"),
+    *[(f"check-baseline-{name}", ["check", "--defense", "standard", "--baselines", f"{{bad}}/baselines-{name}",
+                                  "--n", "5", "--attack", "fgsm"], fragment)
+      for name, fragment in (("deep", "nested deeper than"), ("fifo", "not a regular file"),
+                             ("bigint", "a whole number of 41 digits"))],
+    *[(f"run-sidecar-{name}", ["run", "--checkpoint", f"{{bad}}/sidecar-{name}.pt", "--attack", "fgsm", "--n", "5",
+                               "--results-dir", "{tmp}/r"], fragment)
+      for name, fragment in (("deep", "nested deeper than"), ("fifo", "not a regular file"),
+                             ("bigint", "a whole number of 41 digits"))],
+    # records: only values a record of ours can hold
+    *[(f"leaderboard-record-{name}", ["leaderboard", "--results-dir", f"{{bad}}/records/{name}/runs"], fragment)
+      for name, fragment in (("index-beyond-split", "beyond the 10000 test points"),
+                             ("points-beyond-split", "beyond the 10000 test points"),
+                             ("index-sha-mismatch", "not the hash of per_example.index"),
+                             ("sha256-markup", "model.sha256"), ("sha256-upper", "model.sha256"),
+                             ("date-markup", "provenance.date"), ("date-words", "provenance.date"),
+                             ("dataset-unknown", "data.dataset"), ("dataset-traversal", "data.dataset"),
+                             ("split-train", "data.split"), ("label-beyond-classes", "beyond the 10"))],
+    # audits are validated like records
+    *[(f"leaderboard-audit-{name}", ["leaderboard", "--results-dir", f"{{bad}}/audits/{name}/runs"], fragment)
+      for name, fragment in (("verdict-unknown", "verdict"), ("robust-missing", "robust: is missing"),
+                             ("pair-over-n", "201 robust of 200"), ("pair-text", "robust.standard.aa"),
+                             ("sha-not-hex", "model.sha256"), ("date-markup", "date"),
+                             ("checks-not-list", "checks"), ("binarization-text", "binarization"),
+                             ("n-huge", "a whole number of 31 digits"), ("dataset-unknown", "dataset"),
+                             ("deep", "nested deeper than"), ("fifo", "not a regular file"))],
+    # resume states: a state that does not match its run is refused, never used
+    *[(f"run-resume-{name}", _run("--resume", "--seed", "7", "--n", "40"), fragment)
+      for name, fragment in (("fifo", "not a regular file"), ("deep", "nested deeper than"),
+                             ("misclassified-robust", "alive or broken, but misclassified clean"),
+                             ("alive-and-broken", "alive, but broken by"), ("other-attacks", "names other attacks"),
+                             ("too-many-points", "alive"), ("stage-beyond", "stages, the state says 9"),
+                             ("batch-beyond", "batches, the state says 99"))],
+    # data folders whose files disagree, or that unpack without bound
+    *[(f"run-data-{name}", ["run", "--defense", "standard", "--attack", "fgsm", "--n", "5", "--data-dir",
+                            f"{{bad}}/data-{name}", "--results-dir", "{tmp}/r"], fragment)
+      for name, fragment in (("mismatch", "10000 images but 9999 labels"), ("classes", "labels outside the 10"),
+                             ("oversize", "10001 test points"), ("bomb", "more than 256 MiB"))],
+    # campaign archives: paths only from registered names, caps while streaming, nothing read twice
+    *[(f"campaign-sidecar-{name}", [*CAMPAIGN, f"{{bad}}/campaign/sidecar-{name}.tar.gz"], fragment)
+      for name, fragment in (("dataset-up", "not a registered dataset"), ("defense-up", "not a registered defense"),
+                             ("arch-absolute", "not a registered arch"), ("budget-number", "not a registered budget"),
+                             ("budget-up", "not a registered budget"), ("defense-list", "not a registered defense"),
+                             ("dataset-missing", "not a registered dataset"),
+                             ("defense-unknown", "not a registered defense"))],
+    ("campaign-deep-record", [*CAMPAIGN, "{bad}/campaign/deep-record.tar.gz"], "nested deeper than"),
+    ("campaign-bigint-record", [*CAMPAIGN, "{bad}/campaign/bigint-record.tar.gz"], "digits (at most 18)"),
+    ("campaign-record-twice", [*CAMPAIGN, "{bad}/campaign/twice-a.tar.gz", "{bad}/campaign/twice-b.tar.gz"],
+     "a second record named r.json"),
+    ("campaign-many-members", [*CAMPAIGN, "{bad}/campaign/many.tar.bz2"], "more than 10000 members"),
+    ("campaign-xz-deep", [*CAMPAIGN, "{bad}/campaign/xz.tar.xz"], "nested deeper than"),
+    # numbers: range-checked where they are parsed
+    *[(f"run-eps-{name}", _run("--eps", value), "invalid ε")
+      for name, value in (("overflow", "1e309"), ("overflow-mantissa", "0.1e400"), ("huge-exponent", "1e999999999"),
+                          ("hex", "0x10"), ("ratio-by-zero", "1/0"), ("huge-ratio", "1" * 40 + "/3"),
+                          ("underscore", "1_0"), ("unicode-digit", "\u0661"))],
+    ("run-eps-sweep-overflow", _run("--eps-sweep", "0.1,1e309"), "invalid ε"),
+    *[(f"run-{flag.strip('-')}-{name}", _run(flag, value), fragment)
+      for flag in ("--n", "--batch-size")
+      for name, value, fragment in (("2-to-70", str(2**70), "too large"), ("2-to-31", str(2**31), "too large"),
+                                    ("40-digits", "9" * 40, "too large"), ("41-digits", "9" * 41, "not a whole number"),
+                                    ("exponent", "1e3", "not a whole number"))],
+    ("run-seed-exponent", _run("--seed", "1e3"), "not a whole number"),
+    *[(f"run-attack-{name}", _run("--attack", spec), fragment)
+      for name, spec, fragment in (("steps-huge", "pgd:steps=" + "9" * 23, "is not a valid int"),
+                                   ("steps-exponent", "pgd:steps=1e3", "is not a valid int"),
+                                   ("step-inf", "pgd:rel_step=1e999", "is not a valid float"),
+                                   ("step-nan", "pgd:rel_step=nan", "is not a valid float"),
+                                   ("apgd-steps-huge", "apgd:steps=10000000000", "is not a valid int"),
+                                   ("restarts-huge", "pgd:restarts=" + "1" * 12, "is not a valid int"))],
+    ("train-epochs-huge", ["train", "--defense", "trades", "--epochs", str(2**40)], "too large"),
+    ("train-batch-huge", ["train", "--defense", "trades", "--batch-size", str(2**64)], "too large"),
+    ("train-lr-overflow", ["train", "--defense", "trades", "--lr", "1e999"], "not a finite number"),
+    ("sweep-n-huge", ["sweep", "--n", str(2**64)], "too large"),
+    ("sweep-eps-overflow", ["sweep", "--eps", "1e309"], "invalid ε"),
+    ("check-n-huge", ["check", "--n", str(2**64)], "too large"),
+    ("audit-n-huge", ["audit", "--defense", "standard", "--n", str(2**64)], "too large"),
+    ("audit-eps-overflow", ["audit", "--defense", "standard", "--eps", "1e309"], "invalid ε"),
+    ("inspect-eps-overflow", ["inspect", "standard", "--eps", "1e309"], "invalid ε"),
+    # the system says no: a path component beyond NAME_MAX
+    ("run-results-dir-long-name", [*RUN[:-1], "{tmp}/" + "a" * 300 + "/runs"], "File name too long"),
+    ("train-out-long-name", ["train", "--defense", "trades", "--out", "{tmp}/" + "a" * 300 + ".pt"],
+     "File name too long"),
+    ("check-baselines-long-name", ["check", "--defense", "standard", "--update-baseline", "--reason", "x", "--n", "5",
+                                   "--attack", "fgsm", "--baselines", "{tmp}/" + "b" * 300], "File name too long"),
 ]
 
 
@@ -550,28 +827,75 @@ def _unreachable(self, address):
     raise OSError(errno.ENETUNREACH, "Network is unreachable")
 
 
+CASE_TIMEOUT_S = 120  # the slowest honest case takes seconds; a hang is a failure, not a stuck suite
+
+
+def _hang(signum, frame):
+    raise TimeoutError(f"the case ran past {CASE_TIMEOUT_S} s: a hang")
+
+
+STATE_DAMAGES = ("corrupt", "fifo", "deep", "misclassified-robust", "alive-and-broken", "other-attacks",
+                 "too-many-points", "stage-beyond", "batch-beyond")
+
+
+def _damage_state(path: Path, how: str) -> None:
+    """Edit the resume state an interrupted run left, as a hostile or careless hand would."""
+    import os
+
+    if how == "corrupt":
+        path.write_text("{half a state")
+        return
+    if how == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+        return
+    if how == "deep":
+        path.write_bytes(DEEP)
+        return
+    state = json.loads(path.read_text())
+    entry = state["progress"]["fgsm"]
+    alive = entry["alive"]
+    if how == "misclassified-robust":
+        alive[alive.index(0)] = 1  # the run's clean predictions have misclassified points among the 40
+    elif how == "alive-and-broken":
+        entry["broken_by"][alive.index(1)] = "fgsm"
+    elif how == "other-attacks":
+        state["progress"]["pgd"] = dict(entry)
+    elif how == "too-many-points":
+        alive.append(1)
+    elif how == "stage-beyond":
+        entry["stage"] = 9
+    elif how == "batch-beyond":
+        entry["batch"] = 99
+    path.write_text(json.dumps(state))
+
+
 @pytest.mark.parametrize("argv, fragment", [pytest.param(a, f, id=i) for i, a, f in CASES])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, corpus, tmp_path, monkeypatch, capsys, request):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(socket.socket, "connect", _unreachable)  # `bench data fetch` on a machine without network
     case = request.node.callspec.id
-    if case == "run-resume-corrupt":  # interrupt a run, then damage the state it left for --resume
+    if case.removeprefix("run-resume-") in STATE_DAMAGES:  # interrupt a run, damage the state it left
         def interrupt(*args, **kwargs):
             raise KeyboardInterrupt
 
         with monkeypatch.context() as patch:
             patch.setattr("bench.harness._attack_and_record", interrupt)
-            assert main(_fill(_run("--seed", "7"), corpus, tmp_path)) == 130
+            assert main(_fill([a for a in argv if a != "--resume"], corpus, tmp_path)) == 130
         capsys.readouterr()
         state_file, = (tmp_path / "runs" / ".state").glob("fashion-mnist-standard-*.json")
-        state_file.write_text("{half a state")
+        _damage_state(state_file, case.removeprefix("run-resume-"))
     if case == "train-resume-corrupt":
         (tmp_path / "state").mkdir()
         (tmp_path / "state" / "t.train-state.pt").write_bytes(b"PK\x03\x04 not a real zip")
+    signal.signal(signal.SIGALRM, _hang)
+    signal.alarm(CASE_TIMEOUT_S)
     try:
         code = main(_fill(argv, corpus, tmp_path))
     except SystemExit as exc:
         code = exc.code
+    finally:
+        signal.alarm(0)
     out, err = capsys.readouterr()
     assert "Traceback" not in err + out
     assert code == 2, f"exit {code}: {err}{out[-500:]}"
@@ -602,3 +926,33 @@ def test_the_corpus_is_large_and_covers_every_subcommand():
 def test_inspect_reports_a_failed_guard_and_exits_1(capsys):
     assert main(["inspect", "tests.user_models:tuple_output"]) == 1
     assert "FAILED: the model returns a tuple, not a tensor of logits" in capsys.readouterr().out
+
+
+def test_a_full_disk_while_writing_a_record_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """ENOSPC from the file system at the record's write: exit 2, one line, no record, no temp file."""
+    import os
+
+    real_fsync = os.fsync
+
+    def full(fd):
+        if "/.state/" not in os.readlink(f"/proc/self/fd/{fd}"):  # the record, not the resume state
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("bench.files.os.fsync", full)
+    code = main(_fill(RUN, tmp_path, tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != ".state"] == []  # no record, no temp file
+    assert len(list((tmp_path / "runs" / ".state").glob("*.json"))) == 1  # the progress, for --resume
+
+
+def test_an_ascii_only_stdout_still_gets_the_table(tmp_path):
+    """LANG=C or PYTHONIOENCODING=ascii: ε and ✗ come out escaped, not as a UnicodeEncodeError."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "bench", "ls", "attacks"], capture_output=True, cwd=tmp_path,
+                         env={**__import__("os").environ, "PYTHONIOENCODING": "ascii"}, timeout=120)
+    assert out.returncode == 0 and b"Traceback" not in out.stderr and b"aa-fast" in out.stdout, out.stderr
