@@ -77,18 +77,21 @@ def _kind(name: str, archive: Path) -> str | None:
     return None
 
 
-def _open(archive: Path) -> tarfile.TarFile:
+@contextlib.contextmanager
+def _opened(archive: Path) -> Iterator[tarfile.TarFile]:
     if not archive.exists():
         raise BenchError(f"no campaign archive at {archive}")
     try:  # a folder, FIFO or device is refused at once, without a read that could hang
         handle = os.fdopen(open_regular(archive, "campaign archive"), "rb")
     except BenchError as exc:
         raise BenchError(f"{archive} is not a readable campaign archive: {exc}") from None
-    try:
-        return tarfile.open(fileobj=handle, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        handle.close()
-        raise BenchError(f"{archive} is not a readable campaign archive (.tar.gz): {first_line(exc)}") from None
+    with handle:
+        try:
+            tar = tarfile.open(fileobj=handle, mode="r:*")  # noqa: SIM115 (closed below, after the check)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BenchError(f"{archive} is not a readable campaign archive (.tar.gz): {first_line(exc)}") from None
+        with tar:
+            yield tar
 
 
 def _members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
@@ -108,7 +111,7 @@ def _members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
 
 
 def read_archive(archive: Path, into: Campaign) -> None:
-    with _open(archive) as tar, contextlib.closing(tar.fileobj):
+    with _opened(archive) as tar:
         for member in _members(tar, archive):
             if member.isdir():
                 _kind(member.name + "/x", archive)  # the name check only
