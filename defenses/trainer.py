@@ -171,9 +171,32 @@ def _restore(job: TrainJob, state_file: Path, method: Method, optimizer: torch.o
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise BenchError(f"training state {state_file} does not fit this job ({first_line(exc)}): "
                          "delete it to start over") from None
-    log.info("resuming %s at epoch %d", job.defense, saved["progress"]["epoch"])
     progress_state: dict[str, Any] = saved["progress"]
+    problem = _progress_problem(progress_state, job.recipe.epochs)
+    if problem:
+        raise BenchError(f"training state {state_file} does not fit this job ({problem}): delete it to start over")
+    log.info("resuming %s at epoch %d", job.defense, progress_state["epoch"])
     return progress_state
+
+
+def _progress_problem(progress: Any, epochs: int) -> str | None:
+    """What makes a saved progress impossible for this job (None: it could have been written by it):
+    the epoch within the recipe, one history entry per finished epoch, the selected epoch among them."""
+    if not isinstance(progress, dict) or not {"epoch", "history", "best", "best_state", "seconds"} <= set(progress):
+        return "its progress lacks fields"
+    epoch, history, best = progress["epoch"], progress["history"], progress["best"]
+    if type(epoch) is not int or not 0 <= epoch <= epochs:
+        return f"epoch {epoch!r} outside 0 … {epochs}"
+    if not isinstance(history, list) or len(history) != epoch or any(
+            not isinstance(h, dict) or h.get("epoch") != i + 1 for i, h in enumerate(history)):
+        return "its history is not one entry per finished epoch"
+    if best is not None and (not isinstance(best, dict) or best.get("epoch") not in range(1, epoch + 1)
+                             or not isinstance(progress["best_state"], dict)):
+        return "its selected epoch is not one of the finished epochs"
+    seconds = progress["seconds"]
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < float("inf"):
+        return f"seconds {seconds!r}"
+    return None
 
 
 def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, Any], n_train: int,

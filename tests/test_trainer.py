@@ -46,3 +46,22 @@ def test_unknown_defense_and_missing_recipe_are_clear_errors(tmp_path):
         trainer.resolve_job("pgd_at", "fashion-mnist", {}, tmp_path / "x.pt")
     with pytest.raises(BenchError, match="unknown dataset|no recipe"):
         trainer.resolve_job("pgd-at", "tiny-imagenet", {}, tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda p: p.update(epoch=7), lambda p: p.update(epoch=-1), lambda p: p.update(epoch=True),
+    lambda p: p["history"].pop(), lambda p: p["history"][0].update(epoch=5),
+    lambda p: p.update(best={"epoch": 3, "robust": 1.0}), lambda p: p.update(seconds=float("inf")),
+    lambda p: p.pop("best_state")],
+    ids=["epoch-beyond", "epoch-negative", "epoch-bool", "history-short", "history-renumbered", "best-unfinished",
+         "seconds-inf", "best-state-missing"])
+def test_an_edited_training_state_is_refused(tmp_path, monkeypatch, edit):
+    """A state whose progress no run of this job could have written: refused, never trained on."""
+    out = tmp_path / "m.pt"
+    train_until_interrupted(_job(out), monkeypatch)
+    state_file = out.with_suffix(".train-state.pt")
+    state = torch.load(state_file, weights_only=True)
+    edit(state["progress"])
+    torch.save(state, state_file)
+    with pytest.raises(BenchError, match="does not fit this job"):
+        trainer.train(_job(out, resume=True))
