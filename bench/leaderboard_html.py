@@ -28,6 +28,7 @@ from bench.leaderboards import (
     OFFICIAL,
     Board,
     Row,
+    budget_heading,
     budget_text,
     by_budget,
     checks_text,
@@ -182,13 +183,15 @@ def _details(rows: list[Row]) -> list[list[Markup]]:
 def _tables(board: Board) -> list[dict[str, Any]]:
     tables = []
     for (dataset, norm, eps), rows in board.current.items():
-        budgets = [{"budget": budget, "ranking": _ranking_rows(budget_rows),
+        groups = by_budget(rows)
+        budgets = [{"heading": inline(heading) if (heading := budget_heading(budget, groups)) else None,
+                    "ranking": _ranking_rows(budget_rows),
                     "rows": [{"anchor": _anchor(row), "label": row.label, "sha": row.sha256[:12], "rank": rank,
                               "entries": entries,
                               "plots": [(f"{text} curve of {row.label}", base64.b64encode(board.files[path]).decode())
                                         for text, path in row.plots if path in board.files]}
                              for rank, (row, entries) in enumerate(zip(budget_rows, _details(budget_rows), strict=True), 1)]}
-                   for budget, budget_rows in by_budget(rows).items()]
+                   for budget, budget_rows in groups.items()]
         tables.append({"title": f"{dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}", "budgets": budgets})
     return tables
 
@@ -207,7 +210,7 @@ PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).fro
 {%- for paragraph in header %}<p>{{ paragraph }}</p>{% endfor %}
 {%- for table in tables %}<h2>{{ table.title }}</h2>
 {%- for part in table.budgets %}
-{%- if part.budget != "recipe" %}<h3>Training budget <code>{{ part.budget }}</code></h3>{% endif %}
+{%- if part.heading %}<h3>{{ part.heading }}</h3>{% endif %}
 <table class="ranking"><thead><tr>
 {%- for key, title, numeric in columns %}<th data-key="{{ key }}" data-numeric="{{ numeric|int }}">{{ title }}</th>
 {%- endfor %}</tr></thead><tbody>

@@ -27,7 +27,7 @@ from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.run_record import RunRecord
 from bench.schema import SCHEMA_VERSION, RunPurpose
-from bench.stats import mcnemar_exact, wilson_interval
+from bench.stats import kendall_tau, mcnemar_exact, wilson_interval
 from defenses.registry import BUDGETS
 
 COLUMNS = (("FGSM", "fgsm"), ("PGD", "pgd"), ("C&W", "cw"), ("AutoAttack", "aa"))
@@ -246,12 +246,63 @@ def budget_text(budget: Mapping[str, Any] | None) -> str:
 
 
 def by_budget(rows: list[Row]) -> dict[str, list[Row]]:
-    """Rows per training budget, the registered recipes first: checkpoints trained under
-    different budgets are ranked apart (`bench train --budget`)."""
-    groups: dict[str, list[Row]] = {"recipe": []}
+    """Rows per training budget, ranked apart (`bench train --budget`): the larger registered
+    budgets first (they answer how robust a recipe makes a network), the recipes last."""
+    larger_first = sorted(BUDGETS.items(), key=lambda item: (item[1].epoch_factor, item[1].all_points), reverse=True)
+    groups: dict[str, list[Row]] = {name: [] for name, _ in larger_first}
     for row in rows:
         groups.setdefault((row.budget or {}).get("name") or "recipe", []).append(row)
     return {name: group for name, group in groups.items() if group}
+
+
+def budget_heading(budget: str, groups: dict[str, list[Row]]) -> str | None:
+    """The heading above a budget's ranking: none when the recipes are all there is."""
+    if list(groups) == ["recipe"]:
+        return None
+    summary = f": {BUDGETS.get(budget).summary}" if budget in BUDGETS else ""
+    return f"Training budget `{budget}`{summary}"
+
+
+def paired(upper: Row, lower: Row) -> Paired | None:
+    """An exact McNemar test on the worst-case flags of the points both rows evaluated (None: none)."""
+    shared = upper.worst_flags.keys() & lower.worst_flags.keys()
+    if not shared:
+        return None
+    b = sum(upper.worst_flags[i] and not lower.worst_flags[i] for i in shared)
+    c = sum(lower.worst_flags[i] and not upper.worst_flags[i] for i in shared)
+    return Paired(b, c, len(shared), mcnemar_exact(b, c))
+
+
+def budget_comparison(groups: dict[str, list[Row]]) -> list[str]:
+    """Per larger budget: each defense's change from its recipe checkpoint, on the points both were
+    evaluated on (exact McNemar), and Kendall's τ between the two rankings of the defenses in both."""
+    recipe = {row.defense: row for row in groups.get("recipe", []) if row.defense}
+    parts = []
+    for budget, rows in groups.items():
+        both = [row for row in rows if budget != "recipe" and row.defense in recipe]
+        if not both:
+            continue
+        body = []
+        for row in both:
+            assert row.defense is not None
+            base = recipe[row.defense]
+            test = paired(row, base)
+            if test is None:
+                body.append([f"`{row.defense}`", "–", "–", "–", "no shared points", "–"])
+                continue
+            shared = row.worst_flags.keys() & base.worst_flags.keys()
+            now, before = (100 * sum(r.worst_flags[i] for i in shared) / len(shared) for r in (row, base))
+            body.append([f"`{row.defense}`", f"{before:.1f}", f"{now:.1f}", f"{now - before:+.1f}",
+                         f"{test.here}:{test.there} of {test.shared}", f"{test.p:.2g}"])
+        ranked_here = [row.defense for row in both]
+        ranked_there = [row.defense for row in groups["recipe"] if row.defense in set(ranked_here)]
+        tau = (f" Kendall's τ between the two rankings of these {len(both)} defenses: "
+               f"{kendall_tau(ranked_here, ranked_there):.2f}." if len(both) > 1 else "")
+        parts += [f"Recipe → `{budget}` budget, per defense: worst case on the points both checkpoints were "
+                  f"evaluated on, the points robust only under `{budget}` : only under the recipe, and an exact "
+                  f"McNemar test.{tau}\n",
+                  markdown_table(body, ["defense", "recipe %", f"{budget} %", "change", "flips", "p"]) + "\n"]
+    return parts
 
 
 def checks_text(row: Row) -> str:
@@ -356,14 +407,7 @@ class Paired:
 def versus_next(row: Row, below: Row | None) -> Paired | None:
     """Whether this row's worst case differs from the next row's beyond chance (None: no next
     row, or no shared points)."""
-    if below is None:
-        return None
-    shared = row.worst_flags.keys() & below.worst_flags.keys()
-    if not shared:
-        return None
-    b = sum(row.worst_flags[i] and not below.worst_flags[i] for i in shared)
-    c = sum(below.worst_flags[i] and not row.worst_flags[i] for i in shared)
-    return Paired(b, c, len(shared), mcnemar_exact(b, c))
+    return None if below is None else paired(row, below)
 
 
 def paired_short(paired: Paired | None) -> str:
@@ -531,12 +575,14 @@ def render(records: list[RunRecord], audits: list[dict[str, Any]] | None = None)
         dataset, norm, eps = key
         parts.append(f"## {dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}\n")
         details: list[tuple[str, str]] = []
-        for budget, budget_rows in by_budget(rows).items():
-            if budget != "recipe":
-                summary = f": {BUDGETS.get(budget).summary}" if budget in BUDGETS else ""
-                parts.append(f"### Training budget `{budget}`{summary}\n")
+        groups = by_budget(rows)
+        for budget, budget_rows in groups.items():
+            heading = budget_heading(budget, groups)
+            if heading:
+                parts.append(f"### {heading}\n")
             parts.append(_table(budget_rows) + "\n")
             details.append((budget, _details(budget_rows)))
+        parts += budget_comparison(groups)
         compared = [row for row in rows if row.official_vs_fast is not None]
         if compared:
             parts.append("The official AutoAttack against aa-fast, per example on the points both ran (aa-fast is "

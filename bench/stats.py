@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -55,3 +56,17 @@ def binomial_quantile(n: int, p: float, q: float) -> int:
         if total >= q:
             return k
     return n
+
+
+def kendall_tau(first: Sequence[Hashable], second: Sequence[Hashable]) -> float:
+    """Kendall's τ between two strict rankings of the same items (best first): 1 for the same order,
+    −1 for the reverse, (concordant − discordant pairs) / all pairs in between."""
+    if len(first) != len(set(first)) or set(first) != set(second) or len(first) != len(second):
+        raise ValueError("two rankings of the same distinct items are needed")
+    if len(first) < 2:
+        return float("nan")
+    position = {item: i for i, item in enumerate(second)}
+    order = [position[item] for item in first]
+    pairs = len(order) * (len(order) - 1) // 2
+    concordant = sum(order[i] < order[j] for i in range(len(order)) for j in range(i + 1, len(order)))
+    return (2 * concordant - pairs) / pairs

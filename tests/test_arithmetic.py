@@ -105,3 +105,20 @@ def test_the_full_budget_scales_every_recipe_by_one_rule():
             expected = 5 * value if key.endswith("_epochs") else value
             assert scaled.params[key] == expected, (name, key)
         assert BUDGETS.get("recipe").apply(recipe) == recipe
+
+
+def test_kendall_tau_agrees_with_scipy_on_random_rankings():
+    import random
+
+    from scipy.stats import kendalltau
+
+    from bench.stats import kendall_tau
+
+    rng = random.Random(0)
+    for n in (2, 3, 5, 11):
+        items = [f"d{i}" for i in range(n)]
+        for _ in range(20):
+            other = rng.sample(items, n)
+            expected = kendalltau([items.index(x) for x in items], [other.index(x) for x in items]).statistic
+            assert abs(kendall_tau(items, other) - expected) < 1e-12
+    assert kendall_tau(["a", "b", "c"], ["a", "b", "c"]) == 1.0 and kendall_tau(["a", "b"], ["b", "a"]) == -1.0

@@ -145,3 +145,30 @@ def test_a_number_from_an_older_version_of_its_attack_says_so_in_the_details():
     assert (f"- from an older protocol version: aa-fast (aa-fast/v1; now {current_protocol('aa-fast')}), "
             f"pgd (pgd/v1; now {current_protocol('pgd')})") in details
     assert "fgsm (" not in details
+
+
+def _budgeted(defense: str, flags: str, budget: str) -> dict:
+    """A record of `defense`'s checkpoint trained under `budget` (its own file and sha256)."""
+    full = budget != "recipe"
+    r = record({"pgd": attack(flags, "pgd")}, label=defense, sha=("f" if full else "a") * 62 + defense.encode().hex()[:2])
+    r["model"]["path"] = f"checkpoints/fashion-mnist{'-full' if full else ''}/{defense}-smallcnn.pt"
+    r["model"]["training_budget"] = {"name": budget, "epochs": 15 if full else 3}
+    return r
+
+
+def test_full_budget_rows_rank_first_and_each_defense_is_compared_with_its_recipe():
+    recipe = {"a": "1100", "b": "1000", "c": "1110"}  # ranking c, a, b
+    full = {"a": "1111", "b": "1100", "c": "1110"}  # ranking a, c, b: one of three pairs swapped
+    md, _ = leaderboard.render(typed(*[_budgeted(d, f, "recipe") for d, f in recipe.items()],
+                                     *[_budgeted(d, f, "full") for d, f in full.items()]))
+    assert md.index("### Training budget `full`") < md.index("### Training budget `recipe`")
+    assert "Kendall's τ between the two rankings of these 3 defenses: 0.33." in md
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.splitlines() if re.match(r"\| `[abc]` +\| \d", line)}
+    assert rows["`a`"] == ["50.0", "100.0", "+50.0", "2:0 of 4", "0.5"]
+    assert rows["`c`"] == ["75.0", "75.0", "+0.0", "0:0 of 4", "1"]
+
+
+def test_recipes_alone_have_no_budget_heading_and_no_comparison():
+    md, _ = leaderboard.render(typed(_budgeted("a", "1100", "recipe"), _budgeted("b", "1000", "recipe")))
+    assert "Training budget" not in md and "Kendall" not in md
