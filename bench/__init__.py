@@ -3,7 +3,8 @@
 The Python API (`bench.evaluate`, `bench.eps_sweep`, `bench.attack`, `bench.load`, `bench.train`, `bench.sweep`, `bench.inspect`,
 `bench.audit`,
 `bench.leaderboard`, `bench.check`, `bench.update_baselines`; docs/api.md) is imported on first
-use, so the CLI starts without torch.
+use, so `import bench` alone stays light (the API itself imports torch). The packages are the
+layers (docs/design.md): records, loading, attacks, evaluation, auditing, reporting.
 """
 
 from typing import Any

@@ -26,24 +26,25 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from bench import gate, harness
-from bench.adversarials import AdversarialStore
+from bench import gate
 from bench.attacks import AttackSpec, parse_attacks
 from bench.attacks.base import ADAPTIVE
-from bench.config import RANDOMIZED_DRAWS, RunConfig
+from bench.auditing.runner import Audit, AuditConfig, run_audit
 from bench.data import DATASETS
-from bench.derived import Derived, derived_root, rebuild
 from bench.errors import BenchError
+from bench.evaluation import harness
+from bench.evaluation.config import RANDOMIZED_DRAWS, RunConfig
+from bench.evaluation.harness import RunResult, evaluate_on
+from bench.evaluation.inspection import Inspection
+from bench.evaluation.resolve import ResolvedModel, in_process, name_model, resolve
 from bench.files import ensure_writable_dir
 from bench.gate import GateProtocol, GateResult, requested_targets, validate_protocol
-from bench.harness import RunResult, evaluate_on
-from bench.inspect_model import Inspection
-from bench.masking_audit import Audit, AuditConfig, run_audit
-from bench.model import Precision, Speed
-from bench.resolve import ResolvedModel, in_process, name_model, resolve
-from bench.run_record import Accuracy, RunRecord
-from bench.schema import WORST_CASE, RunPurpose
-from bench.sources import ModelSpec, spec_with_options
+from bench.loading.model import Precision, Speed
+from bench.loading.sources import ModelSpec, spec_with_options
+from bench.records.adversarials import AdversarialStore
+from bench.records.run_record import Accuracy, RunRecord
+from bench.records.schema import WORST_CASE, RunPurpose
+from bench.reporting.derived import Derived, derived_root, rebuild
 from bench.stats import wilson_interval
 from bench.threat import Norm, ThreatModel, parse_eps
 
@@ -341,7 +342,7 @@ def inspect(model: Model, *, dataset: str | None = None, norm: str | None = None
     """`bench inspect`: what the suite knows about a model before attacking it (source, hash,
     architecture, declared input, the interfaces adaptive attacks use, what `adaptive` runs on it)
     and whether it passes the guards. `dataset` defaults to a checkpoint's own, else fashion-mnist."""
-    from bench.inspect_model import describe
+    from bench.evaluation.inspection import describe
 
     checkpoint = name_model(str(model)).checkpoint if isinstance(model, (str, Path)) else None
     name = RunConfig.resolve_dataset(dataset, checkpoint)
@@ -363,9 +364,9 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
     (`qualifiers`: weights, trust_checkpoint, mean, std, input_range, model_dir).
     `binarization_points=0` skips the binarization test; `binarization_attacks` defaults to
     `bench audit`'s (pgd,apgd)."""
-    from bench.binarization import BinarizationSettings
-    from bench.derived import derived_root
-    from bench.masking_audit import BINARIZATION_ATTACKS, STANDARD_ATTACKS
+    from bench.auditing.binarization import BinarizationSettings
+    from bench.auditing.runner import BINARIZATION_ATTACKS, STANDARD_ATTACKS
+    from bench.reporting.derived import derived_root
 
     if isinstance(model, (nn.Module, ResolvedModel)):
         raise BenchError("bench.audit keeps its evidence in run records: give the model as a spec "
@@ -516,7 +517,7 @@ def train(defense: str, *, dataset: str = "fashion-mnist", out: Path | str | Non
 
     from bench.device import resolve_device
     from bench.files import ensure_writable_file
-    from defenses import trainer
+    from defenses.training import trainer
 
     for key in recipe:
         if key not in RECIPE_OVERRIDES:
@@ -568,7 +569,7 @@ def sweep_models(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mo
                  sha256: str | None = None, force: bool = False, quiet: bool = True,
                  on_outcome: Callable[[SweepOutcome], None] | None = None) -> Sweep:
     """`sweep` with the models already sorted (what the CLI's --checkpoints-dir and --model give)."""
-    from bench import sweeps as planner
+    from bench.evaluation import sweep as planner
 
     DATASETS.get(dataset)
     if eps is not None and eps_sweep is not None:
@@ -626,8 +627,8 @@ def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
 def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool = False) -> str:
     """The leaderboard's markdown from the records in `results_dir`; `write=True` also rewrites
     LEADERBOARD.md, its plots and results.csv beside them, as `bench leaderboard` does."""
-    from bench import leaderboards as board
-    from bench.run_record import load_run_records
+    from bench.records.run_record import load_run_records
+    from bench.reporting import leaderboards as board
 
     runs = Path(results_dir)
     if not runs.is_dir():

@@ -26,8 +26,8 @@ from typing import Any
 
 from bench.errors import BenchError, first_line
 from bench.files import atomic_write, ensure_writable_dir, open_regular, parse_json
-from bench.schema import RecordError, portable_path, upgrade
-from bench.untrusted import load_tensors
+from bench.loading.untrusted import load_tensors
+from bench.records.schema import RecordError, portable_path, upgrade
 
 MAX_MEMBER_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 1 << 30  # a campaign sends 11 checkpoints of ≈ 1 MB and a few hundred records
@@ -178,8 +178,8 @@ def _place(sidecar: dict[str, Any], stem: str) -> PurePosixPath:
     """<dataset>-<budget>/<defense>-<arch>.pt, each part a name its registry holds (never a string
     from the file used as a path): a sidecar cannot steer the write out of its folder."""
     from bench.data import DATASETS
-    from defenses.archs import ARCHS
-    from defenses.registry import BUDGETS, DEFENSES
+    from defenses.nets.archs import ARCHS
+    from defenses.training.registry import BUDGETS, DEFENSES
 
     parts = {key: sidecar.get(key) for key in ("dataset", "budget", "defense", "arch")}
     parts["budget"] = "recipe" if parts["budget"] is None else parts["budget"]  # sidecars from before budgets
@@ -232,7 +232,7 @@ def import_campaign(archives: list[Path], runs_dir: Path, checkpoint_dir: Path, 
         reports_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(reports_dir / name, payload)
     if rebuild:
-        from bench.derived import rebuild as rebuild_derived
+        from bench.reporting.derived import rebuild as rebuild_derived
 
         rebuild_derived(runs_dir)
     return Imported(len(new), len(campaign.records) - len(new), list(places.values()),

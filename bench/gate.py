@@ -35,15 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.attacks.specs import AttackSpec, format_attacks, parse_attacks
-from bench.committed import committed_defenses
-from bench.config import RunConfig
 from bench.errors import BenchError
+from bench.evaluation.committed import committed_defenses
+from bench.evaluation.config import RunConfig
+from bench.evaluation.harness import evaluate
 from bench.files import atomic_write, read_json_object
-from bench.harness import evaluate
+from bench.loading.sources import ModelSpec
 from bench.provenance import git_sha, now_iso
-from bench.run_record import RunRecord, flag_text
-from bench.schema import WORST_CASE
-from bench.sources import ModelSpec
+from bench.records.run_record import RunRecord, flag_text
+from bench.records.schema import WORST_CASE
 from bench.stats import binomial_quantile, sign_test_greater
 
 BASELINE_VERSION = 1
@@ -291,8 +291,8 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
 def validate_protocol(protocol: GateProtocol, dataset: str) -> None:
     """A bad attack list or dataset is a usage error before anything is evaluated."""
     from bench.attacks import build_attacks
-    from bench.committed import attack_context
     from bench.data import DATASETS
+    from bench.evaluation.committed import attack_context
 
     build_attacks(protocol.attacks, DATASETS.get(dataset).default_threat().norm, attack_context(dataset))
 
@@ -304,11 +304,11 @@ def requested_targets(dataset: str, baselines: Path, *, defenses: Sequence[str] 
     (targets, problems) as `default_targets` returns them. Names, files and folders are checked
     first, and a user model is loaded once, so a typo or a model that does not load is a usage
     error (exit 2), never a red gate (exit 1)."""
-    from bench.committed import committed_checkpoint
     from bench.data import DATASETS
+    from bench.evaluation.committed import committed_checkpoint
+    from bench.evaluation.resolve import resolve
     from bench.files import ensure_writable_dir
-    from bench.resolve import resolve
-    from bench.untrusted import readable_file
+    from bench.loading.untrusted import readable_file
     from defenses import DEFENSES
 
     spec_norm = DATASETS.get(dataset).default_threat().norm.value

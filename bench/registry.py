@@ -56,9 +56,9 @@ class Registry(Generic[T]):
 
 
 def import_modules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> None:
-    """Import every module of a package, so that each one registers what it defines: adding an
-    attack or a defense is adding its module, with no list of names to keep in step."""
+    """Import every module (not sub-package) of a package, so that each one registers what it defines:
+    adding an attack or a defense is adding its module, with no list of names to keep in step."""
     skipped = set(skip)
     for info in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
-        if info.name not in skipped and not info.name.startswith("_"):
+        if not info.ispkg and info.name not in skipped and not info.name.startswith("_"):
             importlib.import_module(f"{package}.{info.name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.errors import VerificationError
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.norms import distance
 from bench.threat import ThreatModel
 

@@ -35,11 +35,11 @@ from bench import data  # noqa: E402
 from bench.attacks.aa_fast import PerExampleStartSquare  # noqa: E402
 from bench.attacks.apgd import LossOf, StartNoise, apgd_single_run  # noqa: E402
 from bench.attacks.malt import ranked_targets  # noqa: E402
-from bench.committed import committed_checkpoint, committed_defenses  # noqa: E402
-from bench.model import ModelUnderTest  # noqa: E402
-from bench.run_record import load_run_records  # noqa: E402
+from bench.evaluation.committed import committed_checkpoint, committed_defenses  # noqa: E402
+from bench.loading.model import ModelUnderTest  # noqa: E402
+from bench.records.run_record import load_run_records  # noqa: E402
 from bench.threat import Norm  # noqa: E402
-from defenses import checkpoints  # noqa: E402
+from defenses.training import checkpoints  # noqa: E402
 
 DATASET, EPS, SEED = "fashion-mnist", 0.1, 0
 

@@ -34,13 +34,13 @@ sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
 from bench.attacks import build_attack, parse_attacks  # noqa: E402
-from bench.committed import committed_checkpoint  # noqa: E402
-from bench.config import RunConfig  # noqa: E402
-from bench.harness import evaluate  # noqa: E402
-from bench.model import ModelUnderTest, Precision, Speed, tensor_cores_for_fp32  # noqa: E402
+from bench.evaluation.committed import committed_checkpoint  # noqa: E402
+from bench.evaluation.config import RunConfig  # noqa: E402
+from bench.evaluation.harness import evaluate  # noqa: E402
+from bench.loading.model import ModelUnderTest, Precision, Speed, tensor_cores_for_fp32  # noqa: E402
 from bench.threat import Norm, ThreatModel  # noqa: E402
-from defenses import checkpoints  # noqa: E402
-from defenses.archs import ARCHS  # noqa: E402
+from defenses.nets.archs import ARCHS  # noqa: E402
+from defenses.training import checkpoints  # noqa: E402
 
 DATASET = "fashion-mnist"
 LINF = ThreatModel(Norm.LINF, 0.1)

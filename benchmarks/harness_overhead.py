@@ -21,11 +21,12 @@ import torch.nn.functional as F
 
 from bench import data
 from bench.attacks import parse_attacks
-from bench.config import RunConfig
-from bench.harness import evaluate
-from bench.model import ModelUnderTest
+from bench.evaluation.config import RunConfig
+from bench.evaluation.harness import evaluate
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
-from defenses import DEFENSES, checkpoints
+from defenses import DEFENSES
+from defenses.training import checkpoints
 
 
 def bare_pgd_cost(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, repeats: int) -> float:

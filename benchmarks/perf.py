@@ -39,15 +39,15 @@ from tabulate import tabulate
 
 from bench import data
 from bench.attacks import build_attack, parse_attacks
-from bench.committed import committed_checkpoint, committed_defenses
-from bench.config import RunConfig
+from bench.evaluation.committed import committed_checkpoint, committed_defenses
+from bench.evaluation.config import RunConfig
+from bench.evaluation.harness import evaluate
 from bench.files import atomic_write
-from bench.harness import evaluate
-from bench.model import ModelUnderTest
-from bench.schema import RunPurpose, load_records
-from bench.sources import ModelSpec
+from bench.loading.model import ModelUnderTest
+from bench.loading.sources import ModelSpec
+from bench.records.schema import RunPurpose, load_records
 from bench.threat import Norm, ThreatModel
-from defenses import checkpoints
+from defenses.training import checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET = "fashion-mnist"

@@ -1,4 +1,4 @@
-"""defenses.pooling.MaxPool2x2 against the stock nn.MaxPool2d(2), measured in one run on this machine.
+"""defenses.nets.pooling.MaxPool2x2 against the stock nn.MaxPool2d(2), measured in one run on this machine.
 
 Prints, per shape, the forward pass without autograd (where MaxPool2x2 differs from the stock pool)
 of the pool alone and of SmallCNN as a whole (a committed checkpoint, and a copy with its pools
@@ -20,9 +20,9 @@ from tabulate import tabulate
 from torch import nn
 
 from bench import data
-from bench.committed import committed_checkpoint
-from defenses import checkpoints
-from defenses.pooling import MaxPool2x2
+from bench.evaluation.committed import committed_checkpoint
+from defenses.nets.pooling import MaxPool2x2
+from defenses.training import checkpoints
 
 
 def per_call_ms(step: Callable[[], object], seconds: float = 1.0) -> float:

@@ -32,7 +32,7 @@ import perf  # noqa: E402  (benchmarks/perf.py: the same model loading)
 
 from bench import data  # noqa: E402
 from bench.attacks.apgd import APGD, APGDConfig  # noqa: E402
-from bench.model import ModelUnderTest  # noqa: E402
+from bench.loading.model import ModelUnderTest  # noqa: E402
 from bench.threat import Norm, ThreatModel  # noqa: E402
 
 LINF = ThreatModel(Norm.LINF, 0.1)

@@ -31,10 +31,10 @@ import perf  # noqa: E402  (benchmarks/perf.py: the same model loading)
 
 from bench import data  # noqa: E402
 from bench.attacks.aa_fast import SQUARE_QUERIES, PerExampleStartSquare  # noqa: E402
-from bench.committed import committed_checkpoint  # noqa: E402
-from bench.run_record import RunRecord, load_run_records  # noqa: E402
+from bench.evaluation.committed import committed_checkpoint  # noqa: E402
+from bench.records.run_record import RunRecord, load_run_records  # noqa: E402
 from bench.threat import Norm, ThreatModel  # noqa: E402
-from defenses import checkpoints  # noqa: E402
+from defenses.training import checkpoints  # noqa: E402
 
 DATASET, SEED, PROTOCOL = "fashion-mnist", 0, "aa-fast/v5"
 LINF = ThreatModel(Norm.LINF, 0.1)

@@ -30,8 +30,8 @@ QUEUES = (("standard", "ancra", "afd", "ascl", "mart", "spat"),
 
 
 def checkpoint(defense: str) -> Path:
-    from defenses import checkpoints
-    from defenses.registry import DEFENSES
+    from defenses.training import checkpoints
+    from defenses.training.registry import DEFENSES
 
     arch = DEFENSES.get(defense).recipes[DATASET].arch
     return checkpoints.default_path(DATASET, defense, arch, "full")

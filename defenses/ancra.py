@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defenses.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
-from defenses.objectives import mart, trades_kl
-from defenses.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense, Recipe
-from defenses.reverse_attention import RAClassifier
+from defenses.nets.reverse_attention import RAClassifier
+from defenses.training.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
+from defenses.training.objectives import mart, trades_kl
+from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
+from defenses.training.registry import DEFENSES, Defense, Recipe
 
 
 class Flavour(str, enum.Enum):

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import distributed
-from defenses.augment import crop_flip
-from defenses.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
-from defenses.objectives import supcon
-from defenses.recipes import FMNIST_EPOCHS, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense, Recipe, Schedule
+from defenses.training.augment import crop_flip
+from defenses.training.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
+from defenses.training.objectives import supcon
+from defenses.training.recipes import FMNIST_EPOCHS, cifar, fmnist_cpu, per_cifar
+from defenses.training.registry import DEFENSES, Defense, Recipe, Schedule
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from defenses.method import Method, Start
-from defenses.objectives import mart
 from defenses.pgd_at import PGDAT
-from defenses.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense
+from defenses.training.method import Method, Start
+from defenses.training.objectives import mart
+from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
+from defenses.training.registry import DEFENSES, Defense
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from defenses.method import Method, Start, eval_mode, perturb, recipe_attack
-from defenses.recipes import cifar, fmnist_cpu
-from defenses.registry import DEFENSES, Defense, Recipe
+from defenses.training.method import Method, Start, eval_mode, perturb, recipe_attack
+from defenses.training.recipes import cifar, fmnist_cpu
+from defenses.training.registry import DEFENSES, Defense, Recipe
 
 
 class PGDAT(Method):

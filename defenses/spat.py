@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defenses.archs import CosineLinear
-from defenses.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
-from defenses.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense, Recipe
+from defenses.nets.archs import CosineLinear
+from defenses.training.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
+from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
+from defenses.training.registry import DEFENSES, Defense, Recipe
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from defenses.method import Method
-from defenses.registry import DEFENSES, Defense, Recipe
+from defenses.training.method import Method
+from defenses.training.registry import DEFENSES, Defense, Recipe
 
 
 class Natural(Method):

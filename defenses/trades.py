@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from defenses.method import Method, Start, eval_mode, perturb, recipe_attack
-from defenses.objectives import trades_kl
-from defenses.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
-from defenses.registry import DEFENSES, Defense
+from defenses.training.method import Method, Start, eval_mode, perturb, recipe_attack
+from defenses.training.objectives import trades_kl
+from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
+from defenses.training.registry import DEFENSES, Defense
 
 
 @dataclass(frozen=True)

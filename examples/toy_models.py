@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from bench.data import DATASETS
-from defenses.archs import SmallCNN
+from defenses.nets.archs import SmallCNN
 
 ROUNDING_LEVELS = 255
 QUANTIZED_LEVELS = 7  # 8 values 0, 1/7, ..., 1

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from bench import data
-from bench.model import ModelUnderTest
-from defenses import checkpoints
+from bench.loading.model import ModelUnderTest
+from defenses.training import checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "checkpoints" / "fashion-mnist"
@@ -90,7 +90,7 @@ def tiny_cifar(tmp_path_factory):
 def write_zoo_model(model_dir: Path) -> tuple[torch.nn.Module, Path]:
     """A RobustBench zoo architecture (Wong2020Fast) with seeded weights, saved in robustbench's
     layout under `model_dir`, as a download would have left it."""
-    from bench import zoo
+    from bench.loading import zoo
 
     zoo.import_robustbench()
     from robustbench.model_zoo.cifar10 import Wong2020FastNet

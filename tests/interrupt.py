@@ -2,7 +2,7 @@
 
 import pytest
 
-from defenses import trainer
+from defenses.training import trainer
 
 
 def train_until_interrupted(job, monkeypatch) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from bench.data import hash_indices
-from bench.run_record import RunRecord
-from bench.schema import SCHEMA_VERSION
+from bench.records.run_record import RunRecord
+from bench.records.schema import SCHEMA_VERSION
 
 
 def attack(flags: str, name: str, *, config: dict[str, Any] | None = None, stages: list[str] | None = None,

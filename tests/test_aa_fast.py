@@ -17,7 +17,7 @@ from bench.attacks.aa_fast import (
     TargetSweep,
 )
 from bench.attacks.apgd import logit_ranked_targets
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 LINF = ThreatModel(Norm.LINF, 0.1)
@@ -118,7 +118,7 @@ def test_aa_fast_v5_is_a_separate_protocol_and_breaks_a_natural_model(natural_mo
 def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt, points):
     """10·onehot(argmax) of the standard CNN: zero gradients, so APGD finds nothing; the model is no
     more robust than the CNN behind it (≈ 0% under PGD), and aa-fast's Square runs must show it."""
-    from bench.sources import ModelSpec, load_user_model
+    from bench.loading.sources import ModelSpec, load_user_model
 
     spec = ModelSpec("examples.toy_models:hard_argmax_smallcnn", weights=natural_ckpt)
     model = ModelUnderTest(load_user_model(spec, "fashion-mnist", "linf").module, 10)
@@ -163,7 +163,7 @@ def test_the_sweep_breaks_what_the_full_length_targets_miss(fmnist_test):
     """ancra test point #460: aa (APGD-T over all 9 targets) breaks it, v4's six full-length target
     runs do not; it falls toward classes below its clean top two (4, 2 and 9: ranks 4, 6 and 9),
     which only the sweep attacks."""
-    from defenses import checkpoints
+    from defenses.training import checkpoints
     from tests.conftest import COMMITTED
 
     module, _ = checkpoints.load(COMMITTED / "ancra-smallcnn-ra.pt")

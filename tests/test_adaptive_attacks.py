@@ -7,12 +7,12 @@ import torch
 
 from bench.attacks import build_attack, build_attacks, format_attacks, parse_attacks
 from bench.attacks.base import AttackContext
-from bench.committed import attack_context
 from bench.errors import BenchError
-from bench.model import ModelUnderTest
-from bench.sources import ModelSpec, load_user_model
+from bench.evaluation.committed import attack_context
+from bench.loading.model import ModelUnderTest
+from bench.loading.sources import ModelSpec, load_user_model
 from bench.threat import Norm, ThreatModel
-from defenses import checkpoints
+from defenses.training import checkpoints
 from tests.adaptive_toys import HardMaskNet, TinyLogitNet, gray_points
 from tests.conftest import COMMITTED
 
@@ -110,8 +110,8 @@ def test_adaptive_refusals_are_clear(points):
 
 
 def test_a_sweep_plans_each_defenses_own_adaptive_attacks(tmp_path):
-    from bench.config import RunConfig
-    from bench.sweeps import plan
+    from bench.evaluation.config import RunConfig
+    from bench.evaluation.sweep import plan
 
     targets = [RunConfig("fashion-mnist", LINF, parse_attacks("adaptive"), defense=d, results_dir=tmp_path) for d in ("ancra", "pgd-at")]
     ancra, pgd_at = plan(targets, force=False)

@@ -49,7 +49,7 @@ def test_tensors_give_the_same_outcomes_as_the_test_split(module, points, tmp_pa
 
 
 def test_a_module_keeps_its_mode_and_is_pinned_by_its_weights(module, points):
-    from bench.sources import state_dict_sha256
+    from bench.loading.sources import state_dict_sha256
 
     module.train()
     try:

@@ -9,10 +9,10 @@ from torch import nn
 from bench import distributed
 from bench.device import resolve_device
 from bench.errors import BenchError, VerificationError
-from bench.model import ModelUnderTest, Precision, Speed, tensor_cores_for_fp32
+from bench.loading.model import ModelUnderTest, Precision, Speed, tensor_cores_for_fp32
 from bench.threat import Norm, ThreatModel
 from bench.verify import BOUNDARY_NOISE, verify_successes
-from defenses.registry import BUDGETS, DEFENSES
+from defenses.training.registry import BUDGETS, DEFENSES
 
 LINF = ThreatModel(Norm.LINF, 0.1)
 

@@ -9,14 +9,14 @@ import re
 import numpy as np
 import pytest
 
-from bench import leaderboards as leaderboard
-from bench import sanity
 from bench.attacks import parse_attacks
+from bench.auditing import checks as sanity
+from bench.auditing.runner import _adaptive_gap, probe
 from bench.cli import main
-from bench.config import RunConfig
-from bench.masking_audit import _adaptive_gap, probe
-from bench.resolve import resolve_model
-from bench.sources import ModelSpec
+from bench.evaluation.config import RunConfig
+from bench.evaluation.resolve import resolve_model
+from bench.loading.sources import ModelSpec
+from bench.reporting import leaderboards as leaderboard
 from bench.threat import Norm, ThreatModel
 from tests.conftest import COMMITTED
 from tests.synthetic import attack, record, typed

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from defenses import checkpoints
+from defenses.training import checkpoints
 from tests.conftest import COMMITTED, REPO
 
 PGD_AT = COMMITTED / "pgd-at-smallcnn.pt"
@@ -880,7 +880,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, corpus, tmp_path, monk
             raise KeyboardInterrupt
 
         with monkeypatch.context() as patch:
-            patch.setattr("bench.harness._attack_and_record", interrupt)
+            patch.setattr("bench.evaluation.harness._attack_and_record", interrupt)
             assert main(_fill([a for a in argv if a != "--resume"], corpus, tmp_path)) == 130
         capsys.readouterr()
         state_file, = (tmp_path / "runs" / ".state").glob("fashion-mnist-standard-*.json")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from bench.attacks import build_attacks, parse_attacks
-from bench.binarization import (
+from bench.auditing.binarization import (
     BinarizationSettings,
     BinarizedModule,
     _features,
@@ -19,11 +19,11 @@ from bench.binarization import (
     find_readout,
     run_binarization,
 )
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
+from bench.loading.sources import ModelSpec, load_user_model
 from bench.norms import distance
-from bench.sources import ModelSpec, load_user_model
 from bench.threat import Norm, ThreatModel
-from defenses import checkpoints
+from defenses.training import checkpoints
 from tests.conftest import COMMITTED
 
 LINF = ThreatModel(Norm.LINF, 0.1)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.curves import eps_curves
-from bench.run_record import load_run_records
+from bench.records.curves import eps_curves
+from bench.records.run_record import load_run_records
 from tests.conftest import read_json
 
 # cheap, batch-independent attacks plus an official AutoAttack stage (batch-dependent)

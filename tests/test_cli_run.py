@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from bench import harness
 from bench.cli import main
+from bench.evaluation import harness
 from tests.conftest import read_json
 
 
@@ -117,7 +117,7 @@ def test_html_page_saved_as_checkpoint_is_a_clear_error(natural_copy, tmp_path, 
 
 
 def test_html_page_with_matching_sidecar_hash_is_still_refused(natural_copy, tmp_path, capsys):
-    from defenses import checkpoints
+    from defenses.training import checkpoints
 
     natural_copy.write_bytes(b"<!DOCTYPE html><html>quota exceeded</html>")
     side = checkpoints.sidecar_path(natural_copy)
@@ -136,7 +136,7 @@ def test_expected_sha256_mismatch_is_refused(natural_ckpt, tmp_path, capsys):
 
 
 def test_checkpoint_for_another_architecture_is_refused(natural_copy, tmp_path, capsys):
-    from defenses import checkpoints
+    from defenses.training import checkpoints
 
     side = checkpoints.sidecar_path(natural_copy)
     meta = json.loads(side.read_text())
@@ -157,8 +157,8 @@ def test_randomized_checkpoint_is_refused_and_allowed_only_explicitly(natural_co
     """A model with noise in its forward pass: point estimates would be unreliable."""
     import torch
 
-    from defenses import checkpoints
-    from defenses.archs import ARCHS, SmallCNN
+    from defenses.nets.archs import ARCHS, SmallCNN
+    from defenses.training import checkpoints
 
     class NoisySmallCNN(SmallCNN):
         def forward(self, x):

@@ -37,7 +37,7 @@ def test_param_overrides_reach_the_sidecar(tmp_path, capsys):
     argv = ["train", "--defense", "trades", "--param", "beta=4", "--epochs", "1", "--batch-size", "32",
             "--attack-steps", "1", "--max-train-points", "64", "--out", str(out), "--quiet"]
     assert main(argv) == 0
-    from defenses import checkpoints
+    from defenses.training import checkpoints
 
     meta = checkpoints.read_sidecar(out)
     assert meta["hyperparameters"] == {"beta": 4.0} and meta["recipe"]["params"] == {"beta": 4.0}

@@ -23,13 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench import harness
 from bench.attacks import build_attack
 from bench.cli import main
-from bench.model import ModelUnderTest
+from bench.evaluation import harness
+from bench.loading.model import ModelUnderTest
 from bench.provenance import device_name
 from bench.threat import Norm, ThreatModel
-from defenses import checkpoints
+from defenses.training import checkpoints
 from tests.conftest import COMMITTED, REPO, read_json
 from tests.interrupt import train_until_interrupted
 
@@ -234,7 +234,7 @@ TRAIN = ["train", "--epochs", "1", "--max-train-points", "1024", "--batch-size",
 @pytest.mark.parametrize("defense", ["standard", "pgd-at", "trades", "mart", "ancra", "ancra-pgd", "ancra-mart",
                                      "afd", "claf", "ascl", "spat"])
 def test_every_defense_trains_an_epoch_on_cuda(tmp_path, defense):
-    from defenses import trainer
+    from defenses.training import trainer
 
     # every epoch of the recipe (staged methods select only in their last stage), 3 batches each
     job = trainer.resolve_job(defense, "fashion-mnist", {"attack_steps": 3}, tmp_path / f"{defense}.pt",
@@ -247,7 +247,7 @@ def test_every_defense_trains_an_epoch_on_cuda(tmp_path, defense):
 
 
 def test_cuda_training_resumes_after_an_interruption(tmp_path, monkeypatch):
-    from defenses import trainer
+    from defenses.training import trainer
 
     def job(out: Path) -> trainer.TrainJob:
         return trainer.resolve_job("pgd-at", "fashion-mnist", {"epochs": 2, "batch_size": 128, "attack_steps": 3},

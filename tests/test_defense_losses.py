@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from bench.data import DATASETS
 from defenses.afd import fold
 from defenses.ancra import asymmetric_contrast, pick_negatives, same_class_overlap
-from defenses.archs import ARCHS, CosineLinear
 from defenses.ascl import selected_contrast, selection_masks
-from defenses.objectives import supcon
-from defenses.reverse_attention import RAClassifier
+from defenses.nets.archs import ARCHS, CosineLinear
+from defenses.nets.reverse_attention import RAClassifier
 from defenses.spat import reweighted_kl, self_paced_logits
+from defenses.training.objectives import supcon
 
 FMNIST = DATASETS.get("fashion-mnist")
 CIFAR = DATASETS.get("cifar10")

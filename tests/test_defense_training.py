@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from defenses import DEFENSES, checkpoints, trainer
+from defenses import DEFENSES
+from defenses.training import checkpoints, trainer
 from tests.interrupt import train_until_interrupted
 
 ADVERSARIAL = [n for n in DEFENSES.names() if n != "standard"]

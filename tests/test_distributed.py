@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from defenses import checkpoints
+from defenses.training import checkpoints
 
 # AFD fine-tunes the committed natural model, so a short run already has a meaningful quality;
 # it also exercises the teacher, the EMA and two parameter groups under data parallelism.

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.attacks import ATTACKS, build_attacks, parse_attacks
-from bench.committed import attack_context
 from bench.errors import BenchError
-from bench.record_rules import problems
-from bench.run_record import RunRecord
-from bench.schema import RecordError, upgrade
-from bench.table import build_table
+from bench.evaluation.committed import attack_context
+from bench.records.rules import problems
+from bench.records.run_record import RunRecord
+from bench.records.schema import RecordError, upgrade
+from bench.reporting.table import build_table
 from bench.threat import Norm
 from tests.conftest import REPO
 

@@ -13,8 +13,8 @@ import torch
 from bench import gate
 from bench.attacks import gradient
 from bench.cli import main
-from bench.sources import factory_identity
-from defenses import checkpoints
+from bench.loading.sources import factory_identity
+from defenses.training import checkpoints
 from tests.conftest import COMMITTED, REPO
 
 BASELINES = REPO / "results" / "baselines"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.schema import load_records
+from bench.records.schema import load_records
 from tests.conftest import REPO, committed_results
 
 

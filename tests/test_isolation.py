@@ -9,8 +9,8 @@ import re
 import pandas as pd
 
 from bench.cli import main
-from bench.derived import derived_root
-from bench.records import ResumeState
+from bench.records.resume import ResumeState
+from bench.reporting.derived import derived_root
 from tests.conftest import REPO
 
 RUN = ["run", "--defense", "standard", "--attack", "fgsm", "--n", "10", "--quiet"]

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from bench import leaderboards as leaderboard
-from bench.run_record import load_run_records
+from bench.records.run_record import load_run_records
+from bench.reporting import leaderboards as leaderboard
 from defenses import published
 from tests.conftest import leaderboard_of_committed
 from tests.synthetic import attack, record, typed

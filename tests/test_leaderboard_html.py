@@ -9,9 +9,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bench import leaderboard_html, leaderboards
-from bench.audit_report import load_audits
-from bench.run_record import load_run_records
+from bench.auditing.report import load_audits
+from bench.records.run_record import load_run_records
+from bench.reporting import html as leaderboard_html
+from bench.reporting import leaderboards
 from defenses import published
 from tests.conftest import leaderboard_of_committed
 

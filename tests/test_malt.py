@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from bench.attacks.malt import boundary_distances, ranked_targets
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm
 
 

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from bench.errors import ModelGuardError
-from bench.guards import check_input_range, preflight
-from bench.model import ModelUnderTest
+from bench.loading.guards import check_input_range, preflight
+from bench.loading.model import ModelUnderTest
 
 
 class Linear(nn.Module):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from defenses.pooling import MaxPool2x2
+from defenses.nets.pooling import MaxPool2x2
 
 
 def _inputs() -> list[torch.Tensor]:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bench.errors import BenchError
-from bench.records import AttackProgress, ResumeState, StageCost
+from bench.records.resume import AttackProgress, ResumeState, StageCost
 
 
 def test_progress_round_trips_through_a_saved_state(tmp_path):

@@ -9,7 +9,7 @@ import json
 import torch
 
 from bench.cli import main
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from tests.conftest import COMMITTED
 
 RESIZE_PAD = ["--model", "examples.toy_models:resize_pad_smallcnn", "--weights", str(COMMITTED / "standard-smallcnn.pt")]

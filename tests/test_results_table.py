@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import schema
 from bench.cli import main
-from bench.derived import rebuild
 from bench.errors import BenchError
-from bench.records import write_record
-from bench.run_record import RunRecord, load_run_records
-from bench.table import build_table, filter_table
+from bench.records import schema
+from bench.records.run_record import RunRecord, load_run_records
+from bench.records.store import write_record
+from bench.reporting.derived import rebuild
+from bench.reporting.table import build_table, filter_table
 from tests.conftest import REPO
 
 RUNS = REPO / "results" / "runs"

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench import schema
-from bench.run_record import RunRecord
-from bench.schema import RunPurpose
+from bench.records import schema
+from bench.records.run_record import RunRecord
+from bench.records.schema import RunPurpose
 from tests.conftest import REPO
 
 RECORDS = schema.load_records(REPO / "results" / "runs")

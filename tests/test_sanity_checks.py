@@ -1,6 +1,6 @@
 """Each leaderboard sanity check fires on the pattern it exists for and tolerates noise."""
 
-from bench import sanity
+from bench.auditing import checks as sanity
 from tests.synthetic import attack, run
 
 INPUT_DIM = 28 * 28

@@ -3,10 +3,10 @@
 import json
 import shutil
 
-from bench import harness
 from bench.cli import main
-from bench.sources import factory_identity
-from defenses import checkpoints
+from bench.evaluation import harness
+from bench.loading.sources import factory_identity
+from defenses.training import checkpoints
 from tests.conftest import COMMITTED
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from defenses import checkpoints, trainer
+from defenses.training import checkpoints, trainer
 from tests.interrupt import train_until_interrupted
 
 SMALL = {"epochs": 2, "batch_size": 64, "attack_steps": 2}

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.adversarials import AdversarialStore
 from bench.cli import main
 from bench.errors import BenchError
 from bench.files import sha256_file
+from bench.loading.untrusted import no_network
+from bench.records.adversarials import AdversarialStore
 from bench.threat import Norm, ThreatModel
-from bench.untrusted import no_network
-from defenses import checkpoints
+from defenses.training import checkpoints
 from tests import malicious
 from tests.conftest import write_zoo_model
 
@@ -207,7 +207,7 @@ def test_robustbench_files_are_checked_before_robustbench_reads_them(tmp_path, m
 
 
 def test_every_ensemble_member_is_checked_and_missing_ones_are_never_downloaded(tmp_path, marker, capsys):
-    from bench import zoo
+    from bench.loading import zoo
 
     members = zoo.zoo_files("Chen2020Adversarial", "cifar10", "linf", tmp_path)
     assert len(members) == 3 and members[0].name == "Chen2020Adversarial.pt_m0.pt"

@@ -11,9 +11,9 @@ from torch import nn
 
 from bench.cli import main
 from bench.errors import BenchError, ModelGuardError
-from bench.guards import preflight
-from bench.model import ModelUnderTest
-from bench.sources import (
+from bench.loading.guards import preflight
+from bench.loading.model import ModelUnderTest
+from bench.loading.sources import (
     InputRange,
     ModelSpec,
     Preprocessing,
@@ -22,7 +22,7 @@ from bench.sources import (
     load_user_model,
     sha256_file,
 )
-from defenses import checkpoints
+from defenses.training import checkpoints
 from tests.conftest import read_json, write_zoo_model
 
 PLAIN = "examples.toy_models:plain_smallcnn"

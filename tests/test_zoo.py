@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench import zoo
 from bench.errors import BenchError
+from bench.loading import zoo
 from tests.conftest import write_zoo_model
 
 

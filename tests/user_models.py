@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bench.data import DATASETS
-from defenses.archs import SmallCNN
+from defenses.nets.archs import SmallCNN
 
 
 def cifar_shaped_mlp() -> nn.Module:

@@ -49,7 +49,7 @@ from bench.attacks.autoattack import OfficialConfig
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
 from bench.attacks.malt import ranked_targets
 from bench.attacks.noise import example_generators, uniform
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 LABEL = "aa-fast"
@@ -231,7 +231,7 @@ class AAFast(Attack):
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        raise NotImplementedError("aa-fast is a cascade across batches: bench.harness runs its stages()")
+        raise NotImplementedError("aa-fast is a cascade across batches: bench.evaluation.harness runs its stages()")
 
 
 ATTACKS.add(LABEL, AttackEntry(

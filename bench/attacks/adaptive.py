@@ -29,7 +29,7 @@ from bench.attacks.base import ATTACKS, DEFAULT_SURROGATE, Attack, AttackContext
 from bench.attacks.gradient import PGD, Objective, PGDConfig
 from bench.attacks.losses import per_example
 from bench.errors import BenchError
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import ThreatModel
 
 AUX_INTERFACE = "forward_all"
@@ -150,7 +150,7 @@ class ViewAPGD(Attack):
 
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
-        raise NotImplementedError("a cascade across batches: bench.harness runs its stages()")
+        raise NotImplementedError("a cascade across batches: bench.evaluation.harness runs its stages()")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput
 from bench.attacks.noise import example_generators, normal, uniform
 from bench.errors import BenchError
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 

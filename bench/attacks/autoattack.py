@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import ThreatModel
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class AutoAttackEnsemble(Attack):
     def run(self, model: ModelUnderTest, x: torch.Tensor, y: torch.Tensor,
             threat: ThreatModel, seed: int) -> AttackOutput:
         raise NotImplementedError(
-            "an AutoAttack version is a cascade across batches: bench.harness runs its stages()")
+            "an AutoAttack version is a cascade across batches: bench.evaluation.harness runs its stages()")
 
 
 def _entry(summary: str, label: str, version: str, components: tuple[str, ...]) -> AttackEntry:

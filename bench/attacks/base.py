@@ -22,7 +22,7 @@ from torch import nn
 
 from bench.attacks.specs import POSITIONAL, AttackSpec, format_attacks
 from bench.errors import BenchError
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.registry import Registry
 from bench.threat import Norm, ThreatModel
 
@@ -43,7 +43,7 @@ class AttackOutput:
 
 class Surrogates(Protocol):
     """Where transfer attacks find and load their surrogate models. The application supplies it
-    (`bench.resolve.attack_context`): attacks never import defenses or checkpoints themselves."""
+    (`bench.evaluation.committed.attack_context`): attacks never import defenses or checkpoints themselves."""
 
     def locate(self, spec: str) -> Path:
         """A surrogate named by a registered defense or a checkpoint path, checked; BenchError if not."""
@@ -62,7 +62,7 @@ class Surrogates(Protocol):
 class AttackContext:
     """What an attack may need beyond its config: the dataset, the defense under test and the
     adaptive attacks its structure calls for (what `adaptive` expands to), and where surrogate
-    models come from (transfer attacks). Built by `bench.resolve.attack_context`."""
+    models come from (transfer attacks). Built by `bench.evaluation.committed.attack_context`."""
 
     dataset: str | None = None
     defense: str | None = None

@@ -12,7 +12,7 @@ import torch
 
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
 from bench.attacks.losses import margin
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 

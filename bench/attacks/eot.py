@@ -17,7 +17,7 @@ import torch
 from bench.attacks.base import ATTACKS, AttackEntry
 from bench.attacks.gradient import PGD, Objective, PGDConfig
 from bench.attacks.losses import per_example
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`external:FILE`: adversarial examples someone else found, re-checked as an attack's output.
 
-The file is in the `bench-adv` format (`bench.adversarials`). Each clean point gets the file's
+The file is in the `bench-adv` format (`bench.records.adversarials`). Each clean point gets the file's
 example that lies within ε of it (matched by distance, so the attack needs no test-set indices and
 runs under cascades, shards and resumes like any other); the harness then verifies every claimed
 success in fp32, as for our own attacks. A point with no example within ε is refused: an external
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from bench import adversarials
 from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput
 from bench.errors import BenchError
 from bench.files import sha256_file
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.norms import distance
+from bench.records import adversarials
 from bench.threat import ThreatModel
 from bench.verify import TOLERANCE
 

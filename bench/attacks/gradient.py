@@ -15,7 +15,7 @@ import torch
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
 from bench.attacks.losses import Loss, per_example
 from bench.attacks.noise import ball_start, example_generators
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.norms import ascent_step, project, random_start
 from bench.threat import Norm, ThreatModel
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm
 
 

@@ -2,7 +2,7 @@
 
 Carlini et al.'s checklist asks that random perturbations with many samples do not find adversarial
 examples where the attacks fail: if they do, the attacks are not following useful gradients (the
-`noise` check of `bench.sanity`). Half of the draws are uniform in the ball, half on its surface
+`noise` check of `bench.auditing.checks`). Half of the draws are uniform in the ball, half on its surface
 (L∞: the corners, where random L∞ perturbations are strongest; L2: the sphere), all per example
 from the example's own generator, so outcomes do not depend on the batch.
 """
@@ -15,7 +15,7 @@ import torch
 
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
 from bench.attacks.noise import ball_start, example_generators, normal, uniform
-from bench.model import ModelUnderTest
+from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
 
 CHUNK_IMAGES = 4096  # images per forward

@@ -63,7 +63,7 @@ def add_randomized_arguments(p: argparse.ArgumentParser, allow_help: str) -> Non
     """--allow-randomized and --draws, the same on every command that evaluates a model."""
     p.add_argument("--allow-randomized", action="store_true", help=f"a randomized model (two identical forwards "
                    f"differ): {allow_help}")
-    from bench.config import RANDOMIZED_DRAWS
+    from bench.evaluation.config import RANDOMIZED_DRAWS
 
     p.add_argument("--draws", type=positive_int, default=RANDOMIZED_DRAWS, help="a randomized model's predictions "
                    "(clean accuracy, verification of every success) are the majority vote of this many forwards "

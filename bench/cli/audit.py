@@ -31,8 +31,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_audit(sub: argparse._SubParsersAction) -> None:
     from bench.attacks import format_attacks
-    from bench.binarization import BinarizationSettings
-    from bench.masking_audit import BASELINE_ATTACKS, BINARIZATION_ATTACKS, STANDARD_ATTACKS, STRENGTH_LADDER
+    from bench.auditing.binarization import BinarizationSettings
+    from bench.auditing.runner import (
+        BASELINE_ATTACKS,
+        BINARIZATION_ATTACKS,
+        STANDARD_ATTACKS,
+        STRENGTH_LADDER,
+    )
 
     standard, baseline, strength, binarization = (format_attacks(s) for s in (
         STANDARD_ATTACKS, BASELINE_ATTACKS, STRENGTH_LADDER, BINARIZATION_ATTACKS))
@@ -72,13 +77,13 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from bench import audit_report
     from bench.attacks import parse_attacks
-    from bench.binarization import BinarizationSettings
+    from bench.auditing import report as audit_report
+    from bench.auditing.binarization import BinarizationSettings
+    from bench.auditing.runner import AuditConfig, Verdict, run_audit
     from bench.cli.run_config import run_config
-    from bench.derived import derived_root, rebuild
     from bench.files import ensure_writable_dir
-    from bench.masking_audit import AuditConfig, Verdict, run_audit
+    from bench.reporting.derived import derived_root, rebuild
 
     args.attack = args.standard
     run = run_config(args)
@@ -117,9 +122,9 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from bench.api import inspect
     from bench.cli.model_options import model_spec
-    from bench.config import RunConfig
     from bench.data import DATASETS
-    from bench.resolve import name_model, resolve
+    from bench.evaluation.config import RunConfig
+    from bench.evaluation.resolve import name_model, resolve
     from bench.threat import Norm
 
     named = name_model(args.target)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.cli.arguments import positive_int
 from bench.cli.model_options import add_model_arguments
-from bench.config import RANDOMIZED_DRAWS
+from bench.evaluation.config import RANDOMIZED_DRAWS
 
 EXAMPLES = """examples:
   bench run --defense pgd-at --attack pgd --n 200 --save-adv     # writes <record>.adv.pt
@@ -46,12 +46,12 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _cmd_verify_adv(args: argparse.Namespace) -> int:
     from bench.cli.run import _rebuild_quietly
     from bench.cli.run_config import run_config
-    from bench.config import RunConfig
-    from bench.derived import derived_root
-    from bench.external_evaluation import verify_adversarials
+    from bench.evaluation.config import RunConfig
+    from bench.evaluation.external import verify_adversarials
     from bench.files import ensure_writable_dir
-    from bench.report import format_summary, json_summary
-    from bench.run_record import RunRecord
+    from bench.records.run_record import RunRecord
+    from bench.reporting.derived import derived_root
+    from bench.reporting.run_summary import format_summary, json_summary
 
     asked = None
     if args.eps is not None or args.norm is not None:

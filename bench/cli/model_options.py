@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.sources import InputRange, ModelSpec, parse_floats
+from bench.loading.sources import InputRange, ModelSpec, parse_floats
 
 MODEL_HELP = ("a user model: robustbench:NAME (zoo weights already under --model-dir), "
               "package.module:factory (with --weights FILE), or a torch.export (.pt2), TorchScript or "

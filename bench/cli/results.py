@@ -36,8 +36,8 @@ SUMMARY_COLUMNS = ["date", "dataset", "norm", "eps", "label", "arch", "checkpoin
 def _cmd_results(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bench.run_record import load_run_records
-    from bench.table import build_table, filter_table, to_csv
+    from bench.records.run_record import load_run_records
+    from bench.reporting.table import build_table, filter_table, to_csv
 
     table = filter_table(build_table(load_run_records(args.results_dir)), dataset=args.dataset, defense=args.defense,
                          attack=args.attack, label=args.label, purpose=args.purpose)
@@ -64,7 +64,7 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from bench.derived import derived_root, rebuild
+    from bench.reporting.derived import derived_root, rebuild
 
     derived = rebuild(args.results_dir, with_html=args.html)
     print(f"{derived.leaderboard} and {derived.table} from {derived.records} records; "

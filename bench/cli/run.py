@@ -11,7 +11,7 @@ from bench import distributed
 from bench.cli.arguments import add_randomized_arguments, positive_int, seed_value
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
-from bench.model import Precision
+from bench.loading.model import Precision
 
 RUN_EXAMPLES = """examples:
   bench run --defense pgd-at --attack aa                    # committed checkpoint, AutoAttack
@@ -86,11 +86,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     or bench.eps_sweep on the model the flags resolve to."""
     from bench import api
     from bench.cli.run_config import run_config
-    from bench.derived import derived_root
+    from bench.evaluation.resolve import resolve_model
     from bench.files import ensure_writable_dir
-    from bench.report import format_summary, json_summary
-    from bench.resolve import resolve_model
-    from bench.run_record import RunRecord
+    from bench.records.run_record import RunRecord
+    from bench.reporting.derived import derived_root
+    from bench.reporting.run_summary import format_summary, json_summary
     from bench.shards import join
     from bench.threat import parse_eps_list
 
@@ -129,7 +129,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _rebuild_quietly(runs_dir: Path) -> None:
     """Refresh results.csv after a run; a problem there must not hide the run's own result."""
-    from bench.derived import rebuild
+    from bench.reporting.derived import rebuild
 
     try:
         rebuild(runs_dir, with_leaderboard=False)

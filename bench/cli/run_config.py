@@ -6,8 +6,8 @@ import argparse
 
 from bench.attacks import parse_attacks
 from bench.cli.model_options import model_spec
-from bench.config import RunConfig
-from bench.model import Precision, Speed
+from bench.evaluation.config import RunConfig
+from bench.loading.model import Precision, Speed
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:

@@ -48,9 +48,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench.api import SweepOutcome, sweep_models
-    from bench.report import format_summary
-    from bench.run_record import RunRecord
-    from bench.sweeps import checkpoints_in
+    from bench.evaluation.sweep import checkpoints_in
+    from bench.records.run_record import RunRecord
+    from bench.reporting.run_summary import format_summary
     from bench.threat import parse_eps_list
 
     def report(outcome: SweepOutcome) -> None:

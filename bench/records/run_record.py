@@ -1,0 +1,188 @@
+"""A run record as typed values, read once from its validated JSON.
+
+The JSON file stays the source of truth (`bench.records.schema` upgrades old versions and refuses invalid
+ones with the file's name); `RunRecord.of` turns what it returns into frozen dataclasses and
+per-example arrays, so a reader asks `record.attacks["pgd"].robust.count` instead of indexing
+strings. Everything that reads records reads them this way: the results table, the leaderboard and
+its curves and sanity checks, the audit, the sweep planner, the gate and the Python API. Only
+`bench.records.schema` and `bench.records.rules` (which validate the JSON) and the harness (which writes it)
+see the dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.records.schema import WORST_CASE, RunPurpose, load_records
+from bench.stats import wilson_interval
+from bench.threat import Norm, ThreatModel
+
+
+def _flags(bits: str) -> np.ndarray:
+    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+
+
+def flag_text(flags: np.ndarray) -> str:
+    """Per-point flags as records and gate baselines store them: one '1' or '0' per point."""
+    return "".join("1" if f else "0" for f in flags.tolist())
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """`value` as recorded (count / n written by Python); `count` of the run's `n` points."""
+
+    value: float
+    count: int
+    n: int
+    ci95: tuple[float, float]  # the 95% Wilson interval as recorded (computed as the harness does, if absent)
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    label: str  # the attack as the run named it (e.g. "pgd:steps=50")
+    attack: str  # the registered attack
+    protocol: str  # attack/version
+    config: Mapping[str, Any]
+    robust: Accuracy
+    seconds: float
+    forward_per_example: float
+    backward_per_example: float
+    adaptive: bool
+    flags: np.ndarray  # bool [n]: robust to this attack (cumulative in a cascade's record)
+    stages: tuple[str | None, ...]  # the attack's components in the order they ran (AutoAttack's, aa-fast's)
+    warnings: tuple[str, ...]  # what the attack itself warned of (AutoAttack's checks)
+    margins: tuple[float | None, ...] | None  # true-class margin at the attack's output point, per point
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    label: str
+    path: str
+    sha256: str
+    defense: str | None
+    variant: str | None
+    arch: str | None
+    input: str | None  # what the model takes (pixel range, where normalization happens)
+    training_budget: Mapping[str, Any] | None  # the sidecar's training budget (epochs, points, attack steps)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    date: str
+    device: str | None
+    precision: str
+    git_sha: str | None
+    versions: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    file: str | None  # the record's file name, when it was read from a results folder
+    schema_version: int
+    purpose: RunPurpose
+    threat: ThreatModel
+    model: ModelInfo
+    dataset: str
+    selection: str | None  # how the points were chosen ("first-n", "random-n (seed 3)", a file's points)
+    sample_seed: int | None
+    index_sha256: str | None
+    seed: int
+    attack_list: str  # config.attacks: the attacks as the run was asked for them
+    provenance: Provenance
+    clean: Accuracy
+    attacks: Mapping[str, AttackResult]  # in the run's order
+    worst_case: Accuracy
+    warnings: tuple[str, ...]
+    index: np.ndarray  # int [n]: test-set index of each point
+    labels: np.ndarray | None  # int [n]
+    clean_correct: np.ndarray  # bool [n]
+    worst_flags: np.ndarray  # bool [n]: robust under every attack of the run
+    broken_first_by: tuple[str | None, ...] | None
+
+    @property
+    def n(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def run(self) -> str:
+        """The run's name in tables: the record file's stem."""
+        return Path(self.file).stem if self.file else ""
+
+    @property
+    def order(self) -> tuple[str, str]:
+        """Oldest first: the run's date, then its file name (two runs in one second)."""
+        return self.provenance.date, self.file or ""
+
+    @property
+    def has_per_attack_flags(self) -> bool:
+        """Whether each attack's flags are its own (not a cascade's "robust to this and all before")."""
+        return self.purpose is not RunPurpose.WORST_CASE
+
+    def flags(self, label: str) -> np.ndarray:
+        """Robust or not under the attack `label`, or under every attack (`WORST_CASE`), per point."""
+        return self.worst_flags if label == WORST_CASE else self.attacks[label].flags
+
+    def by_index(self, flags: np.ndarray) -> dict[int, bool]:
+        """Per-point values keyed by test-set index."""
+        return dict(zip(self.index.tolist(), flags.tolist(), strict=True))
+
+    def flags_by_index(self, label: str) -> dict[int, bool]:
+        return self.by_index(self.flags(label))
+
+    def clean_indices(self) -> set[int]:
+        """Test-set indices of the points the model classifies correctly."""
+        return set(self.index[self.clean_correct].tolist())
+
+    def first_broken_by(self) -> dict[int, str | None]:
+        """The attack (and component) that broke each point first, by test-set index."""
+        assert self.broken_first_by is not None, "records of schema 2 keep broken_first_by"
+        return dict(zip(self.index.tolist(), self.broken_first_by, strict=True))
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> RunRecord:
+        """A record as `bench.records.schema` returns it (upgraded and validated)."""
+        data, per, prov, model = record["data"], record["per_example"], record["provenance"], record["model"]
+        n = int(data["n"])
+
+        def accuracy(entry: Mapping[str, Any], flags: np.ndarray) -> Accuracy:
+            count = int(flags.sum())
+            low, high = entry["ci95"] if "ci95" in entry else wilson_interval(count, n)  # optional in the schema
+            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), count, n,
+                            (float(low), float(high)))
+
+        margins = per.get("margin", {})
+        attacks = {}
+        for label, res in record["attacks"].items():
+            flags = _flags(per["robust"][label])
+            attacks[label] = AttackResult(
+                label, res["attack"], res["protocol"], res["config"], accuracy(res, flags), float(res["seconds"]),
+                float(res["passes"]["forward_per_example"]), float(res["passes"]["backward_per_example"]),
+                bool(res.get("adaptive", False)), flags, tuple(res.get("stages", ())), tuple(res.get("warnings", ())),
+                tuple(margins[label]) if label in margins else None)
+        clean, worst = _flags(per["clean_correct"]), _flags(per["worst_case"])
+        return cls(
+            file=record.get("_file"), schema_version=int(record["schema_version"]),
+            purpose=RunPurpose(record["purpose"]),
+            threat=ThreatModel(Norm(record["threat"]["norm"]), float(record["threat"]["eps"])),
+            model=ModelInfo(model["label"], model["path"], model["sha256"], model.get("defense"),
+                            model.get("variant"), model.get("arch"), model.get("input"),
+                            model.get("training_budget")),
+            dataset=data["dataset"], selection=data.get("selection"), sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
+            seed=int(record["config"]["seed"]), attack_list=record["config"].get("attacks", ""),
+            provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
+                                  prov.get("git_sha"), prov.get("versions", {})),
+            clean=accuracy(record["clean"], clean), attacks=attacks, worst_case=accuracy(record["worst_case"], worst),
+            warnings=tuple(record.get("warnings", ())), index=np.asarray(per["index"], dtype=np.int64),
+            labels=np.asarray(per["label"], dtype=np.int64) if "label" in per else None,
+            clean_correct=clean, worst_flags=worst,
+            broken_first_by=tuple(per["broken_first_by"]) if "broken_first_by" in per else None)
+
+
+def load_run_records(directory: Path) -> list[RunRecord]:
+    """Every record in a results folder, validated (`bench.records.schema.load_records`) and typed."""
+    return [RunRecord.of(record) for record in load_records(directory)]

@@ -1,0 +1,28 @@
+"""Run records are the source of truth: one JSON file per run under results/runs/, created with an
+exclusive link so that it can never overwrite another record, and written completely before it appears.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.files import atomic_write
+from bench.provenance import now_iso
+from bench.records.schema import SCHEMA_VERSION
+
+
+def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    for _ in range(5):
+        path = results_dir / f"{now_iso().replace(':', '')}-{stem}-{uuid.uuid4().hex[:8]}.json"
+        try:
+            atomic_write(path, text.encode(), exclusive=True)
+            return path
+        except FileExistsError:
+            continue
+    raise BenchError(f"could not create a new record file in {results_dir}")

@@ -1,0 +1,244 @@
+"""`bench leaderboard --html`: the leaderboard as one self-contained page.
+
+The same rows as LEADERBOARD.md (`bench.reporting.leaderboards.prepare`), with the plots inlined as data
+URIs and no external resource, so the file can be mailed or archived. Every text comes from run
+records, which are files handed to us: the page is rendered by Jinja2 with autoescaping, links are
+admitted only to http(s) or page-relative addresses, and a Content-Security-Policy lets nothing run
+but the page's own sorting script (by its hash). The ranking tables sort by
+any column on a click; `#sort=COLUMN` or `#sort=COLUMN:desc` in the address opens the page sorted
+(columns by their `data-key`), which also makes the sorting testable in a headless browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from markupsafe import Markup
+
+from bench.files import write_if_changed
+from bench.records.run_record import RunRecord
+from bench.records.schema import SCHEMA_VERSION
+from bench.reporting.leaderboards import (
+    HEADER,
+    NORM_SYMBOL,
+    OFFICIAL,
+    Board,
+    Row,
+    budget_heading,
+    budget_text,
+    by_budget,
+    checks_text,
+    paired_long,
+    paired_short,
+    prepare,
+    safe_href,
+    subset_text,
+    versus_next,
+)
+from bench.stats import wilson_interval
+
+NAN = float("nan")
+INLINE = re.compile(r"\\(?P<escaped>[^\sA-Za-z0-9])|`(?P<code>[^`]+)`|\*\*(?P<bold>[^*]+)\*\*|\[(?P<label>[^\]]+)\]\((?P<url>[^)\s]+)\)")
+
+# (data-key, header, numeric): the ranking's columns, as in LEADERBOARD.md
+COLUMNS = (("rank", "#", True), ("checkpoint", "checkpoint", False), ("arch", "arch", False),
+           ("clean", "clean", True), ("autoattack", "AutoAttack", True), ("worst", "worst case [95% CI]", True),
+           ("n", "n", True), ("next", "vs next row", True), ("audit", "audit", False))
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f2f2f2; cursor: pointer; user-select: none; }
+th[aria-sort="ascending"]::after { content: " ▲"; } th[aria-sort="descending"]::after { content: " ▼"; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.warn { color: #b00; } section.row { border-top: 1px solid #ddd; margin-top: 1.5em; }
+img { max-width: 32em; margin: 0.5em 1em 0 0; }
+"""
+
+SCRIPT = """
+function sortTable(table, key, descending) {
+  const heads = Array.from(table.tHead.rows[0].cells);
+  const column = heads.findIndex(th => th.dataset.key === key);
+  if (column < 0) return;
+  const numeric = heads[column].dataset.numeric === "1";
+  const rows = Array.from(table.tBodies[0].rows);
+  const value = row => { const cell = row.cells[column];
+    return numeric ? parseFloat(cell.dataset.value) : cell.textContent.trim().toLowerCase(); };
+  rows.sort((a, b) => { const x = value(a), y = value(b);
+    const order = numeric ? (isNaN(x) ? 1 : isNaN(y) ? -1 : x - y) : x.localeCompare(y);
+    return descending ? -order : order; });
+  rows.forEach(row => table.tBodies[0].appendChild(row));
+  heads.forEach(th => th.removeAttribute("aria-sort"));
+  heads[column].setAttribute("aria-sort", descending ? "descending" : "ascending");
+}
+document.querySelectorAll("table.ranking").forEach(table => {
+  Array.from(table.tHead.rows[0].cells).forEach(th => th.addEventListener("click", () =>
+    sortTable(table, th.dataset.key, th.getAttribute("aria-sort") === "ascending")));
+});
+const wanted = /^#sort=([a-z]+)(:desc)?$/.exec(location.hash);
+if (wanted) document.querySelectorAll("table.ranking").forEach(t => sortTable(t, wanted[1], !!wanted[2]));
+"""
+
+
+def inline(text: str) -> Markup:
+    """The markdown the row texts use (`code`, **bold**, [text](link)) as HTML: every piece of the
+    source escaped, links only to `safe_href` addresses, an absolute address shown as itself."""
+    out = Markup()
+    while text:
+        match = INLINE.search(text)
+        if match is None:
+            return out + text
+        out += text[:match.start()]
+        escaped, code, bold, label, url = match.group("escaped", "code", "bold", "label", "url")
+        if escaped is not None:
+            out += escaped
+        elif code is not None:
+            out += Markup("<code>{}</code>").format(code)
+        elif bold is not None:
+            out += Markup("<strong>{}</strong>").format(inline(bold))
+        else:
+            out += _link(label, url)
+        text = text[match.end():]
+    return out
+
+
+def _link(label: str, url: str) -> Markup:
+    href = safe_href(url)
+    if href is None:
+        return Markup("{} (link not shown: not an http(s) address)").format(inline(label))
+    if urlsplit(href).scheme:  # absolute: the visible text is the address itself, not what it claims
+        shown = Markup('<a href="{0}">{0}</a>').format(href)
+        return shown if label == url else Markup("{} ({})").format(inline(label), shown)
+    return Markup('<a href="{}">{}</a>').format(href, inline(label))
+
+
+def _anchor(row: Row) -> str:
+    return f"row-{re.sub(r'[^a-z0-9-]', '-', row.label.lower())}-{row.sha256[:12]}"
+
+
+def _audit(row: Row) -> Markup:
+    if row.audit is None:
+        return Markup("not audited")
+    return _link(str(row.audit["verdict"]), f"audits/{str(row.audit['_file']).removesuffix('.json')}.md")
+
+
+def _worst(row: Row) -> Markup:
+    lo, hi = wilson_interval(row.worst.count, row.worst.n)
+    flag = Markup(' <span class="warn" title="a check failed: see the details">⚠</span>') if any(
+        not c.passed for c in row.checks) else ""
+    return Markup("<strong>{:.1f}</strong> [{:.1f}, {:.1f}]{}").format(
+        100 * row.worst.accuracy, 100 * lo, 100 * hi, flag)
+
+
+def _ranking_rows(rows: list[Row]) -> list[list[tuple[Markup | str, float | None]]]:
+    """Per row, its cells as (content, sort value or None for text columns), in COLUMNS order."""
+    table = []
+    for rank, row in enumerate(rows, 1):
+        n = row.worst.n
+        official = row.attacks.get(OFFICIAL)
+        paired = versus_next(row, rows[rank] if rank < len(rows) else None)
+        table.append([(str(rank), rank),
+                      (Markup('<a href="#{}"><code>{}</code></a> {}').format(_anchor(row), row.label, row.sha256[:12]),
+                       None),
+                      (row.arch or "", None),
+                      (row.clean.text(n), row.clean.accuracy),
+                      (official.text(n), official.accuracy) if official else ("–", NAN),
+                      (_worst(row), row.worst.accuracy), (str(n), n),
+                      (paired_short(paired), paired.p if paired else NAN),
+                      (_audit(row), None)])
+    return table
+
+
+def _details(rows: list[Row]) -> list[list[Markup]]:
+    """Per row, the items of its detail section."""
+    details = []
+    for rank, row in enumerate(rows, 1):
+        n = row.worst.n
+        below = rows[rank] if rank < len(rows) else None
+        attacks = ", ".join(f"{label} {cell.text(n)}" for label, cell in sorted(row.attacks.items()))
+        items = [Markup("variant: {}").format(inline(row.variant)) if row.variant else None,
+                 Markup("robust accuracy (%, n={} unless marked): {}").format(n, attacks or "–"),
+                 Markup("worst case: {} on {} points; attacks on a subset: {}").format(
+                     _worst(row), n, inline(subset_text(row))),
+                 Markup("vs next row: {}").format(inline(paired_long(versus_next(row, below), below))),
+                 Markup("training budget: {}; last evaluated {}").format(
+                     inline(budget_text(row.budget) or "–"), row.date[:10]),
+                 Markup("sanity checks: {}").format(inline(checks_text(row))),
+                 Markup("audit: {}").format(_audit(row)),
+                 Markup("from an older protocol version: {}").format(inline(", ".join(row.older)))
+                 if row.older else None,
+                 Markup("external evaluations (re-verified by <code>bench verify-adv</code>): {}").format(
+                     inline("; ".join(row.external))) if row.external else None]
+        details.append([item for item in items if item is not None])
+    return details
+
+
+def _tables(board: Board) -> list[dict[str, Any]]:
+    tables = []
+    for (dataset, norm, eps), rows in board.current.items():
+        groups = by_budget(rows)
+        budgets = [{"heading": inline(heading) if (heading := budget_heading(budget, groups)) else None,
+                    "ranking": _ranking_rows(budget_rows),
+                    "rows": [{"anchor": _anchor(row), "label": row.label, "sha": row.sha256[:12], "rank": rank,
+                              "entries": entries,
+                              "plots": [(f"{text} curve of {row.label}", base64.b64encode(board.files[path]).decode())
+                                        for text, path in row.plots if path in board.files]}
+                             for rank, (row, entries) in enumerate(zip(budget_rows, _details(budget_rows), strict=True), 1)]}
+                   for budget, budget_rows in groups.items()]
+        tables.append({"title": f"{dataset} — {NORM_SYMBOL[norm]} ε = {eps:g}", "budgets": budgets})
+    return tables
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Nothing but the page's own style and sorting script may run or load: images only as data URIs.
+CSP = (f"default-src 'none'; img-src data:; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; "
+       "base-uri 'none'; form-action 'none'")
+
+PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<title>Leaderboard</title><style>{{ style }}</style></head><body><h1>Leaderboard</h1>
+{%- for paragraph in header %}<p>{{ paragraph }}</p>{% endfor %}
+{%- for table in tables %}<h2>{{ table.title }}</h2>
+{%- for part in table.budgets %}
+{%- if part.heading %}<h3>{{ part.heading }}</h3>{% endif %}
+<table class="ranking"><thead><tr>
+{%- for key, title, numeric in columns %}<th data-key="{{ key }}" data-numeric="{{ numeric|int }}">{{ title }}</th>
+{%- endfor %}</tr></thead><tbody>
+{%- for cells in part.ranking %}<tr id="rank-{{ loop.index }}">
+{%- for content, value in cells %}
+{%- if value is none %}<td>{{ content }}</td>
+{%- else %}<td class="num" data-value="{{ '%.6g' % value }}">{{ content }}</td>{% endif %}
+{%- endfor %}</tr>{% endfor %}</tbody></table>
+{%- for row in part.rows %}<section class="row" id="{{ row.anchor }}"><h3>{{ row.rank }}. <code>{{ row.label }}</code>
+ {{ row.sha }}</h3><ul>{% for item in row.entries %}<li>{{ item }}</li>{% endfor %}</ul>
+{%- for alt, png in row.plots %}<img alt="{{ alt }}" src="data:image/png;base64,{{ png }}">{% endfor %}</section>
+{%- endfor %}{% endfor %}{% endfor %}
+<script>{{ script }}</script></body></html>
+""")
+
+
+def render(board: Board, header_markdown: str) -> str:
+    """The page: the header's rules, then per table its ranking and its rows' details."""
+    paragraphs = [p for p in header_markdown.split("\n\n")[1:] if p.strip()]  # the title is the page's <h1>
+    return PAGE.render(csp=CSP, style=Markup(STYLE), script=Markup(SCRIPT), columns=COLUMNS,
+                       header=[inline(" ".join(p.split())) for p in paragraphs], tables=_tables(board))
+
+
+def write(records: list[RunRecord], results_root: Path) -> Path:
+    """LEADERBOARD.html beside LEADERBOARD.md, from the same records and audits."""
+    from bench.auditing.report import load_audits
+
+    board = prepare(records, load_audits(results_root / "audits"))
+    path = results_root / "LEADERBOARD.html"
+    write_if_changed(path, render(board, HEADER.format(count=board.records, schema=SCHEMA_VERSION)).encode())
+    return path

@@ -1,0 +1,2 @@
+"""Architectures the defenses train: the registry of architectures, reverse-attention
+variants and pooling layers."""
