@@ -46,7 +46,7 @@ from pyautoattack.square import SquareAttack
 
 from bench.attacks.apgd import APGD, APGDConfig, APGDTargeted, APGDTargetedConfig, logit_ranked_targets
 from bench.attacks.autoattack import OfficialConfig
-from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput, Role
 from bench.attacks.malt import ranked_targets
 from bench.attacks.noise import example_generators, uniform
 from bench.loading.model import ModelUnderTest
@@ -239,4 +239,4 @@ ATTACKS.add(LABEL, AttackEntry(
     f"and the clean point's top 2; broken points leave the batch), {SWEEP_STEPS}-step APGD-T toward the other "
     f"{SWEEP_TARGETS}, then official Square ({SQUARE_QUERIES} queries); no FAB-T. Not the official "
     "protocol (that is aa); measured against it per example in results/perf.md",
-    OfficialConfig, lambda cfg: AAFast()))
+    OfficialConfig, lambda cfg: AAFast(), roles=frozenset({Role.FAST_AUTOATTACK, Role.AUTOATTACK_FAMILY})))

@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.attacks.base import ATTACKS, DEFAULT_SURROGATE, Attack, AttackContext, AttackEntry, AttackOutput
+from bench.attacks.base import (
+    ATTACKS,
+    DEFAULT_SURROGATE,
+    Attack,
+    AttackContext,
+    AttackEntry,
+    AttackOutput,
+    Role,
+)
 from bench.attacks.gradient import PGD, Objective, PGDConfig
 from bench.attacks.losses import per_example
 from bench.errors import BenchError
@@ -258,7 +266,7 @@ ATTACKS.add("spat-scaled", AttackEntry(
 ATTACKS.add("transfer", AttackEntry(
     "adaptive (any model): PGD-50 on a surrogate checkpoint (transfer:DEFENSE or transfer:PATH, "
     "default pgd-at), each iterate checked on the model", TransferConfig,
-    lambda cfg: Transfer("transfer", 2, cfg), positional="surrogate"))
+    lambda cfg: Transfer("transfer", 2, cfg), positional="surrogate", roles=frozenset({Role.BLACK_BOX})))
 ATTACKS.add("square-long", AttackEntry(
     "adaptive (any model): official Square, margin loss, 10000 queries (square-long:queries=N)",
-    LongSquareConfig, lambda cfg: LongSquare("square-long", 1, cfg)))
+    LongSquareConfig, lambda cfg: LongSquare("square-long", 1, cfg), roles=frozenset({Role.BLACK_BOX})))

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 import torch
 import torch.nn.functional as F
 
-from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput, Role
 from bench.attacks.noise import example_generators, normal, uniform
 from bench.errors import BenchError
 from bench.loading.model import ModelUnderTest
@@ -312,7 +312,8 @@ def _restarts(single: Callable[[torch.Tensor, int], _Run], x: torch.Tensor, *, r
 ATTACKS.add("apgd", AttackEntry(
     "our APGD (loss=ce|dlr, 100 steps): the official algorithm and random start, but examples leave the "
     "batch once misclassified; the official code is apgd-ce / apgd-dlr", APGDConfig,
-    lambda cfg: APGD("apgd", 1, cfg)))
+    lambda cfg: APGD("apgd", 1, cfg), roles=frozenset({Role.AUTOATTACK_FAMILY})))
 ATTACKS.add("apgd-targeted", AttackEntry(
     "our targeted APGD-DLR (targets=9 × 100 steps), early removal as in `apgd`; the official code is "
-    "apgd-t", APGDTargetedConfig, lambda cfg: APGDTargeted("apgd-targeted", 1, cfg)))
+    "apgd-t", APGDTargetedConfig, lambda cfg: APGDTargeted("apgd-targeted", 1, cfg),
+    roles=frozenset({Role.AUTOATTACK_FAMILY})))

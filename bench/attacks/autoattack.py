@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput, BoardColumn, Role
 from bench.loading.model import ModelUnderTest
 from bench.threat import ThreatModel
 
@@ -119,13 +119,16 @@ class AutoAttackEnsemble(Attack):
             "an AutoAttack version is a cascade across batches: bench.evaluation.harness runs its stages()")
 
 
-def _entry(summary: str, label: str, version: str, components: tuple[str, ...]) -> AttackEntry:
-    return AttackEntry(summary, OfficialConfig,
-                       lambda cfg: AutoAttackEnsemble(label, version, components))
+def _entry(summary: str, label: str, version: str, components: tuple[str, ...],
+           roles: frozenset[Role] = frozenset({Role.AUTOATTACK_FAMILY}), column: BoardColumn | None = None) -> AttackEntry:
+    return AttackEntry(summary, OfficialConfig, lambda cfg: AutoAttackEnsemble(label, version, components),
+                       roles=roles, column=column)
 
 
 ATTACKS.add("aa", _entry("AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000), official code",
-                         "aa", "standard", VERSION_COMPONENTS["standard"]))
+                         "aa", "standard", VERSION_COMPONENTS["standard"],
+                         frozenset({Role.OFFICIAL_AUTOATTACK, Role.AUTOATTACK_FAMILY}),
+                         BoardColumn(4, "AutoAttack")))
 ATTACKS.add("aa-plus", _entry("AutoAttack plus (APGD-CE/DLR 5 restarts, FAB, Square, APGD-T, FAB-T)",
                               "aa-plus", "plus", VERSION_COMPONENTS["plus"]))
 ATTACKS.add("aa-rand", _entry("AutoAttack rand (APGD-CE, APGD-DLR with EOT over 20 draws), for "
@@ -136,5 +139,6 @@ for _component, _summary in (
         ("apgd-t", "targeted APGD-DLR, 9 target classes × 100 iterations (as in AutoAttack standard)"),
         ("fab-t", "targeted FAB, 9 target classes × 100 iterations (as in AutoAttack standard)"),
         ("square", "Square Attack, 5000 queries (as in AutoAttack standard)")):
-    ATTACKS.add(_component, _entry(_summary, _component, "standard", (_component,)))
+    ATTACKS.add(_component, _entry(_summary, _component, "standard", (_component,),
+                                   frozenset({Role.BLACK_BOX}) if _component == "square" else frozenset({Role.AUTOATTACK_FAMILY})))
 

@@ -121,6 +121,28 @@ class Attack(ABC, Generic[ConfigT]):
         """Attack one batch of clean-correct points; `seed` makes the randomness reproducible."""
 
 
+class Role(enum.Enum):
+    """What the sanity checks and the reports ask about an attack, answered where it is registered,
+    so that no check or report matches attack names."""
+
+    OFFICIAL_AUTOATTACK = "official-autoattack"  # the reference protocol the board's AutoAttack column shows
+    FAST_AUTOATTACK = "fast-autoattack"  # our cheaper protocol, compared point by point with the official one
+    AUTOATTACK_FAMILY = "autoattack-family"  # AutoAttack or its components (APGD, FAB): AutoAttack's checks apply
+    BLACK_BOX = "black-box"  # never uses the model's gradients
+    SINGLE_STEP = "single-step"
+    NOISE_BASELINE = "noise-baseline"  # random draws of the ε-ball: what every attack must beat
+    EXTERNAL = "external"  # adversarial examples computed elsewhere, re-verified here
+    CURVE_REFERENCE = "curve-reference"  # the iterative attack whose ε-curves the overview plot compares
+
+
+@dataclass(frozen=True)
+class BoardColumn:
+    """A column of its own on the leaderboard: where it stands among the per-attack columns, and its heading."""
+
+    position: int
+    heading: str
+
+
 @dataclass(frozen=True)
 class AttackEntry(Generic[ConfigT]):
     """What the registry knows about one attack name; `build` takes the config type's values."""
@@ -130,9 +152,36 @@ class AttackEntry(Generic[ConfigT]):
     build: Callable[[ConfigT], Attack[ConfigT]]
     norms: tuple[Norm, ...] = (Norm.LINF, Norm.L2)
     positional: str | None = None  # the field `name:value` sets (transfer:pgd-at → surrogate)
+    roles: frozenset[Role] = frozenset()
+    column: BoardColumn | None = None
 
 
 ATTACKS: Registry[AttackEntry[Any]] = Registry("attack")
+
+
+def has_role(name: str, role: Role) -> bool:
+    """Whether the attack `name` (as recorded; one no longer registered has no roles) plays `role`."""
+    return name in ATTACKS and role in ATTACKS.get(name).roles
+
+
+def with_role(role: Role) -> list[str]:
+    """The registered attacks that play `role`, by name."""
+    return [name for name, entry in ATTACKS.items() if role in entry.roles]
+
+
+def sole_attack(role: Role) -> str:
+    """The one registered attack that plays `role` (the official AutoAttack, our fast protocol)."""
+    names = with_role(role)
+    if len(names) != 1:
+        raise RuntimeError(f"exactly one attack must play {role.value}, not {names}")
+    return names[0]
+
+
+def board_columns() -> list[tuple[str, str]]:
+    """(heading, attack name) of the attacks with a leaderboard column of their own, in column order."""
+    placed = sorted((entry.column.position, entry.column.heading, name)
+                    for name, entry in ATTACKS.items() if entry.column is not None)
+    return [(heading, name) for _, heading, name in placed]
 
 
 def convert_param(value: str, kind: Any, key: str, name: str) -> Any:

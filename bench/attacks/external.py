@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackContext, AttackEntry, AttackOutput, Role
 from bench.errors import BenchError
 from bench.files import sha256_file
 from bench.loading.model import ModelUnderTest
@@ -77,4 +77,4 @@ EXTERNAL = "external"  # an evaluation someone else ran: each file is its own ev
 ATTACKS.add(EXTERNAL, AttackEntry(
     "adversarial examples from a file (bench-adv format; external:PATH,name=NAME,source=URL), re-verified; "
     "`bench verify-adv` runs it on the file's points", ExternalConfig, lambda cfg: External(EXTERNAL, 1, cfg),
-    positional="file"))
+    positional="file", roles=frozenset({Role.EXTERNAL})))

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import torch
 
-from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput, BoardColumn, Role
 from bench.attacks.losses import Loss, per_example
 from bench.attacks.noise import ball_start, example_generators
 from bench.loading.model import ModelUnderTest
@@ -159,8 +159,10 @@ class CWConfig(PGDConfig):
 
 
 ATTACKS.add("fgsm", AttackEntry("FGSM (FGM for L2): one gradient step of size ε", FGSMConfig,
-                                lambda cfg: FGSM("fgsm", 1, cfg)))
+                                lambda cfg: FGSM("fgsm", 1, cfg), roles=frozenset({Role.SINGLE_STEP}),
+                                column=BoardColumn(1, "FGSM")))
 ATTACKS.add("pgd", AttackEntry("PGD-20, step ε/4, random start, CE loss (all configurable)", PGDConfig,
-                               lambda cfg: PGD("pgd", 2, cfg)))
+                               lambda cfg: PGD("pgd", 2, cfg), roles=frozenset({Role.CURVE_REFERENCE}),
+                               column=BoardColumn(2, "PGD")))
 ATTACKS.add("cw", AttackEntry("C&W margin loss optimized by PGD-30, step ε/4, random start", CWConfig,
-                              lambda cfg: PGD("cw", 2, cfg)))
+                              lambda cfg: PGD("cw", 2, cfg), column=BoardColumn(3, "C&W")))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput
+from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput, Role
 from bench.attacks.noise import ball_start, example_generators, normal, uniform
 from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
@@ -80,4 +80,5 @@ class RandomNoise(Attack[NoiseConfig]):
 
 ATTACKS.add("noise", AttackEntry(
     "random-noise baseline: 1000 draws per point, half uniform in the ε-ball, half on its surface (L∞ corners); "
-    "broken if any draw is misclassified (noise:draws=N)", NoiseConfig, lambda cfg: RandomNoise("noise", 1, cfg)))
+    "broken if any draw is misclassified (noise:draws=N)", NoiseConfig, lambda cfg: RandomNoise("noise", 1, cfg),
+    roles=frozenset({Role.NOISE_BASELINE})))

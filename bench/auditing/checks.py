@@ -28,16 +28,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from bench.attacks.base import Role, has_role
 from bench.records.curves import Curve, Point, class_share, eps_curves, strength_curves
 from bench.records.run_record import RunRecord
 from bench.stats import sign_test_greater, wilson_interval
 
 ALPHA = 0.05
 SQUARE_ALLOWANCE = 0.01
-ADAPTIVE_BLACK_BOX = ("square-long", "transfer")
-BLACK_BOX = ("square", *ADAPTIVE_BLACK_BOX)  # attacks that never use the model's gradients
-SINGLE_STEP = ("fgsm",)
-NOISE = ("noise",)
 
 
 class Check(str, enum.Enum):
@@ -134,10 +131,12 @@ def attack_strength(records: list[RunRecord], norm: str, eps: float) -> CheckRes
     return CheckResult(Check.STRENGTH, True, f"{', '.join(names)}: no rise with more steps")
 
 
-def _square_stage(component: str | None, label: str) -> bool:
-    """Whether `broken_first_by` names the Square stage of the attack `label` (AutoAttack's
+def _black_box_stage(component: str | None, label: str) -> bool:
+    """Whether `broken_first_by` names a black-box stage of the attack `label` (AutoAttack's
     `aa/square`, or one of aa-fast's runs, `aa-fast/square/restart3`)."""
-    return component is not None and (component == f"{label}/square" or component.startswith(f"{label}/square/"))
+    if component is None or not component.startswith(f"{label}/"):
+        return False
+    return has_role(component[len(label) + 1:].split("/")[0], Role.BLACK_BOX)
 
 
 Chosen = dict[str, RunRecord]  # attack label → the record it comes from (one checkpoint, one threat model)
@@ -156,11 +155,11 @@ def black_box(chosen: Chosen) -> CheckResult | None:
         flags = record.flags_by_index(label)
         clean = record.clean_indices()
         first = record.first_broken_by()
-        is_square = label in BLACK_BOX or record.attacks[label].attack in BLACK_BOX
-        if is_square or "square" in record.attacks[label].stages:
+        is_square = has_role(record.attacks[label].attack, Role.BLACK_BOX)
+        if is_square or any(has_role(stage, Role.BLACK_BOX) for stage in record.attacks[label].stages if stage):
             square_ran |= clean
         for i in clean:
-            by_square = not flags[i] and (is_square or _square_stage(first[i], label))
+            by_square = not flags[i] and (is_square or _black_box_stage(first[i], label))
             if by_square:
                 square_broke.add(i)
             if not is_square:
@@ -172,7 +171,8 @@ def black_box(chosen: Chosen) -> CheckResult | None:
         return CheckResult(Check.BLACK_BOX, True, "no point survived the white-box attacks")
     beaten = sum(i in square_broke for i in survivors)
     low = wilson_interval(beaten, len(survivors))[0]
-    adaptive_black_box = any(r.attacks[label].attack in ADAPTIVE_BLACK_BOX for label, r in chosen.items())
+    adaptive_black_box = any(r.attacks[label].adaptive and has_role(r.attacks[label].attack, Role.BLACK_BOX)
+                             for label, r in chosen.items())
     names = "Square and transfer attacks" if adaptive_black_box else "Square"
     detail = f"{names} broke {beaten} of {len(survivors)} points the white-box attacks left robust"
     return CheckResult(Check.BLACK_BOX, low <= SQUARE_ALLOWANCE, detail)
@@ -187,7 +187,7 @@ def _distinct(messages: list[str]) -> list[str]:
 
 
 def autoattack_warnings(chosen: Chosen) -> CheckResult | None:
-    ran = [label for label, r in chosen.items() if r.attacks[label].protocol.startswith(("aa", "apgd", "fab"))]
+    ran = [label for label, r in chosen.items() if has_role(r.attacks[label].attack, Role.AUTOATTACK_FAMILY)]
     if not ran:
         return None
     warned = sorted({w for label in ran for w in chosen[label].attacks[label].warnings})
@@ -196,10 +196,10 @@ def autoattack_warnings(chosen: Chosen) -> CheckResult | None:
     return CheckResult(Check.AUTOATTACK, True, "no warnings")
 
 
-def _beyond_white_box(chosen: Chosen, others: tuple[str, ...], excluded: tuple[str, ...],
+def _beyond_white_box(chosen: Chosen, others: Role, excluded: frozenset[Role],
                       check: Check, what: str, whom: str) -> CheckResult | None:
-    """Points the `others` attacks broke that every other white-box attack (not in `excluded`, not
-    black-box) left robust, on the clean-correct points both ran on."""
+    """Points the attacks playing `others` broke that every other white-box attack (playing none of
+    `excluded`, not black-box) left robust, on the clean-correct points both ran on."""
     other_ran: set[int] = set()
     other_broke: set[int] = set()
     white_robust: dict[int, bool] = {}
@@ -207,10 +207,10 @@ def _beyond_white_box(chosen: Chosen, others: tuple[str, ...], excluded: tuple[s
         name = record.attacks[label].attack
         flags = record.flags_by_index(label)
         clean = record.clean_indices()
-        if name in others:
+        if has_role(name, others):
             other_ran |= clean
             other_broke |= {i for i in clean if not flags[i]}
-        elif name not in excluded and name not in BLACK_BOX:
+        elif not any(has_role(name, role) for role in excluded | {Role.BLACK_BOX}):
             for i in clean:
                 white_robust[i] = white_robust.get(i, True) and flags[i]
     if not other_ran or not white_robust:
@@ -225,12 +225,14 @@ def _beyond_white_box(chosen: Chosen, others: tuple[str, ...], excluded: tuple[s
 
 
 def single_step(chosen: Chosen) -> CheckResult | None:
-    return _beyond_white_box(chosen, SINGLE_STEP, SINGLE_STEP + NOISE, Check.SINGLE_STEP, "FGSM",
+    return _beyond_white_box(chosen, Role.SINGLE_STEP, frozenset({Role.SINGLE_STEP, Role.NOISE_BASELINE}),
+                             Check.SINGLE_STEP, "FGSM",
                              "iterative attacks")
 
 
 def noise_baseline(chosen: Chosen) -> CheckResult | None:
-    return _beyond_white_box(chosen, NOISE, NOISE, Check.NOISE, "random noise", "white-box attacks")
+    return _beyond_white_box(chosen, Role.NOISE_BASELINE, frozenset({Role.NOISE_BASELINE}), Check.NOISE,
+                             "random noise", "white-box attacks")
 
 
 def unbounded(records: list[RunRecord], norm: str, input_dim: int) -> CheckResult | None:

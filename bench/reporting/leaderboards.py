@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from bench.attacks.base import current_protocol
-from bench.attacks.external import EXTERNAL
+from bench.attacks.base import Role, board_columns, current_protocol, has_role, sole_attack
 from bench.auditing import checks as sanity
 from bench.data import DATASETS
 from bench.files import write_if_changed
@@ -31,8 +30,9 @@ from bench.reporting import plots
 from bench.stats import kendall_tau, mcnemar_exact, wilson_interval
 from defenses.training.registry import BUDGETS
 
-COLUMNS = (("FGSM", "fgsm"), ("PGD", "pgd"), ("C&W", "cw"), ("AutoAttack", "aa"))
-OFFICIAL, FAST = "aa", "aa-fast"  # the official AutoAttack and our cheaper protocol, compared per row
+COLUMNS = tuple(board_columns())  # (heading, attack) of the attacks with a column of their own
+# the official AutoAttack and our cheaper protocol, compared per row
+OFFICIAL, FAST = sole_attack(Role.OFFICIAL_AUTOATTACK), sole_attack(Role.FAST_AUTOATTACK)
 NORM_SYMBOL = {"linf": "L∞", "l2": "L2"}
 
 
@@ -112,7 +112,7 @@ def _choose(records: list[RunRecord]) -> sanity.Chosen:
     for r in _newest_first(records):
         for label, res in r.attacks.items():
             # the default configuration, an adaptive attack, or an external evaluation (verify-adv)
-            counted = label == res.attack or res.adaptive or res.attack == EXTERNAL
+            counted = label == res.attack or res.adaptive or has_role(res.attack, Role.EXTERNAL)
             if counted and (label not in chosen or r.n > chosen[label].n):
                 chosen[label] = r
     return chosen
@@ -201,7 +201,7 @@ def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord],
     official_vs_fast = (disagreement(chosen[OFFICIAL].flags_by_index(OFFICIAL), chosen[FAST].flags_by_index(FAST))
                         if OFFICIAL in chosen and FAST in chosen else None)
     external = [_external_text(label, r.attacks[label].config) for label, r in sorted(chosen.items())
-                if r.attacks[label].attack == EXTERNAL]
+                if has_role(r.attacks[label].attack, Role.EXTERNAL)]
     return Row(label=model.label, sha256=sha, path=model.path, defense=model.defense,
                variant=model.variant, arch=model.arch, budget=model.training_budget,
                date=newest.provenance.date, clean=clean, attacks=attacks,
@@ -338,7 +338,7 @@ def _plots(key: TableKey, rows: list[Row], records: list[RunRecord]) -> dict[str
                 [(c.attack, c) for c in curves], f"{row.label} ({row.sha256[:12]}) on {dataset}: robust accuracy vs ε",
                 f"{NORM_SYMBOL[norm]} ε", ceiling=(bound, 100 * share, f"largest class share ({100 * share:.0f}%)"))
             row.plots.append(("ε", name))
-            overview += [(row.label, c) for c in curves if c.attack == "pgd"]
+            overview += [(row.label, c) for c in curves if has_role(c.attack, Role.CURVE_REFERENCE)]
         ladders = strength_curves(mine, norm, eps)
         if ladders:
             name = f"plots/{_slug(dataset)}-{norm}-{eps:g}-{_slug(row.label)}-strength.png"
@@ -382,7 +382,7 @@ def _audit_table(rows: list[Row]) -> str:
         robust = row.audit["robust"]
         worst = robust["worst_case"]
         adaptive = ", ".join(f"{label} {_pct_pair(pair)}" for label, pair in robust["adaptive"].items())
-        body.append([f"`{row.label}`", row.audit["n"], _pct_pair(robust["standard"].get("aa")),
+        body.append([f"`{row.label}`", row.audit["n"], _pct_pair(robust["standard"].get(OFFICIAL)),
                      _pct_pair(worst["standard"]), adaptive or "–", _pct_pair(worst["adaptive"]),
                      f"**{_pct_pair(worst['audit'])}**", _binarization_cell(row.audit), _audit_link(row.audit)])
     headers = ["checkpoint", "n", "AutoAttack", "standard worst case", "adaptive attacks", "adaptive worst case",
