@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install data browser demo test test-slow lint typecheck check leaderboard checkpoints checkpoints-full curves bench-overhead perf clean-venv \
+.PHONY: install data browser demo test test-quick test-durations test-slow lint typecheck check leaderboard checkpoints checkpoints-full curves bench-overhead perf clean-venv \
         gpu-campaign gpu-campaign-pack gpu-campaign-dry-run
 
 install: $(STAMP)
@@ -54,6 +54,15 @@ leaderboard: install
 
 test-slow: data
 	$(BIN)/python -m pytest -m slow
+
+# The inner loop (under 3 minutes on 2 cores): the default tier minus the subprocess and browser
+# suites and every test tests/durations.json measured above 1.5 s (tests/tiers.py).
+test-quick: data
+	$(BIN)/python -m pytest --quick -q
+
+# Re-measure the default tier, test by test, into tests/durations.json (what --quick reads).
+test-durations: data browser
+	BENCH_DURATIONS_OUT=tests/durations.json $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check bench defenses tests benchmarks examples

@@ -111,7 +111,7 @@ def jobs(plan: Plan) -> list[Job]:
     perf = [plan.python, "benchmarks/gpu_perf.py", "--out", str(plan.work / "perf-gpu.json")]
     out.append(Job("perf", "perf", perf + (["--quick", "--no-compile"] if plan.dry_run else ["--n", "200"]),
                    limit_s=120, exclusive=True))
-    tests = [plan.python, "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "-q", "-p", "no:cacheprovider",
+    tests = [plan.python, "-m", "pytest", "-m", "cuda", "tests", "-q", "-p", "no:cacheprovider",
              "--junitxml", str(plan.work / "cuda-tests.xml"), "-o", "addopts="]
     test_env = {"BENCH_CUDA_REPORT": str(plan.work / "cuda-report.jsonl"), "OMP_NUM_THREADS": "4"}
     if plan.dry_run:  # the CPU stands in for the GPU, on a handful of points, the cheap cases only

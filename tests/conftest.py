@@ -141,3 +141,29 @@ def leaderboard_of_committed(committed: Path, root: Path, *flags: str) -> Path:
         shutil.copytree(committed / "audits", root / "audits")
     assert main(["leaderboard", *flags, "--results-dir", str(root / "runs")]) == 0
     return root
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true",
+                     help="the inner-loop tier: skip subprocess/browser suites and tests measured slow (tests/tiers.py)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import os
+
+    from tests.tiers import DurationRecorder
+
+    out = os.environ.get("BENCH_DURATIONS_OUT")
+    if out:
+        config.pluginmanager.register(DurationRecorder(Path(out)), "bench-durations")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--quick"):
+        return
+    from tests.tiers import measured, quick_selection
+
+    kept, dropped = quick_selection(items, measured())
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

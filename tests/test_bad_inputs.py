@@ -948,6 +948,8 @@ def test_a_full_disk_while_writing_a_record_is_one_line_and_leaves_nothing(tmp_p
     assert len(list((tmp_path / "runs" / ".state").glob("*.json"))) == 1  # the progress, for --resume
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(180)
 def test_an_ascii_only_stdout_still_gets_the_table(tmp_path):
     """LANG=C or PYTHONIOENCODING=ascii: ε and ✗ come out escaped, not as a UnicodeEncodeError."""
     import subprocess

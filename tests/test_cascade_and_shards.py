@@ -61,6 +61,8 @@ def _torchrun(nproc: int, out, extra=()) -> dict:
     return read_json(found[0])
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(1300)
 def test_two_gloo_ranks_give_the_record_of_one_process(tmp_path):
     one = _torchrun(1, tmp_path / "one")
     two = _torchrun(2, tmp_path / "two", ["--save-adv"])
@@ -111,6 +113,7 @@ def test_compiled_model_gives_the_flags_of_the_eager_one(natural_ckpt, tmp_path,
     assert compiled["per_example"]["worst_case"] == eager["per_example"]["worst_case"]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_fp16_run_verifies_in_fp32(natural_ckpt, tmp_path, capsys):
     record = _record(["--checkpoint", str(natural_ckpt), "--attack", "fgsm,pgd:steps=5,aa-fast", "--n", "100",

@@ -29,6 +29,7 @@ from bench.evaluation import harness
 from bench.loading.model import ModelUnderTest
 from bench.provenance import device_name
 from bench.threat import Norm, ThreatModel
+from defenses import DEFENSES
 from defenses.training import checkpoints
 from tests.conftest import COMMITTED, REPO, read_json
 from tests.interrupt import train_until_interrupted
@@ -231,8 +232,7 @@ TRAIN = ["train", "--epochs", "1", "--max-train-points", "1024", "--batch-size",
          "--device", GPU, "--quiet"]
 
 
-@pytest.mark.parametrize("defense", ["standard", "pgd-at", "trades", "mart", "ancra", "ancra-pgd", "ancra-mart",
-                                     "afd", "claf", "ascl", "spat"])
+@pytest.mark.parametrize("defense", DEFENSES.names())
 def test_every_defense_trains_an_epoch_on_cuda(tmp_path, defense):
     from defenses.training import trainer
 

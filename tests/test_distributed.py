@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from defenses.training import checkpoints
 
 # AFD fine-tunes the committed natural model, so a short run already has a meaningful quality;
@@ -24,6 +26,8 @@ def _train(out, nproc: int) -> dict:
     return checkpoints.read_sidecar(out)
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(1300)
 def test_two_process_training_matches_one_process_quality(tmp_path):
     single = _train(tmp_path / "single.pt", 1)
     ddp = _train(tmp_path / "ddp.pt", 2)

@@ -16,6 +16,8 @@ from bench.cli import main
 from bench.records.schema import load_records
 from tests.conftest import REPO, committed_results
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(1600)]
+
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> Path:

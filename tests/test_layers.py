@@ -47,6 +47,8 @@ def _lint_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedPro
                           timeout=300)
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(300)
 @pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (make install)")
 @pytest.mark.parametrize("placed, imports", [
     ("bench/records/newmod.py", "from bench import api"),  # core importing the API
@@ -62,6 +64,8 @@ def test_a_new_module_in_a_lower_package_importing_a_higher_one_breaks_the_contr
     assert f"{placed[:-3].replace('/', '.')} -> " in broken
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(300)
 @pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (make install)")
 def test_the_same_module_importing_downwards_keeps_the_contract(tmp_path: Path) -> None:
     result = _lint_copy(tmp_path, {"bench/evaluation/newmod.py": '"""Fine."""\n\nfrom bench.records import schema  # noqa: F401\n'})

@@ -96,6 +96,8 @@ def _rendered(page_file, fragment: str, tmp_path) -> Page:
     return _page(dumped)
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(("fragment", "key", "descending"), [
     ("sort=clean:desc", "clean", True), ("sort=worst", "worst", False), ("sort=autoattack:desc", "autoattack", True)])
 def test_a_real_browser_sorts_the_ranking_by_any_column(page_file, tmp_path, fragment, key, descending):
@@ -154,6 +156,8 @@ class Scripting(HTMLParser):
             self.csp = dict(attrs)["content"]
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(300)
 def test_hostile_records_render_as_text_and_no_script_runs_in_a_real_browser(committed, tmp_path):
     board = _hostile_board(committed)
     page = tmp_path / "hostile.html"
