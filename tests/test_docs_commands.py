@@ -124,3 +124,11 @@ def test_a_renamed_flag_or_command_is_caught(tmp_path: Path) -> None:
     blocks, inline = _shown(page)
     assert [len(_block_problems(c)) for c in blocks] == [1, 1]
     assert [len(_inline_problems(c)) for c in inline] == [1, 1]
+
+
+def test_docs_attacks_lists_every_registered_attack() -> None:
+    from bench.attacks import ATTACKS
+
+    table = (REPO / "docs" / "attacks.md").read_text().split("## Attacks", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z0-9-]+)(?:[:\[][^`]*)?`", table))
+    assert set(ATTACKS.names()) - listed == set()
