@@ -31,7 +31,7 @@ from bench.attacks import AttackSpec, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.auditing.runner import Audit, AuditConfig, run_audit
 from bench.data import DATASETS
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.evaluation import harness
 from bench.evaluation.config import RANDOMIZED_DRAWS, RunConfig
 from bench.evaluation.harness import RunResult, evaluate_on
@@ -513,7 +513,6 @@ def train(defense: str, *, dataset: str = "fashion-mnist", out: Path | str | Non
     RECIPE_OVERRIDES, e.g. epochs=2; `params`: the method's own hyper-parameters), select the best
     epoch on held-out data and write checkpoint + sidecar (default: where the committed ones live;
     an existing file is refused unless `overwrite`). None on a torchrun rank other than 0."""
-    import difflib
 
     from bench.device import resolve_device
     from bench.files import ensure_writable_file
@@ -521,8 +520,7 @@ def train(defense: str, *, dataset: str = "fashion-mnist", out: Path | str | Non
 
     for key in recipe:
         if key not in RECIPE_OVERRIDES:
-            close = difflib.get_close_matches(key, RECIPE_OVERRIDES, n=2)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            hint = did_you_mean(key, RECIPE_OVERRIDES, n=2)
             raise BenchError(f"{key!r} is not a recipe field.{hint} Fields: {', '.join(RECIPE_OVERRIDES)}")
     overrides: dict[str, Any] = {**recipe, "params": dict(params) if params else None}
     job = trainer.resolve_job(defense, dataset, overrides, Path(out) if out is not None else None, budget=budget,

@@ -1,5 +1,8 @@
 """User-facing errors: the CLI prints their message and exits non-zero, without a traceback."""
 
+import difflib
+from collections.abc import Iterable
+
 
 class BenchError(Exception):
     """A problem the user can fix (bad name, bad file, missing data); the message says how."""
@@ -25,3 +28,10 @@ def first_line(exc: BaseException) -> str:
         if "GLOBAL" in line or "Unsupported" in line:  # the weights-only unpickler's reason
             return line
     return lines[0] if lines else type(exc).__name__
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """" Did you mean: a, b?" for the choices close to a mistyped `word`, else "" (every "unknown
+    name" message ends with it)."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+    return f" Did you mean: {', '.join(close)}?" if close else ""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 T = TypeVar("T")
 
@@ -41,8 +40,7 @@ class Registry(Generic[T]):
             raise BenchError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name.lower(), self.names(), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name.lower(), self.names(), cutoff=0.5)
         return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.names())}"
 
     def names(self) -> list[str]:

@@ -7,7 +7,6 @@ semantics change: steps, restarts, loss, ε convention), and is run per batch by
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import math
 import re
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from bench.attacks.specs import POSITIONAL, AttackSpec, format_attacks
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.loading.model import ModelUnderTest
 from bench.registry import Registry
 from bench.threat import Norm, ThreatModel
@@ -218,8 +217,7 @@ def make_config(name: str, params: dict[str, str]) -> Any:
                                  f"(parameters of {name}: {', '.join(sorted(fields)) or 'none'})")
             key = entry.positional
         if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=2)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            hint = did_you_mean(key, sorted(fields), n=2)
             raise BenchError(f"{name} has no parameter {key!r}.{hint} Parameters: {', '.join(sorted(fields))}")
         values[key] = convert_param(raw, hints[key], key, name)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import logging
 import os
 import re
@@ -12,7 +11,7 @@ import sys
 from typing import NoReturn
 
 from bench.cli import audit, campaign, catalog, check, external, results, run, sweep, train
-from bench.errors import BenchError, first_line
+from bench.errors import BenchError, did_you_mean, first_line
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,8 +20,8 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:  # argparse < 3.12 does not suggest
-            close = difflib.get_close_matches(choice.group(1).lower(), re.findall(r"'([^']*)'", choice.group(2)))
-            message += f". Did you mean: {', '.join(close)}?" if close else ""
+            hint = did_you_mean(choice.group(1).lower(), re.findall(r"'([^']*)'", choice.group(2)))
+            message += f".{hint}" if hint else ""
         print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
 

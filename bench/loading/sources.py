@@ -14,7 +14,6 @@ normalization) is declared by flags or by a JSON sidecar next to the file, never
 from __future__ import annotations
 
 import contextlib
-import difflib
 import enum
 import hashlib
 import importlib
@@ -32,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import BenchError, first_line
+from bench.errors import BenchError, did_you_mean, first_line
 from bench.files import read_json_object, sha256_file
 from bench.loading.untrusted import load_tensors, readable_file, refusal
 
@@ -229,8 +228,7 @@ def import_factory(text: str) -> Callable[[], Any]:
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n))]
-            close = difflib.get_close_matches(part, names, n=3, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else f" Callables there: {', '.join(names[:12])}"
+            hint = did_you_mean(part, names, cutoff=0.5) or f" Callables there: {', '.join(names[:12])}"
             raise BenchError(f"{module_name} has no factory {attr!r}.{hint}")
         obj = getattr(obj, part)
     if not callable(obj):

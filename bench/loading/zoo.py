@@ -12,7 +12,6 @@ robustbench's own layout, `<model_dir>/<dataset>/<threat>/<name>.pt` (an ensembl
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.files import sha256_file
 from bench.loading.untrusted import load_tensors, no_network
 
@@ -70,9 +69,8 @@ def _entry(name: str, dataset: str, threat: str) -> Any:
 
     entries: dict[str, Any] = model_dicts[BenchmarkDataset(ZOO_DATASETS[dataset])][ThreatModel(ZOO_THREATS[threat])]
     if name not in entries:
-        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
         raise BenchError(f"no RobustBench model {name!r} for {dataset}/{threat}."
-                         + (f" Did you mean: {', '.join(close)}?" if close else ""))
+                         + did_you_mean(name, entries, cutoff=0.5))
     return entries[name]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import math
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_type_hints
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.registry import Registry, import_modules
 
 if TYPE_CHECKING:
@@ -121,8 +120,7 @@ class Defense:
         known = {f.name: f for f in dataclasses.fields(self.params)}
         for key in values:
             if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=2)
-                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                hint = did_you_mean(key, sorted(known), n=2)
                 raise BenchError(f"{self.name} has no parameter {key!r}.{hint} "
                                  f"Parameters: {', '.join(sorted(known))}")
         from bench.attacks.base import convert_param  # late: bench.attacks imports the model stack
