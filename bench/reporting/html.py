@@ -26,6 +26,7 @@ from bench.records.run_record import RunRecord
 from bench.records.schema import SCHEMA_VERSION
 from bench.reporting.leaderboards import (
     HEADER,
+    HOW_TO_READ,
     NORM_SYMBOL,
     OFFICIAL,
     Board,
@@ -223,15 +224,22 @@ PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).fro
  {{ row.sha }}</h3><ul>{% for item in row.entries %}<li>{{ item }}</li>{% endfor %}</ul>
 {%- for alt, png in row.plots %}<img alt="{{ alt }}" src="data:image/png;base64,{{ png }}">{% endfor %}</section>
 {%- endfor %}{% endfor %}{% endfor %}
+<h2 id="how-to-read-this-board">How to read this board</h2>
+{%- for paragraph in rules %}<p>{{ paragraph }}</p>{% endfor %}
 <script>{{ script }}</script></body></html>
 """)
 
 
-def render(board: Board, header_markdown: str) -> str:
-    """The page: the header's rules, then per table its ranking and its rows' details."""
-    paragraphs = [p for p in header_markdown.split("\n\n")[1:] if p.strip()]  # the title is the page's <h1>
+def _paragraphs(markdown: str) -> list[Markup]:
+    """The paragraphs after a Markdown text's heading (the page writes its headings itself)."""
+    return [inline(" ".join(p.split())) for p in markdown.split("\n\n")[1:] if p.strip()]
+
+
+def render(board: Board, header_markdown: str, rules_markdown: str = HOW_TO_READ) -> str:
+    """The page, as the Markdown: the header's two-line legend, per table its ranking and its
+    rows' details, then how to read the board."""
     return PAGE.render(csp=CSP, style=Markup(STYLE), script=Markup(SCRIPT), columns=COLUMNS,
-                       header=[inline(" ".join(p.split())) for p in paragraphs], tables=_tables(board))
+                       header=_paragraphs(header_markdown), tables=_tables(board), rules=_paragraphs(rules_markdown))
 
 
 def write(records: list[RunRecord], results_root: Path) -> Path:
