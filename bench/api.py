@@ -87,7 +87,7 @@ class Evaluation:
     robust: dict[str, Estimate]  # attack label → robust accuracy, in the order the attacks were given
     worst_case: Estimate  # robust under every attack
     per_example: pd.DataFrame  # index: test-set index; label, clean_correct, one column per attack, worst_case
-    record: dict[str, Any]
+    record: RunRecord  # typed (bench.records.run_record); the JSON is the file at record_path
     record_path: Path | None
     adversarials: AdversarialStore | None = None  # with save_adversarials: the worst case's examples
 
@@ -104,7 +104,7 @@ class Evaluation:
 
 
 def _evaluation(result: RunResult) -> Evaluation:
-    r = RunRecord.of(result.record)
+    r = result.record
     frame = pd.DataFrame({"label": r.labels, "clean_correct": r.clean_correct}, index=pd.Index(r.index, name="index"))
     for label, attack in r.attacks.items():
         frame[label] = attack.flags
@@ -329,7 +329,7 @@ def attack(model: Model, x: torch.Tensor, y: torch.Tensor, spec: str = "pgd", *,
                            keep_adversarials=True), {}, name=dataset)
     store = result.adversarials
     assert store is not None
-    record = RunRecord.of(result.record)
+    record = result.record
     return Attacked(store.x_adv.clone(), store.broken.clone(), torch.from_numpy(record.clean_correct.copy()),
                     list(record.broken_first_by or ()))
 

@@ -158,7 +158,7 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> RunR
                         attack_specs=protocol.attacks, defense=target.defense, checkpoint=target.checkpoint,
                         model=target.model, n=protocol.n, seed=protocol.seed, batch_size=protocol.batch_size,
                         results_dir=Path(tmp), quiet=quiet)
-        return RunRecord.of(evaluate(cfg).record)
+        return evaluate(cfg).record
 
 
 def read_baseline(path: Path) -> dict[str, Any]:

@@ -45,9 +45,8 @@ def bare_pgd_cost(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: 
 
 
 def harness_seconds(cfg: RunConfig, label: str) -> tuple[float, float]:
-    result = evaluate(cfg)
-    attack = result.record["attacks"][label]
-    return attack["seconds"], attack["robust_accuracy"]
+    attack = evaluate(cfg).record.attacks[label]
+    return attack.seconds, attack.robust.value
 
 
 def main() -> None:

@@ -219,7 +219,13 @@ def section_apgd(n: int, defenses: list[str]) -> list[dict[str, Any]]:
 def _run(attacks: str, defense: str | None, n: int, results: Path, **extra: Any) -> dict[str, Any]:
     cfg = RunConfig(dataset=DATASET, threat=LINF, attack_specs=parse_attacks(attacks), defense=defense, n=n,
                     results_dir=results, quiet=True, **extra)
-    return evaluate(cfg).record
+    return _written(evaluate(cfg).record_path)
+
+
+def _written(path: Path | None) -> dict[str, Any]:
+    """The record's JSON as written, so that fresh and committed records compare field by field."""
+    assert path is not None, "perf runs write their records"
+    return json.loads(path.read_text())
 
 
 def _recorded(attack: str, protocol: str, sha: str | None, n: int) -> dict[str, Any] | None:

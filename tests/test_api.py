@@ -200,7 +200,7 @@ def test_precision_adversarials_and_resume_reach_the_harness(tmp_path):
     runs = tmp_path / "runs"
     first = bench.evaluate("pgd-at", attacks="fgsm", n=6, save=True, results_dir=runs,
                            precision="bf16", save_adversarials=True)
-    assert first.record["provenance"]["precision"] == "bf16" and first.record["config"]["resumed"] is False
+    assert first.record.provenance.precision == "bf16" and first.record.resumed is False
     assert first.adversarials is not None and first.adversarials.x_adv.shape[0] == 6
     with pytest.raises(BenchError, match="no interrupted run"):  # resume reaches the harness, as --resume does
         bench.evaluate("pgd-at", attacks="fgsm", n=6, save=True, results_dir=runs, resume=True)

@@ -223,8 +223,7 @@ def ensure_recorded(cfg: RunConfig, sha: str, indices: set[int]) -> sanity.Chose
     if missing:
         result = evaluate(dataclasses.replace(cfg, attack_specs=tuple(a.spec for a in missing), resume=None))
         assert result.record_path is not None, "the audit runs in one process"
-        record = RunRecord.of({**result.record, "_file": result.record_path.name})
-        chosen.update({a.label: record for a in missing})
+        chosen.update({a.label: result.record for a in missing})
     return {a.label: chosen[a.label] for a in attacks}
 
 

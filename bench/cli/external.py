@@ -49,7 +49,6 @@ def _cmd_verify_adv(args: argparse.Namespace) -> int:
     from bench.evaluation.config import RunConfig
     from bench.evaluation.external import verify_adversarials
     from bench.files import ensure_writable_dir
-    from bench.records.run_record import RunRecord
     from bench.reporting.derived import derived_root
     from bench.reporting.run_summary import format_summary, json_summary
 
@@ -64,8 +63,8 @@ def _cmd_verify_adv(args: argparse.Namespace) -> int:
     ensure_writable_dir(derived_root(cfg.results_dir), "the folder of the derived files")
     result = verify_adversarials(cfg, args.adv, name=args.name, source=args.source, threat=asked)
     if args.json:
-        print(json.dumps(json_summary(RunRecord.of(result.record), result.record_path), sort_keys=True))
+        print(json.dumps(json_summary(result.record, result.record_path), sort_keys=True))
     else:
-        print(format_summary(RunRecord.of(result.record), result.record_path))
+        print(format_summary(result.record, result.record_path))
     _rebuild_quietly(cfg.results_dir)
     return 0

@@ -88,7 +88,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.cli.run_config import run_config
     from bench.evaluation.resolve import resolve_model
     from bench.files import ensure_writable_dir
-    from bench.records.run_record import RunRecord
     from bench.reporting.derived import derived_root
     from bench.reporting.run_summary import format_summary, json_summary
     from bench.shards import join
@@ -116,9 +115,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if result.record_path is None:  # a torchrun rank other than 0: rank 0 reports
             continue
         if args.json:
-            print(json.dumps(json_summary(RunRecord.of(result.record), result.record_path), sort_keys=True))
+            print(json.dumps(json_summary(result.record, result.record_path), sort_keys=True))
         else:
-            print(format_summary(RunRecord.of(result.record), result.record_path) + ("\n" if len(results) > 1 else ""))
+            print(format_summary(result.record, result.record_path) + ("\n" if len(results) > 1 else ""))
         if cfg.save_adv and not args.json:
             print(f"adversarial examples: {result.record_path.with_suffix('.adv.pt')}")
     if join().writes:

@@ -49,7 +49,6 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench.api import SweepOutcome, sweep_models
     from bench.evaluation.sweep import checkpoints_in
-    from bench.records.run_record import RunRecord
     from bench.reporting.run_summary import format_summary
     from bench.threat import parse_eps_list
 
@@ -58,7 +57,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if outcome.run is None:
             print(f"{outcome.label}: nothing to do{skipped}")
         else:
-            print(f"{outcome.label}{skipped}:\n{format_summary(RunRecord.of(outcome.run.record), outcome.run.record_path)}\n")
+            print(f"{outcome.label}{skipped}:\n{format_summary(outcome.run.record, outcome.run.record_path)}\n")
 
     done = sweep_models([], checkpoints_in(args.checkpoints_dir) if args.checkpoints_dir else [], model_spec(args),
                         dataset=args.dataset, attacks=args.attack, eps=args.eps,

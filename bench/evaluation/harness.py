@@ -34,7 +34,7 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records.adversarials import AdversarialStore
 from bench.records.resume import AttackProgress, ResumeState, StageCost
-from bench.records.run_record import flag_text
+from bench.records.run_record import RunRecord, flag_text
 from bench.records.schema import SCHEMA_VERSION
 from bench.records.store import write_record
 from bench.shards import Shard, join
@@ -48,7 +48,7 @@ MARGIN_DECIMALS = 4  # per-example margins at the attack's output: a fingerprint
 @dataclass
 class RunResult:
     record_path: Path | None  # None when not written: torchrun ranks other than 0, the API without save
-    record: dict[str, Any]
+    record: RunRecord  # the record as written (and as `bench.records.run_record` reads it back)
     adversarials: AdversarialStore | None = None  # with save_adv: the worst case's first success per point
 
 
@@ -342,9 +342,9 @@ def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[At
                            [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world,
                            model.draws if model.randomized else None)
     if not writes:
-        return RunResult(None, record, store)
+        return RunResult(None, RunRecord.of(record), store)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")
     if store is not None:
         store.finish(path)
     state.finish()
-    return RunResult(path, record, store)
+    return RunResult(path, RunRecord.of({**record, "_file": path.name}), store)

@@ -93,6 +93,7 @@ class RunRecord:
     index_sha256: str | None
     seed: int
     attack_list: str  # config.attacks: the attacks as the run was asked for them
+    resumed: bool  # config.resumed: the run continued from saved progress
     provenance: Provenance
     clean: Accuracy
     attacks: Mapping[str, AttackResult]  # in the run's order
@@ -174,6 +175,7 @@ class RunRecord:
                             model.get("training_budget")),
             dataset=data["dataset"], selection=data.get("selection"), sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
             seed=int(record["config"]["seed"]), attack_list=record["config"].get("attacks", ""),
+            resumed=bool(record["config"].get("resumed", False)),
             provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
                                   prov.get("git_sha"), prov.get("versions", {})),
             clean=accuracy(record["clean"], clean), attacks=attacks, worst_case=accuracy(record["worst_case"], worst),
