@@ -11,6 +11,8 @@ import pytest
 
 from bench.attacks import parse_attacks
 from bench.auditing import checks as sanity
+from bench.auditing.checks import Check, CheckResult
+from bench.auditing.report import AuditSummary, Count
 from bench.auditing.runner import _adaptive_gap, probe
 from bench.cli import main
 from bench.evaluation.config import RunConfig
@@ -95,7 +97,7 @@ def test_the_audit_flags_a_masked_user_model_and_finds_its_true_robustness(maske
     assert standard[0] / standard[1] > 0.6  # what PGD reports
     assert audit[0] / audit[1] <= 0.05  # the standard CNN behind the rounding: ≈ 0%
     failed = {c["check"] for c in summary["checks"] if not c["passed"]}
-    assert {"gradients", "AA model checks", "black-box", "adaptive", "binarization", "noise", "unbounded ε"} <= failed
+    assert {"gradients", "autoattack-probe", "black-box", "adaptive", "binarization", "noise", "unbounded-eps"} <= failed
     assert summary["binarization"]["attacks"]["pgd"]["passed"] == 0  # rounding hides the boundary point
     report = next((root / "audits").glob("*.md")).read_text()
     assert "**Verdict: gradient masking**" in report and "broken only by adaptive" in report
@@ -120,12 +122,12 @@ def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
     good = record({"pgd": attack("1" * 60 + "0" * 40, "pgd")}, sha="a" * 64, label="good", file="1.json")
 
     def audit(verdict, date, passed):
-        return {"model": {"sha256": "a" * 64}, "dataset": "fashion-mnist", "threat": {"norm": "linf", "eps": 0.1},
-                "verdict": verdict, "date": date, "_file": f"{date}.json", "n": 100,
-                "robust": {"standard": {"aa": [60, 100]}, "adaptive": {"ra-aux": [51, 100]},
-                           "worst_case": {"standard": [60, 100], "adaptive": [51, 100], "audit": [50, 100]}},
-                "checks": [{"check": "adaptive", "passed": passed, "detail": "adaptive attacks broke 9 of 60"},
-                           {"check": "ε-curve", "passed": False, "detail": "recomputed from records, not copied"}]}
+        return AuditSummary(
+            f"{date}.json", date, "good", "a" * 64, "fashion-mnist", ThreatModel(Norm.LINF, 0.1), 100, verdict,
+            {"aa": Count(60, 100)}, {"ra-aux": Count(51, 100)},
+            {"standard": Count(60, 100), "adaptive": Count(51, 100), "audit": Count(50, 100)},
+            (CheckResult(Check.ADAPTIVE, passed, "adaptive attacks broke 9 of 60"),
+             CheckResult(Check.EPS_CURVE, False, "recomputed from records, not copied")), None)
 
     markdown, _ = leaderboard.render(typed(good), [audit("no sign of masking", "2026-01-01", True),
                                               audit("overstated by standard attacks", "2026-02-01", False)])

@@ -244,6 +244,7 @@ BAD_AUDITS = {
     "binarization-text": lambda a: a.update(binarization="passed"),
     "n-huge": lambda a: a.update(n=10**30),
     "dataset-unknown": lambda a: a.update(dataset="imagenet"),
+    "check-unknown": lambda a: a["checks"][0].update(check="<script>alert(1)</script>"),
 }
 
 

@@ -1,6 +1,7 @@
 """`bench leaderboard --html`: one self-contained page with the committed rows, sorted by a real
 headless Chromium (Debian's `chromium`, which `make test` installs where apt can)."""
 
+import dataclasses
 import os
 import re
 import shutil
@@ -130,7 +131,7 @@ def _hostile_board(committed) -> leaderboards.Board:
             row.older = [HOSTILE]
             row.attacks = {f"aa{HOSTILE}": cell for cell in row.attacks.values()}
             if row.audit is not None:
-                row.audit = {**row.audit, "verdict": HOSTILE, "_file": f"{HOSTILE_URL}.json"}
+                row.audit = dataclasses.replace(row.audit, verdict=HOSTILE, file=f"{HOSTILE_URL}.json")
     return board
 
 

@@ -38,17 +38,27 @@ SQUARE_ALLOWANCE = 0.01
 
 
 class Check(str, enum.Enum):
-    EPS_CURVE = "ε-curve"
+    """A check's stable identifier (what audit files store); `label` is what pages show."""
+
+    EPS_CURVE = "eps-curve"
     STRENGTH = "steps"
     BLACK_BOX = "black-box"
-    AUTOATTACK = "AA checks"
-    AUTOATTACK_PROBE = "AA model checks"  # the audit runs AutoAttack's checks on the model itself
+    AUTOATTACK = "autoattack-warnings"
+    AUTOATTACK_PROBE = "autoattack-probe"  # the audit runs AutoAttack's checks on the model itself
     GRADIENTS = "gradients"
     ADAPTIVE = "adaptive"
     BINARIZATION = "binarization"  # the audit's active test of attack strength (bench.auditing.binarization)
     SINGLE_STEP = "single-step"
     NOISE = "noise"
-    UNBOUNDED = "unbounded ε"
+    UNBOUNDED = "unbounded-eps"
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self, self.value)
+
+
+LABELS = {Check.EPS_CURVE: "ε-curve", Check.AUTOATTACK: "AA checks", Check.AUTOATTACK_PROBE: "AA model checks",
+          Check.UNBOUNDED: "unbounded ε"}  # the rest show their identifier
 
 
 @dataclass(frozen=True)

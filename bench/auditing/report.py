@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +13,16 @@ from tabulate import tabulate
 
 from bench.attacks import format_attacks
 from bench.auditing.binarization import BinarizationResult
+from bench.auditing.checks import LABELS, Check, CheckResult
 from bench.auditing.runner import Audit, AuditConfig, Verdict
 from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
 from bench.records import rules
 from bench.stats import wilson_interval
-from bench.threat import Norm
+from bench.threat import Norm, ThreatModel
 
-AUDIT_SCHEMA = 2  # 2: the binarization test
+AUDIT_SCHEMA = 3  # 2: the binarization test; 3: checks stored by identifier, not by their label
 
 
 def _cell(k: int, n: int) -> str:
@@ -104,7 +107,7 @@ def render(audit: Audit, cfg: AuditConfig) -> str:
                   "## Per-example agreement (standard worst case vs adaptive worst case)", "",
                   tabulate(list(audit.agreement.items()), headers=["points", "count"], tablefmt="github"), ""]
     lines += ["## Checks", "",
-              tabulate([[c.check.value, "pass" if c.passed else "FAIL", c.detail] for c in audit.checks],
+              tabulate([[c.check.label, "pass" if c.passed else "FAIL", c.detail] for c in audit.checks],
                        headers=["check", "result", "detail"], tablefmt="github"), ""]
     lines += _binarization_lines(audit.binarization)
     if audit.records:
@@ -135,6 +138,7 @@ def _count_pair(value: Any, where: str) -> None:
 
 
 _PAIRS = rules.map_of(_count_pair)
+_CHECK_NAMES = tuple(c.value for c in Check) + tuple(LABELS.values())  # identifiers; labels in schema ≤ 2
 AUDIT = rules.Obj({
     "schema_version": rules.integer(lo=1), "date": rules.DATE,
     "model": rules.Obj({"label": rules.string(nonempty=True), "sha256": rules.SHA256}),
@@ -144,7 +148,8 @@ AUDIT = rules.Obj({
     "verdict": rules.string(choices=tuple(v.value for v in Verdict)), "headline": rules.string(),
     "robust": rules.Obj({"standard": _PAIRS, "adaptive": _PAIRS, "worst_case": _PAIRS}, {"baseline": _PAIRS}),
     "agreement": rules.map_of(rules.integer(lo=0)),
-    "checks": rules.list_of(rules.Obj({"check": rules.string(), "passed": rules.boolean, "detail": rules.string()})),
+    "checks": rules.list_of(rules.Obj({"check": rules.string(choices=_CHECK_NAMES), "passed": rules.boolean,
+                                       "detail": rules.string()})),
     "records": rules.list_of(rules.string())},
     {"binarization": rules.nullable(rules.Obj(
         {"applicable": rules.boolean, "attacks": rules.map_of(rules.Obj(
@@ -156,19 +161,81 @@ AUDIT = rules.Obj({
          "random_baseline": rules.list_of(rules.integer(lo=0), length=2)}))})
 
 
-def read_audit(path: Path) -> dict[str, Any]:
-    """One audit summary, validated like a run record: the leaderboard reads it by its fields."""
+def upgrade(audit: dict[str, Any]) -> dict[str, Any]:
+    """A validated audit summary of any schema as the current schema writes it (checks by identifier)."""
+    by_label = {label: check.value for check, label in LABELS.items()}
+    checks = [{**c, "check": by_label.get(c["check"], c["check"])} for c in audit["checks"]]
+    return {**audit, "schema_version": max(audit["schema_version"], AUDIT_SCHEMA), "checks": checks}
+
+
+@dataclass(frozen=True)
+class Count:
+    """k of n audit points robust."""
+
+    robust: int
+    n: int
+
+
+@dataclass(frozen=True)
+class BinarizationScore:
+    passed: int
+    tasks: int
+    fails_test: bool
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """One audit file as the leaderboard reads it: validated (`AUDIT`), upgraded, then typed."""
+
+    file: str
+    date: str
+    label: str
+    sha256: str
+    dataset: str
+    threat: ThreatModel
+    n: int
+    verdict: str  # a `Verdict` value (validated)
+    standard: Mapping[str, Count]  # attack label → robust on the audit points
+    adaptive: Mapping[str, Count]
+    worst_case: Mapping[str, Count]  # standard, adaptive, audit
+    checks: tuple[CheckResult, ...]
+    binarization: Mapping[str, BinarizationScore] | None  # None: not run; empty: not applicable
+
+    @property
+    def report(self) -> str:
+        """The markdown report written beside the file."""
+        return f"{self.file.removesuffix('.json')}.md"
+
+    @classmethod
+    def of(cls, audit: Mapping[str, Any], file: str) -> AuditSummary:
+        robust = audit["robust"]
+
+        def counts(pairs: Mapping[str, list[int]]) -> dict[str, Count]:
+            return {label: Count(*pair) for label, pair in pairs.items()}
+
+        test = audit.get("binarization")
+        scores = None if test is None else {label: BinarizationScore(a["passed"], a["tasks"], a["fails_test"])
+                                            for label, a in test["attacks"].items()} if test["applicable"] else {}
+        return cls(file, audit["date"], audit["model"]["label"], audit["model"]["sha256"], audit["dataset"],
+                   ThreatModel(Norm(audit["threat"]["norm"]), float(audit["threat"]["eps"])), audit["n"],
+                   audit["verdict"], counts(robust["standard"]), counts(robust["adaptive"]),
+                   counts(robust["worst_case"]),
+                   tuple(CheckResult(Check(c["check"]), c["passed"], c["detail"]) for c in audit["checks"]), scores)
+
+
+def read_audit(path: Path) -> AuditSummary:
+    """One audit summary, validated like a run record, in the current schema and typed."""
     audit = read_json_object(path, "audit", BenchError)
     try:
         AUDIT(audit, "")
     except rules.Broken as exc:
         raise BenchError(f"{path}: not a valid audit summary: {exc}") from None
-    return {**audit, "_file": path.name}
+    return AuditSummary.of(upgrade(audit), path.name)
 
 
-def load_audits(audits_dir: Path) -> list[dict[str, Any]]:
+def load_audits(audits_dir: Path) -> list[AuditSummary]:
     """Every audit summary, oldest first (so the newest per model wins when folded into a dict)."""
     if not audits_dir.is_dir():
         return []
     found = [read_audit(p) for p in sorted(audits_dir.glob("*.json"))]
-    return sorted(found, key=lambda a: (a["date"], a["_file"]))
+    return sorted(found, key=lambda a: (a.date, a.file))

@@ -302,7 +302,7 @@ def run_audit(cfg: AuditConfig) -> Audit:
     if probed.refused is not None:
         verdict, headline = _verdict(checks, probed.refused, empty)
         return Audit(resolved.label, resolved.sha256, checks, verdict, headline, {}, {}, empty, {}, [])
-    warnings = tuple(f"audit: {c.check.value}: {c.detail}" for c in checks if not c.passed)
+    warnings = tuple(f"audit: {c.check.label}: {c.detail}" for c in checks if not c.passed)
     run = dataclasses.replace(base, extra_warnings=warnings)
     wanted = set(indices)
     standard = ensure_recorded(dataclasses.replace(run, attack_specs=cfg.standard), resolved.sha256, wanted)

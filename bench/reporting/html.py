@@ -127,7 +127,7 @@ def _anchor(row: Row) -> str:
 def _audit(row: Row) -> Markup:
     if row.audit is None:
         return Markup("not audited")
-    return _link(str(row.audit["verdict"]), f"audits/{str(row.audit['_file']).removesuffix('.json')}.md")
+    return _link(row.audit.verdict, f"audits/{row.audit.report}")
 
 
 def _worst(row: Row) -> Markup:

@@ -21,6 +21,7 @@ from tabulate import tabulate
 
 from bench.attacks.base import Role, board_columns, current_protocol, has_role, sole_attack
 from bench.auditing import checks as sanity
+from bench.auditing.report import AuditSummary, Count
 from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.records.curves import class_share, eps_curves, strength_curves
@@ -93,7 +94,7 @@ class Row:
     beyond: dict[str, Beyond]  # attacks run on a subset of the row's points
     checks: list[sanity.CheckResult]
     plots: list[tuple[str, str]] = field(default_factory=list)  # (link text, path relative to results/)
-    audit: dict[str, Any] | None = None  # the newest `bench audit` summary of this checkpoint and threat
+    audit: AuditSummary | None = None  # the newest `bench audit` summary of this checkpoint and threat
     external: list[str] = field(default_factory=list)  # external evaluations: label, file, sha256, source
     older: list[str] = field(default_factory=list)  # "label (protocol; now current)" for numbers from older versions
 
@@ -307,8 +308,8 @@ def budget_comparison(groups: dict[str, list[Row]]) -> list[str]:
 
 
 def checks_text(row: Row) -> str:
-    failed = [c.check.value for c in row.checks if not c.passed]
-    passed = [c.check.value for c in row.checks if c.passed]
+    failed = [c.check.label for c in row.checks if not c.passed]
+    passed = [c.check.label for c in row.checks if c.passed]
     parts = []
     if failed:
         parts.append("⚠ " + ", ".join(failed))
@@ -353,24 +354,23 @@ def _plots(key: TableKey, rows: list[Row], records: list[RunRecord]) -> dict[str
     return files
 
 
-def _audit_link(audit: dict[str, Any]) -> str:
-    return f"[{audit['verdict']}](audits/{audit['_file'].removesuffix('.json')}.md)"
+def _audit_link(audit: AuditSummary) -> str:
+    return f"[{audit.verdict}](audits/{audit.report})"
 
 
-def _pct_pair(pair: list[int] | None) -> str:
-    return f"{100 * pair[0] / pair[1]:.1f}" if pair and pair[1] else "–"
+def _pct_pair(count: Count | None) -> str:
+    return f"{100 * count.robust / count.n:.1f}" if count and count.n else "–"
 
 
-def _binarization_cell(audit: dict[str, Any]) -> str:
+def _binarization_cell(audit: AuditSummary) -> str:
     """Each binarization attack's tasks passed, e.g. `pgd 100/100, apgd 99/100`; audits from before
     the test say so."""
-    test = audit.get("binarization")
-    if test is None:
+    if audit.binarization is None:
         return "not run"
-    if not test["applicable"]:
+    if not audit.binarization:
         return "n/a"
-    return ", ".join(f"{label} {a['passed']}/{a['tasks']}" + (" ✗" if a["fails_test"] else "")
-                     for label, a in test["attacks"].items())
+    return ", ".join(f"{label} {a.passed}/{a.tasks}" + (" ✗" if a.fails_test else "")
+                     for label, a in audit.binarization.items())
 
 
 def _audit_table(rows: list[Row]) -> str:
@@ -379,12 +379,12 @@ def _audit_table(rows: list[Row]) -> str:
     for row in rows:
         if row.audit is None:
             continue
-        robust = row.audit["robust"]
-        worst = robust["worst_case"]
-        adaptive = ", ".join(f"{label} {_pct_pair(pair)}" for label, pair in robust["adaptive"].items())
-        body.append([f"`{row.label}`", row.audit["n"], _pct_pair(robust["standard"].get(OFFICIAL)),
+        audit = row.audit
+        worst = audit.worst_case
+        adaptive = ", ".join(f"{label} {_pct_pair(count)}" for label, count in audit.adaptive.items())
+        body.append([f"`{row.label}`", audit.n, _pct_pair(audit.standard.get(OFFICIAL)),
                      _pct_pair(worst["standard"]), adaptive or "–", _pct_pair(worst["adaptive"]),
-                     f"**{_pct_pair(worst['audit'])}**", _binarization_cell(row.audit), _audit_link(row.audit)])
+                     f"**{_pct_pair(worst['audit'])}**", _binarization_cell(audit), _audit_link(audit)])
     headers = ["checkpoint", "n", "AutoAttack", "standard worst case", "adaptive attacks", "adaptive worst case",
                "audit worst case", "binarization test", "verdict"]
     return markdown_table(body, headers) if body else ""
@@ -537,20 +537,17 @@ AUDIT_ONLY_CHECKS = (sanity.Check.AUTOATTACK_PROBE, sanity.Check.GRADIENTS, sani
                      sanity.Check.BINARIZATION)
 
 
-def attach_audits(rows: list[Row], key: TableKey, audits: list[dict[str, Any]]) -> None:
+def attach_audits(rows: list[Row], key: TableKey, audits: list[AuditSummary]) -> None:
     """The newest audit of each row's checkpoint under this threat model: its verdict, and the
     checks only an audit can make (model probes, adaptive gap) join the row's sanity checks."""
     dataset, norm, eps = key
     for row in rows:
-        mine = [a for a in audits if a["model"]["sha256"] == row.sha256 and a["dataset"] == dataset
-                and a["threat"] == {"norm": norm, "eps": eps}]
+        mine = [a for a in audits if a.sha256 == row.sha256 and a.dataset == dataset
+                and a.threat.norm.value == norm and a.threat.eps == eps]
         if not mine:
             continue
         row.audit = newest = mine[-1]
-        for c in newest["checks"]:
-            check = sanity.Check(c["check"])
-            if check in AUDIT_ONLY_CHECKS:
-                row.checks.append(sanity.CheckResult(check, c["passed"], c["detail"]))
+        row.checks += [c for c in newest.checks if c.check in AUDIT_ONLY_CHECKS]
 
 
 @dataclass
@@ -563,7 +560,7 @@ class Board:
     files: dict[str, bytes]  # plot path relative to results/ → PNG bytes
 
 
-def prepare(records: list[RunRecord], audits: list[dict[str, Any]] | None = None) -> Board:
+def prepare(records: list[RunRecord], audits: list[AuditSummary] | None = None) -> Board:
     """The rows of every table, with audits (oldest first) and plots."""
     current, superseded = build_rows(records)
     files: dict[str, bytes] = {}
@@ -573,7 +570,7 @@ def prepare(records: list[RunRecord], audits: list[dict[str, Any]] | None = None
     return Board(len(records), current, superseded, files)
 
 
-def render(records: list[RunRecord], audits: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, bytes]]:
+def render(records: list[RunRecord], audits: list[AuditSummary] | None = None) -> tuple[str, dict[str, bytes]]:
     """(markdown, {plot path relative to results/: PNG bytes}); `audits` oldest first."""
     board = prepare(records, audits)
     current, superseded, files = board.current, board.superseded, board.files
@@ -604,7 +601,7 @@ def render(records: list[RunRecord], audits: list[dict[str, Any]] | None = None)
         failures = [(row, c) for row in rows for c in row.checks if not c.passed]
         if failures:
             parts.append("Failed sanity checks:\n")
-            parts += [f"- `{row.label}` {c.check.value}: {c.detail}" for row, c in failures]
+            parts += [f"- `{row.label}` {c.check.label}: {c.detail}" for row, c in failures]
             parts.append("")
         overview = f"plots/{_slug(dataset)}-{norm}-eps-all.png"
         if overview in files:
