@@ -45,7 +45,7 @@ from bench.records.adversarials import AdversarialStore
 from bench.records.run_record import Accuracy, RunRecord
 from bench.records.schema import WORST_CASE, RunPurpose
 from bench.reporting.derived import Derived, derived_root, rebuild
-from bench.stats import wilson_interval
+from bench.stats import percent_text, wilson_interval
 from bench.threat import Norm, ThreatModel, parse_eps
 
 Model = str | Path | nn.Module | ResolvedModel
@@ -68,7 +68,7 @@ class Estimate:
         return self.count / self.n
 
     def __str__(self) -> str:
-        return f"{100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+        return percent_text(self.value, self.low, self.high)
 
 
 def _estimate(accuracy: Accuracy) -> Estimate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -17,6 +18,31 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return (low, high)
+
+
+def percent_text(value: float, low: float, high: float) -> str:
+    """The one way a proportion with its interval is written: `68.5% [61.8, 74.5]`."""
+    return f"{100 * value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """k of n points (robust, correct, passed): the shape behind every accuracy the suite reports."""
+
+    count: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.count / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval."""
+        return wilson_interval(self.count, self.n)
+
+    def text(self) -> str:
+        return percent_text(self.value, *self.interval) if self.n else "n/a"
 
 
 

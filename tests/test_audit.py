@@ -12,13 +12,14 @@ import pytest
 from bench.attacks import parse_attacks
 from bench.auditing import checks as sanity
 from bench.auditing.checks import Check, CheckResult
-from bench.auditing.report import AuditSummary, Count
+from bench.auditing.report import AuditSummary
 from bench.auditing.runner import _adaptive_gap, probe
 from bench.cli import main
 from bench.evaluation.config import RunConfig
 from bench.evaluation.resolve import resolve_model
 from bench.loading.sources import ModelSpec
 from bench.reporting import leaderboards as leaderboard
+from bench.stats import Proportion
 from bench.threat import Norm, ThreatModel
 from tests.conftest import COMMITTED
 from tests.synthetic import attack, record, typed
@@ -124,8 +125,8 @@ def test_leaderboard_takes_the_newest_audit_of_the_same_checkpoint_and_threat():
     def audit(verdict, date, passed):
         return AuditSummary(
             f"{date}.json", date, "good", "a" * 64, "fashion-mnist", ThreatModel(Norm.LINF, 0.1), 100, verdict,
-            {"aa": Count(60, 100)}, {"ra-aux": Count(51, 100)},
-            {"standard": Count(60, 100), "adaptive": Count(51, 100), "audit": Count(50, 100)},
+            {"aa": Proportion(60, 100)}, {"ra-aux": Proportion(51, 100)},
+            {"standard": Proportion(60, 100), "adaptive": Proportion(51, 100), "audit": Proportion(50, 100)},
             (CheckResult(Check.ADAPTIVE, passed, "adaptive attacks broke 9 of 60"),
              CheckResult(Check.EPS_CURVE, False, "recomputed from records, not copied")), None)
 

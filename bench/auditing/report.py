@@ -19,17 +19,14 @@ from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object
 from bench.records import rules
-from bench.stats import wilson_interval
+from bench.stats import Proportion
 from bench.threat import Norm, ThreatModel
 
 AUDIT_SCHEMA = 3  # 2: the binarization test; 3: checks stored by identifier, not by their label
 
 
 def _cell(k: int, n: int) -> str:
-    if n == 0:
-        return "n/a"
-    low, high = wilson_interval(k, n)
-    return f"{100 * k / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+    return Proportion(k, n).text()
 
 
 def _binarization_summary(result: BinarizationResult | None, cfg: AuditConfig) -> dict[str, Any] | None:
@@ -169,14 +166,6 @@ def upgrade(audit: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Count:
-    """k of n audit points robust."""
-
-    robust: int
-    n: int
-
-
-@dataclass(frozen=True)
 class BinarizationScore:
     passed: int
     tasks: int
@@ -195,9 +184,9 @@ class AuditSummary:
     threat: ThreatModel
     n: int
     verdict: str  # a `Verdict` value (validated)
-    standard: Mapping[str, Count]  # attack label → robust on the audit points
-    adaptive: Mapping[str, Count]
-    worst_case: Mapping[str, Count]  # standard, adaptive, audit
+    standard: Mapping[str, Proportion]  # attack label → robust on the audit points
+    adaptive: Mapping[str, Proportion]
+    worst_case: Mapping[str, Proportion]  # standard, adaptive, audit
     checks: tuple[CheckResult, ...]
     binarization: Mapping[str, BinarizationScore] | None  # None: not run; empty: not applicable
 
@@ -210,8 +199,8 @@ class AuditSummary:
     def of(cls, audit: Mapping[str, Any], file: str) -> AuditSummary:
         robust = audit["robust"]
 
-        def counts(pairs: Mapping[str, list[int]]) -> dict[str, Count]:
-            return {label: Count(*pair) for label, pair in pairs.items()}
+        def counts(pairs: Mapping[str, list[int]]) -> dict[str, Proportion]:
+            return {label: Proportion(*pair) for label, pair in pairs.items()}
 
         test = audit.get("binarization")
         scores = None if test is None else {label: BinarizationScore(a["passed"], a["tasks"], a["fails_test"])

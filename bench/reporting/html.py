@@ -42,7 +42,6 @@ from bench.reporting.leaderboards import (
     subset_text,
     versus_next,
 )
-from bench.stats import wilson_interval
 
 NAN = float("nan")
 INLINE = re.compile(r"\\(?P<escaped>[^\sA-Za-z0-9])|`(?P<code>[^`]+)`|\*\*(?P<bold>[^*]+)\*\*|\[(?P<label>[^\]]+)\]\((?P<url>[^)\s]+)\)")
@@ -131,11 +130,11 @@ def _audit(row: Row) -> Markup:
 
 
 def _worst(row: Row) -> Markup:
-    lo, hi = wilson_interval(row.worst.count, row.worst.n)
+    lo, hi = row.worst.interval
     flag = Markup(' <span class="warn" title="a check failed: see the details">⚠</span>') if any(
         not c.passed for c in row.checks) else ""
     return Markup("<strong>{:.1f}</strong> [{:.1f}, {:.1f}]{}").format(
-        100 * row.worst.accuracy, 100 * lo, 100 * hi, flag)
+        100 * row.worst.value, 100 * lo, 100 * hi, flag)
 
 
 def _ranking_rows(rows: list[Row]) -> list[list[tuple[Markup | str, float | None]]]:
@@ -149,8 +148,8 @@ def _ranking_rows(rows: list[Row]) -> list[list[tuple[Markup | str, float | None
                       (Markup('<a href="#{}"><code>{}</code></a> {}').format(_anchor(row), row.label, row.sha256[:12]),
                        None),
                       (row.arch or "", None),
-                      (row.clean.text(n), row.clean.accuracy),
-                      (official.text(n), official.accuracy) if official else ("–", NAN),
+                      (row.clean.cell_text(n), row.clean.accuracy),
+                      (official.cell_text(n), official.accuracy) if official else ("–", NAN),
                       (_worst(row), row.worst.accuracy), (str(n), n),
                       (paired_short(paired), paired.p if paired else NAN),
                       (_audit(row), None)])
@@ -163,7 +162,7 @@ def _details(rows: list[Row]) -> list[list[Markup]]:
     for rank, row in enumerate(rows, 1):
         n = row.worst.n
         below = rows[rank] if rank < len(rows) else None
-        attacks = ", ".join(f"{label} {cell.text(n)}" for label, cell in sorted(row.attacks.items()))
+        attacks = ", ".join(f"{label} {cell.cell_text(n)}" for label, cell in sorted(row.attacks.items()))
         items = [Markup("variant: {}").format(inline(row.variant)) if row.variant else None,
                  Markup("robust accuracy (%, n={} unless marked): {}").format(n, attacks or "–"),
                  Markup("worst case: {} on {} points; attacks on a subset: {}").format(

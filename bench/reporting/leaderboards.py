@@ -21,14 +21,14 @@ from tabulate import tabulate
 
 from bench.attacks.base import Role, board_columns, current_protocol, has_role, sole_attack
 from bench.auditing import checks as sanity
-from bench.auditing.report import AuditSummary, Count
+from bench.auditing.report import AuditSummary
 from bench.data import DATASETS
 from bench.files import write_if_changed
 from bench.records.curves import class_share, eps_curves, strength_curves
 from bench.records.run_record import RunRecord
 from bench.records.schema import SCHEMA_VERSION, RunPurpose
 from bench.reporting import plots
-from bench.stats import kendall_tau, mcnemar_exact, wilson_interval
+from bench.stats import Proportion, kendall_tau, mcnemar_exact
 from defenses.training.registry import BUDGETS
 
 COLUMNS = tuple(board_columns())  # (heading, attack) of the attacks with a column of their own
@@ -38,15 +38,14 @@ NORM_SYMBOL = {"linf": "L∞", "l2": "L2"}
 
 
 @dataclass(frozen=True)
-class Cell:
-    count: int
-    n: int
+class Cell(Proportion):
+    """A board cell: its number alone when measured on the row's `n`, else with its own `n=`."""
 
     @property
     def accuracy(self) -> float:
-        return self.count / self.n if self.n else 0.0
+        return self.value
 
-    def text(self, worst_n: int) -> str:
+    def cell_text(self, worst_n: int) -> str:
         value = f"{100 * self.accuracy:.1f}"
         return value if self.n == worst_n else f"{value} (n={self.n})"
 
@@ -358,8 +357,8 @@ def _audit_link(audit: AuditSummary) -> str:
     return f"[{audit.verdict}](audits/{audit.report})"
 
 
-def _pct_pair(count: Count | None) -> str:
-    return f"{100 * count.robust / count.n:.1f}" if count and count.n else "–"
+def _pct_pair(count: Proportion | None) -> str:
+    return f"{100 * count.value:.1f}" if count and count.n else "–"
 
 
 def _binarization_cell(audit: AuditSummary) -> str:
@@ -439,9 +438,9 @@ def subset_text(row: Row) -> str:
 
 
 def _worst_text(row: Row) -> str:
-    lo, hi = wilson_interval(row.worst.count, row.worst.n)
+    lo, hi = row.worst.interval
     flag = " ⚠" if any(not c.passed for c in row.checks) else ""
-    return f"**{100 * row.worst.accuracy:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{flag}"
+    return f"**{100 * row.worst.value:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{flag}"
 
 
 def _table(rows: list[Row]) -> str:
@@ -450,8 +449,8 @@ def _table(rows: list[Row]) -> str:
     for rank, row in enumerate(rows, 1):
         wn = row.worst.n
         official = row.attacks.get(OFFICIAL)
-        body.append([rank, f"`{row.label}` {row.sha256[:12]}", row.arch or "", row.clean.text(wn),
-                     official.text(wn) if official else "–", _worst_text(row), wn,
+        body.append([rank, f"`{row.label}` {row.sha256[:12]}", row.arch or "", row.clean.cell_text(wn),
+                     official.cell_text(wn) if official else "–", _worst_text(row), wn,
                      paired_short(versus_next(row, rows[rank] if rank < len(rows) else None)),
                      _audit_link(row.audit) if row.audit else "not audited"])
     headers = ["#", "checkpoint", "arch", "clean", "AutoAttack", "worst case [95% CI]", "n", "vs next row", "audit"]
@@ -471,8 +470,8 @@ def _details(rows: list[Row]) -> str:
     for rank, row in enumerate(rows, 1):
         wn = row.worst.n
         below = rows[rank] if rank < len(rows) else None
-        named = [f"{name} {row.attacks[col].text(wn)}" for name, col in COLUMNS if col in row.attacks]
-        others = [f"{label} {cell.text(wn)}" for label, cell in sorted(row.attacks.items())
+        named = [f"{name} {row.attacks[col].cell_text(wn)}" for name, col in COLUMNS if col in row.attacks]
+        others = [f"{label} {cell.cell_text(wn)}" for label, cell in sorted(row.attacks.items())
                   if label not in dict((v, k) for k, v in COLUMNS)]
         links = " · ".join(f"[{text}]({path})" for text, path in row.plots)
         lines = [f"#### {rank}. `{row.label}` {row.sha256[:12]}", ""]
