@@ -42,6 +42,7 @@ from bench.evaluation.harness import evaluate
 from bench.files import atomic_write, read_json_object
 from bench.loading.sources import ModelSpec
 from bench.provenance import git_sha, now_iso
+from bench.records import rules
 from bench.records.run_record import RunRecord, flag_text
 from bench.records.schema import WORST_CASE
 from bench.stats import binomial_quantile, sign_test_greater
@@ -51,7 +52,6 @@ NOISE_RATE = 0.005
 ALPHA = 0.001
 MARGIN_TOLERANCE = 1e-3
 PASS_TOLERANCE = 0.05
-BASELINE_FIELDS = ("protocol", "checkpoint", "threat", "index_sha256", "flags", "margins", "passes", "history")
 CLEAN = "clean"
 
 
@@ -161,40 +161,83 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> RunR
         return evaluate(cfg).record
 
 
-def read_baseline(path: Path) -> dict[str, Any]:
-    baseline = read_json_object(path, "baseline", BenchError)
-    if baseline.get("baseline_version") != BASELINE_VERSION:
-        raise BenchError(f"{path}: not a baseline of version {BASELINE_VERSION}")
-    missing = [k for k in BASELINE_FIELDS if k not in baseline]
-    if missing or not isinstance(baseline["checkpoint"], dict) or "sha256" not in baseline["checkpoint"]:
-        raise BenchError(f"{path}: incomplete baseline (missing {', '.join(missing) or 'checkpoint.sha256'}); "
-                         "restore it from version control or re-bless")
-    return baseline
+BASELINE = rules.Obj({
+    "baseline_version": rules.integer(lo=1), "protocol": rules.json_object,
+    "threat": rules.Obj({"norm": rules.string(), "eps": rules.number(positive=True)}),
+    "checkpoint": rules.Obj({"label": rules.string(), "path": rules.string(), "sha256": rules.SHA256},
+                            {"input": rules.nullable(rules.string()), "model": rules.nullable(rules.json_object)}),
+    "index_sha256": rules.nullable(rules.SHA256), "flags": rules.map_of(rules.flags),
+    "margins": rules.map_of(rules.list_of(rules.nullable(rules.number()))),
+    "passes": rules.map_of(rules.list_of(rules.number(lo=0.0))), "history": rules.list_of(rules.json_object)},
+    {"dataset": rules.string(), "n": rules.integer(lo=1)})
 
 
-def compare(target: Target, path: Path, baseline: dict[str, Any], record: RunRecord,
+@dataclass(frozen=True)
+class Baseline:
+    """A gate baseline as its file holds it: validated by `BASELINE`, read and written by field."""
+
+    protocol: dict[str, Any]  # `GateProtocol.as_json()` when it was blessed
+    threat: dict[str, Any]  # {"norm", "eps"}
+    checkpoint: dict[str, Any]  # label, path, sha256, input (since inputs were pinned), model (a --model spec)
+    index_sha256: str | None
+    flags: dict[str, str]  # measure → 0/1 per point
+    margins: dict[str, list[float | None]]  # attack → true-class margin at its output per point
+    passes: dict[str, list[float]]  # attack → [forward, backward] per example
+    history: list[dict[str, Any]]  # one entry per blessing: date, reason, git_sha, sha256, summary
+    dataset: str | None = None
+    n: int | None = None
+
+    @property
+    def sha256(self) -> str:
+        return str(self.checkpoint["sha256"])
+
+    @classmethod
+    def read(cls, path: Path) -> Baseline:
+        raw = read_json_object(path, "baseline", BenchError)
+        if raw.get("baseline_version") != BASELINE_VERSION:
+            raise BenchError(f"{path}: not a baseline of version {BASELINE_VERSION}")
+        try:
+            BASELINE(raw, "")
+        except rules.Broken as exc:
+            raise BenchError(f"{path}: incomplete baseline ({exc}); restore it from version control or re-bless"
+                             ) from None
+        return cls(raw["protocol"], raw["threat"], raw["checkpoint"], raw["index_sha256"], raw["flags"],
+                   raw["margins"], raw["passes"], raw["history"], raw.get("dataset"), raw.get("n"))
+
+    def to_json(self) -> dict[str, Any]:
+        optional = {key: value for key, value in (("dataset", self.dataset), ("n", self.n)) if value is not None}
+        return {"baseline_version": BASELINE_VERSION, "protocol": self.protocol, **optional, "threat": self.threat,
+                "checkpoint": self.checkpoint, "index_sha256": self.index_sha256, "flags": self.flags,
+                "margins": self.margins, "passes": self.passes, "history": self.history}
+
+
+def read_baseline(path: Path) -> Baseline:
+    return Baseline.read(path)
+
+
+def compare(target: Target, path: Path, baseline: Baseline, record: RunRecord,
             protocol: GateProtocol) -> Verdict:
     verdict = Verdict(target, path)
-    if baseline["protocol"] != protocol.as_json():
-        verdict.identity.append(f"baseline protocol {baseline['protocol']} differs from the gate's "
+    if baseline.protocol != protocol.as_json():
+        verdict.identity.append(f"baseline protocol {baseline.protocol} differs from the gate's "
                                 f"{protocol.as_json()}: re-bless")
-    if baseline["checkpoint"]["sha256"] != record.model.sha256:
-        verdict.identity.append(f"checkpoint changed: sha256 {baseline['checkpoint']['sha256'][:16]}… in the "
+    if baseline.sha256 != record.model.sha256:
+        verdict.identity.append(f"checkpoint changed: sha256 {baseline.sha256[:16]}… in the "
                                 f"baseline, {record.model.sha256[:16]}… now")
-    blessed = baseline["checkpoint"].get("model")
+    blessed = baseline.checkpoint.get("model")
     blessed_spec = blessed.get("spec") if isinstance(blessed, dict) else None
     given_spec = target.model.text if target.model else None
     if blessed_spec != given_spec:
         verdict.identity.append(f"the baseline was blessed for {_model_text(blessed_spec)}, this check gives "
                                 f"{_model_text(given_spec)}")
-    declared = baseline["checkpoint"].get("input")  # baselines blessed before inputs were pinned have none
+    declared = baseline.checkpoint.get("input")  # baselines blessed before inputs were pinned have none
     if declared is not None and declared != record.model.input:
         verdict.identity.append(f"declared input changed: {declared!r} in the baseline, {record.model.input!r} now")
-    if baseline["index_sha256"] != record.index_sha256 or baseline["threat"] != _threat_of(record):
+    if baseline.index_sha256 != record.index_sha256 or baseline.threat != _threat_of(record):
         verdict.identity.append("test points or threat model differ from the baseline's")
         return verdict
     now, margins, passes = _flags_of(record), _margins_of(record), _passes_of(record)
-    for name, old in baseline["flags"].items():
+    for name, old in baseline.flags.items():
         new = now.get(name)
         if new is None:
             verdict.identity.append(f"the gate no longer runs {name!r}")
@@ -202,9 +245,9 @@ def compare(target: Target, path: Path, baseline: dict[str, Any], record: RunRec
         measure = Measure(name, len(old), sum(a == "0" and b == "1" for a, b in zip(old, new, strict=True)),
                           sum(a == "1" and b == "0" for a, b in zip(old, new, strict=True)), old.count("1"),
                           new.count("1"))
-        if name in baseline["margins"]:
-            measure.margin_changes = _moved(baseline["margins"][name], margins[name])
-            measure.passes = (baseline["passes"][name], passes[name])
+        if name in baseline.margins:
+            measure.margin_changes = _moved(baseline.margins[name], margins[name])
+            measure.passes = (baseline.passes[name], passes[name])
         verdict.measures.append(measure)
     return verdict
 
@@ -231,19 +274,16 @@ def pooled(verdicts: list[Verdict]) -> list[tuple[str, int, int, float]]:
 
 
 def new_baseline(record: RunRecord, target: Target, protocol: GateProtocol, reason: str,
-                 previous: dict[str, Any] | None) -> dict[str, Any]:
-    history = list(previous["history"]) if previous else []
+                 previous: Baseline | None) -> Baseline:
+    history = list(previous.history) if previous else []
     history.append({"date": now_iso(), "reason": reason, "git_sha": git_sha(),
                     "sha256": record.model.sha256,
                     "summary": {name: flags.count("1") for name, flags in _flags_of(record).items()}})
-    return {"baseline_version": BASELINE_VERSION, "protocol": protocol.as_json(),
-            "dataset": target.dataset, "threat": _threat_of(record),
-            "checkpoint": {"label": target.label, "path": record.model.path,
-                           "sha256": record.model.sha256, "input": record.model.input,
-                           **({"model": _spec_entry(target.model)} if target.model else {})},
-            "index_sha256": record.index_sha256, "n": record.n,
-            "flags": _flags_of(record), "margins": _margins_of(record), "passes": _passes_of(record),
-            "history": history}
+    return Baseline(protocol.as_json(), _threat_of(record),
+                    {"label": target.label, "path": record.model.path, "sha256": record.model.sha256,
+                     "input": record.model.input, **({"model": _spec_entry(target.model)} if target.model else {})},
+                    record.index_sha256, _flags_of(record), _margins_of(record), _passes_of(record), history,
+                    target.dataset, record.n)
 
 
 def _spec_entry(spec: ModelSpec) -> dict[str, Any]:
@@ -254,8 +294,8 @@ def _spec_entry(spec: ModelSpec) -> dict[str, Any]:
             "input_range": spec.input_range.value if spec.input_range else None}
 
 
-def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
-    atomic_write(path, (json.dumps(baseline, indent=1, sort_keys=True) + "\n").encode())
+def write_baseline(path: Path, baseline: Baseline) -> None:
+    atomic_write(path, (json.dumps(baseline.to_json(), indent=1, sort_keys=True) + "\n").encode())
 
 
 def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[str]]:
@@ -271,7 +311,7 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
         if label in targets:
             continue
         try:
-            entry = read_baseline(path)["checkpoint"]
+            entry = read_baseline(path).checkpoint
             if "model" in entry:
                 problems.append(f"{path}: baseline {label!r} is for a --model, and the gate imports no code "
                                 f"because a file names it: check it with `bench check --model ... --label {label}`")

@@ -285,12 +285,16 @@ def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
             os.mkfifo(root / "audits" / AUDIT.name)
         else:
             (root / "audits" / AUDIT.name).write_bytes(DEEP)
-    for name in ("deep", "fifo", "bigint"):
+    for name in ("deep", "fifo", "bigint", "flags"):
         folder = bad / f"baselines-{name}" / "fashion-mnist"
         folder.mkdir(parents=True)
         baseline = folder / "standard.json"
         if name == "fifo":
             os.mkfifo(baseline)
+        elif name == "flags":  # the committed baseline with one measure's flags not 0/1
+            committed = json.loads((REPO / "results" / "baselines" / "fashion-mnist" / "standard.json").read_text())
+            committed["flags"]["clean"] = "<script>alert(1)</script>"
+            baseline.write_text(json.dumps(committed))
         else:
             baseline.write_bytes(DEEP if name == "deep" else b'{"baseline_version": 1' + b"0" * 40 + b"}")
         shutil.copy(natural_ckpt, bad / f"sidecar-{name}.pt")
@@ -736,7 +740,7 @@ CASES: list[tuple[str, list[str], str]] = [
     *[(f"check-baseline-{name}", ["check", "--defense", "standard", "--baselines", f"{{bad}}/baselines-{name}",
                                   "--n", "5", "--attack", "fgsm"], fragment)
       for name, fragment in (("deep", "nested deeper than"), ("fifo", "not a regular file"),
-                             ("bigint", "a whole number of 41 digits"))],
+                             ("bigint", "a whole number of 41 digits"), ("flags", "must be 0/1 characters only"))],
     *[(f"run-sidecar-{name}", ["run", "--checkpoint", f"{{bad}}/sidecar-{name}.pt", "--attack", "fgsm", "--n", "5",
                                "--results-dir", "{tmp}/r"], fragment)
       for name, fragment in (("deep", "nested deeper than"), ("fifo", "not a regular file"),
