@@ -157,6 +157,8 @@ _LINF_8 = ThreatModel(Norm.LINF, 8 / 255)
 _L2_05 = ThreatModel(Norm.L2, 0.5)
 _CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
 
+DEFAULT_DATASET = "fashion-mnist"  # the embedded one (Debian's package): what every command uses unless told
+
 DATASETS.add("fashion-mnist", DatasetSpec(
     "fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), (ThreatModel(Norm.LINF, 0.1),),
     _fashion_mnist,

@@ -132,3 +132,15 @@ def test_docs_attacks_lists_every_registered_attack() -> None:
     table = (REPO / "docs" / "attacks.md").read_text().split("## Attacks", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([a-z0-9-]+)(?:[:\[][^`]*)?`", table))
     assert set(ATTACKS.names()) - listed == set()
+
+
+def test_every_dataset_option_lists_the_registered_datasets() -> None:
+    from bench.data import DATASETS
+
+    found = 0
+    for name in ("run", "audit", "verify-adv", "check", "sweep"):
+        parser, _ = _subparser(build_parser(), [name])
+        help_text = next(a.help for a in parser._actions if "--dataset" in a.option_strings) or ""
+        assert all(dataset in help_text for dataset in DATASETS.names()), (name, help_text)
+        found += 1
+    assert found == 5

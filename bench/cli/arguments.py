@@ -6,6 +6,14 @@ import argparse
 import math
 import re
 
+from bench.data import DATASETS, DEFAULT_DATASET
+
+
+def dataset_help() -> str:
+    """The registered datasets, the default first: `--dataset`'s help, never a hand-kept list."""
+    return ", ".join([f"{DEFAULT_DATASET} (default)", *(n for n in DATASETS.names() if n != DEFAULT_DATASET)])
+
+
 SEED_LIMIT = 2**32  # seeds are 0 … 2^32 − 1 for every attack (numpy's and torch's common range)
 
 

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.arguments import add_randomized_arguments, non_negative_int, positive_int, seed_value
+from bench.cli.arguments import (
+    add_randomized_arguments,
+    dataset_help,
+    non_negative_int,
+    positive_int,
+    seed_value,
+)
 from bench.cli.model_options import add_model_arguments, add_model_qualifiers
 from bench.errors import BenchError
 
@@ -21,7 +27,7 @@ exit status: 0 no sign of masking, 1 a check failed (verdict says which), 2 bad 
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
+    p.add_argument("--dataset", default=None, help=dataset_help())
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
     p.add_argument("--norm", "--threat", dest="norm", help="threat model: linf (Linf) or l2 (L2); default: the "
                    "dataset's default. Also picks the RobustBench zoo (robustbench:NAME)")

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import positive_int, seed_value
+from bench.cli.arguments import dataset_help, positive_int, seed_value
 from bench.cli.model_options import MODEL_HELP, add_model_qualifiers
+from bench.data import DEFAULT_DATASET
 
 CHECK_EXAMPLES = """examples:
   bench check                                       # every committed checkpoint vs results/baselines/
@@ -29,7 +30,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                        f"numerical noise explains (rate {NOISE_RATE:.1%}, α={ALPHA}), when flips lean one way "
                        "(exact sign test, also pooled over checkpoints), or when a checkpoint's sha256 changed.",
                        epilog=CHECK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help=dataset_help())
     p.add_argument("--defense", action="append", default=[], help="a registered defense (repeatable)")
     p.add_argument("--checkpoint", action="append", default=[], type=Path,
                    help="a checkpoint file with sidecar; its label is the file stem (repeatable)")

@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.cli.arguments import positive_int
+from bench.cli.arguments import dataset_help, positive_int
 from bench.cli.model_options import add_model_arguments
+from bench.data import DEFAULT_DATASET
 from bench.evaluation.config import RANDOMIZED_DRAWS
 
 EXAMPLES = """examples:
@@ -31,7 +32,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adv", type=Path, required=True, help="the adversarial examples (bench-adv format)")
     p.add_argument("--name", help="the evaluation's name: the record's attack is external:NAME")
     p.add_argument("--source", help="where the file comes from (a URL or citation), kept in the record")
-    p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
+    p.add_argument("--dataset", default=None, help=dataset_help())
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
     p.add_argument("--norm", "--threat", dest="norm", help="threat model the file must be for (default: the file's)")
     p.add_argument("--eps", help="ε the file must be for (default: the file's)")
@@ -54,7 +55,7 @@ def _cmd_verify_adv(args: argparse.Namespace) -> int:
 
     asked = None
     if args.eps is not None or args.norm is not None:
-        dataset = args.dataset or "fashion-mnist"
+        dataset = args.dataset or DEFAULT_DATASET
         asked = RunConfig.resolve_threat(dataset, args.norm, args.eps)
     eps_text, args.eps = args.eps, None  # the run's threat is the file's, checked against what was asked
     cfg = run_config(args)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench import distributed
-from bench.cli.arguments import add_randomized_arguments, positive_int, seed_value
+from bench.cli.arguments import add_randomized_arguments, dataset_help, positive_int, seed_value
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 from bench.loading.model import Precision
@@ -34,7 +34,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="evaluate a checkpoint with a set of attacks",
                        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p)
-    p.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100, svhn")
+    p.add_argument("--dataset", default=None, help=dataset_help())
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
     p.add_argument("--attack", default="fgsm,pgd,cw,aa",
                    help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "

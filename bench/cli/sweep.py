@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.arguments import positive_int, seed_value
+from bench.cli.arguments import dataset_help, positive_int, seed_value
 from bench.cli.model_options import MODEL_HELP, add_model_qualifiers, model_spec
+from bench.data import DEFAULT_DATASET
 
 SWEEP_EXAMPLES = """examples:
   bench sweep                                          # fgsm,pgd,cw,aa over every committed fashion-mnist checkpoint
@@ -22,7 +23,7 @@ An interrupted sweep continues where it stopped when started again with the same
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run an attack set over every checkpoint, skipping what is recorded",
                        epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help=dataset_help())
     models = p.add_mutually_exclusive_group()
     models.add_argument("--checkpoints-dir", type=Path, help="every *.pt with a sidecar here, instead of the "
                         "registered defenses' committed checkpoints")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from bench.attacks import Attack, AttackSpec, build_attacks
-from bench.data import DATASETS
+from bench.data import DATASETS, DEFAULT_DATASET
 from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.evaluation.committed import attack_context
@@ -98,7 +98,7 @@ class RunConfig:
             if dataset and trained_on and dataset != trained_on:
                 raise BenchError(f"{checkpoint} was trained on {trained_on}, not {dataset}")
             dataset = dataset or trained_on
-        dataset = dataset or "fashion-mnist"
+        dataset = dataset or DEFAULT_DATASET
         DATASETS.get(dataset)
         return dataset
 
