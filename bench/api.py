@@ -358,33 +358,45 @@ def inspect(model: Model, *, dataset: str | None = None, norm: str | None = None
 def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, eps: float | str | None = None,
           norm: str | None = None, seed: int = 0, device: str | None = None, sha256: str | None = None,
           results_dir: Path | str = Path("results/runs"), audits_dir: Path | str | None = None,
-          binarization_points: int = 100, binarization_attacks: str | Sequence[str] | None = None, **qualifiers: Any) -> Audit:
+          binarization_points: int = 100, binarization_attacks: str | Sequence[str] | None = None,
+          standard: str | Sequence[str] | None = None, adaptive: str | Sequence[str] | None = None,
+          baseline: str | Sequence[str] | None = None, strength: str | Sequence[str] | None = None,
+          **qualifiers: Any) -> Audit:
     """`bench audit` as a call: it reuses and writes run records in `results_dir` (they are its
     evidence), so the model must be one the records can name: a defense, a checkpoint or a spec
     (`qualifiers`: weights, trust_checkpoint, mean, std, input_range, model_dir).
-    `binarization_points=0` skips the binarization test; `binarization_attacks` defaults to
-    `bench audit`'s (pgd,apgd)."""
+    `binarization_points=0` skips the binarization test. The attack lists (`standard`, `adaptive`,
+    `baseline`, the `strength` ladder, `binarization_attacks`) default to `bench audit`'s."""
     from bench.auditing.binarization import BinarizationSettings
-    from bench.auditing.runner import BINARIZATION_ATTACKS, STANDARD_ATTACKS
+    from bench.auditing.runner import (
+        ADAPTIVE_ATTACKS,
+        BASELINE_ATTACKS,
+        BINARIZATION_ATTACKS,
+        STANDARD_ATTACKS,
+        STRENGTH_LADDER,
+    )
     from bench.reporting.derived import derived_root
+
+    def specs(given: str | Sequence[str] | None, default: tuple[AttackSpec, ...]) -> tuple[AttackSpec, ...]:
+        return default if given is None else _attack_specs(given)
 
     if isinstance(model, (nn.Module, ResolvedModel)):
         raise BenchError("bench.audit keeps its evidence in run records: give the model as a spec "
                          "(a defense, a checkpoint file, package.module:factory with weights=...)")
     load(model, dataset=dataset, norm=norm, sha256=sha256, **qualifiers)  # a bad model fails before any attack
     named = name_model(str(model))
-    run = RunConfig(dataset=dataset, threat=_threat(dataset, None, norm, eps), attack_specs=STANDARD_ATTACKS,
+    run = RunConfig(dataset=dataset, threat=_threat(dataset, None, norm, eps), attack_specs=specs(standard, STANDARD_ATTACKS),
                     defense=named.defense, checkpoint=named.checkpoint,
                     model=spec_with_options(named.model, qualifiers) if named.model else None, sha256=sha256, n=n,
                     seed=seed, device=device or "auto", results_dir=Path(results_dir), quiet=True)
     if binarization_points < 0:
         raise BenchError(f"binarization_points={binarization_points} must be at least 0")
     settings = BinarizationSettings(points=binarization_points) if binarization_points else None
-    return run_audit(AuditConfig(run, audits_dir=Path(audits_dir) if audits_dir else
-                                 derived_root(run.results_dir) / "audits",
+    return run_audit(AuditConfig(run, standard=run.attack_specs, adaptive=specs(adaptive, ADAPTIVE_ATTACKS),
+                                 baseline=specs(baseline, BASELINE_ATTACKS), strength=specs(strength, STRENGTH_LADDER),
+                                 audits_dir=Path(audits_dir) if audits_dir else derived_root(run.results_dir) / "audits",
                                  binarization=settings,
-                                 binarization_attacks=BINARIZATION_ATTACKS if binarization_attacks is None
-                                 else _attack_specs(binarization_attacks)))
+                                 binarization_attacks=specs(binarization_attacks, BINARIZATION_ATTACKS)))
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,10 @@ def test_a_module_keeps_its_mode_and_is_pinned_by_its_weights(module, points):
     (lambda m, x, y: bench.eps_sweep("pgd-at", [], attacks="fgsm", n=2), "at least one"),
     (lambda m, x, y: bench.eps_sweep("pgd-at", [0.1], dataset=(x, y), attacks="fgsm"), "bench.load"),
     (lambda m, x, y: bench.audit(m), "spec"),
+    # bench audit's attack lists, checked before any attack runs (nothing is written)
+    (lambda m, x, y: bench.audit("pgd-at", standard="fgsmm", results_dir="/nonexistent/runs"), "fgsm"),
+    (lambda m, x, y: bench.audit("pgd-at", adaptive="square-lng", results_dir="/nonexistent/runs"), "square-long"),
+    (lambda m, x, y: bench.audit("pgd-at", strength="pgd:stepz=5", results_dir="/nonexistent/runs"), "steps"),
     (lambda m, x, y: bench.leaderboard("no/such/folder"), "no results folder"),
 ])
 def test_bad_input_is_one_line(module, points, call, message):
