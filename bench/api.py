@@ -27,13 +27,13 @@ from tabulate import tabulate
 from torch import nn
 
 from bench import gate
-from bench.attacks import AttackSpec, parse_attacks
+from bench.attacks import AttackSpec, format_attacks, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.auditing.runner import Audit, AuditConfig, run_audit
 from bench.data import DATASETS
 from bench.errors import BenchError, did_you_mean
 from bench.evaluation import harness
-from bench.evaluation.config import RANDOMIZED_DRAWS, RunConfig
+from bench.evaluation.config import RANDOMIZED_DRAWS, STANDARD_ATTACKS, RunConfig
 from bench.evaluation.harness import RunResult, evaluate_on
 from bench.evaluation.inspection import Inspection
 from bench.evaluation.resolve import ResolvedModel, in_process, name_model, resolve
@@ -50,7 +50,7 @@ from bench.threat import Norm, ThreatModel, parse_eps
 
 Model = str | Path | nn.Module | ResolvedModel
 Points = tuple[torch.Tensor, torch.Tensor]
-DEFAULT_ATTACKS = ("fgsm", "pgd", "cw", "aa")
+DEFAULT_ATTACKS = format_attacks(STANDARD_ATTACKS)
 TENSORS = "tensors"  # the dataset name recorded for points handed over as tensors
 
 
@@ -372,7 +372,6 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
         ADAPTIVE_ATTACKS,
         BASELINE_ATTACKS,
         BINARIZATION_ATTACKS,
-        STANDARD_ATTACKS,
         STRENGTH_LADDER,
     )
     from bench.reporting.derived import derived_root

@@ -32,7 +32,7 @@ from bench.auditing import checks as sanity
 from bench.auditing.binarization import PASS_RATE, BinarizationResult, BinarizationSettings, run_binarization
 from bench.errors import ModelGuardError, ModelInputError
 from bench.evaluation.committed import attack_context
-from bench.evaluation.config import RunConfig
+from bench.evaluation.config import STANDARD_ATTACKS, RunConfig
 from bench.evaluation.harness import evaluate, under_test
 from bench.evaluation.resolve import ResolvedModel, resolve_model
 from bench.loading.guards import preflight
@@ -43,7 +43,6 @@ from bench.records.schema import RunPurpose
 from bench.stats import wilson_interval
 
 Specs = tuple[AttackSpec, ...]
-STANDARD_ATTACKS = parse_attacks("fgsm,pgd,cw,aa")
 ADAPTIVE_ATTACKS = (AttackSpec(ADAPTIVE),)  # the defense's own + transfer + long Square
 BASELINE_ATTACKS = parse_attacks("noise")  # what every attack must beat: random draws of the ε-ball
 RANDOMIZED_ATTACK = AttackSpec("eot-pgd")  # joins the adaptive attacks of a randomized model (--allow-randomized)

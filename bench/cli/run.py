@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from bench import distributed
+from bench.attacks.specs import format_attacks
 from bench.cli.arguments import add_randomized_arguments, dataset_help, positive_int, seed_value
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
+from bench.evaluation.config import STANDARD_ATTACKS
 from bench.loading.model import Precision
 
 RUN_EXAMPLES = """examples:
@@ -36,9 +38,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--dataset", default=None, help=dataset_help())
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
-    p.add_argument("--attack", default="fgsm,pgd,cw,aa",
+    p.add_argument("--attack", default=format_attacks(STANDARD_ATTACKS),
                    help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "
-                        "(default: fgsm,pgd,cw,aa; `bench ls attacks` lists them)")
+                        f"(default: {format_attacks(STANDARD_ATTACKS)}; `bench ls attacks` lists them)")
     p.add_argument("--norm", "--threat", dest="norm", help="threat model: linf (Linf) or l2 (L2); default: the "
                    "dataset's default. Also picks the RobustBench zoo (robustbench:NAME)")
     eps = p.add_mutually_exclusive_group()

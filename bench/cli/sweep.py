@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.attacks.specs import format_attacks
 from bench.cli.arguments import dataset_help, positive_int, seed_value
 from bench.cli.model_options import MODEL_HELP, add_model_qualifiers, model_spec
 from bench.data import DEFAULT_DATASET
+from bench.evaluation.config import STANDARD_ATTACKS
 
 SWEEP_EXAMPLES = """examples:
   bench sweep                                          # fgsm,pgd,cw,aa over every committed fashion-mnist checkpoint
@@ -29,7 +31,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "registered defenses' committed checkpoints")
     models.add_argument("--model", help=f"instead: one user model, {MODEL_HELP}")
     add_model_qualifiers(p)
-    p.add_argument("--attack", default="fgsm,pgd,cw,aa")
+    p.add_argument("--attack", default=format_attacks(STANDARD_ATTACKS))
     eps = p.add_mutually_exclusive_group()
     eps.add_argument("--eps", help="perturbation budget (default: the dataset's)")
     eps.add_argument("--eps-sweep", metavar="EPS,EPS,...", help="every checkpoint at each ε (records marked "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.attacks import Attack, AttackSpec, build_attacks
+from bench.attacks import Attack, AttackSpec, build_attacks, parse_attacks
 from bench.data import DATASETS, DEFAULT_DATASET
 from bench.device import resolve_device
 from bench.errors import BenchError
@@ -17,6 +17,8 @@ from bench.loading.sources import ModelSpec
 from bench.records.schema import RunPurpose
 from bench.threat import Norm, ThreatModel, parse_eps
 
+# What a run, a sweep, the API and the audit's standard list attack with unless told otherwise.
+STANDARD_ATTACKS = parse_attacks("fgsm,pgd,cw,aa")
 RANDOMIZED_DRAWS = 21  # odd, so that a vote between two classes cannot tie
 
 
