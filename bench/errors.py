@@ -31,7 +31,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
-    """" Did you mean: a, b?" for the choices close to a mistyped `word`, else "" (every "unknown
-    name" message ends with it)."""
+    """The hint every "unknown name" message ends with: ` Did you mean: a, b?` for the choices close
+    to a mistyped `word`, else the empty string."""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
     return f" Did you mean: {', '.join(close)}?" if close else ""

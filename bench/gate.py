@@ -211,10 +211,6 @@ class Baseline:
                 "margins": self.margins, "passes": self.passes, "history": self.history}
 
 
-def read_baseline(path: Path) -> Baseline:
-    return Baseline.read(path)
-
-
 def compare(target: Target, path: Path, baseline: Baseline, record: RunRecord,
             protocol: GateProtocol) -> Verdict:
     verdict = Verdict(target, path)
@@ -311,7 +307,7 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
         if label in targets:
             continue
         try:
-            entry = read_baseline(path).checkpoint
+            entry = Baseline.read(path).checkpoint
             if "model" in entry:
                 problems.append(f"{path}: baseline {label!r} is for a --model, and the gate imports no code "
                                 f"because a file names it: check it with `bench check --model ... --label {label}`")
@@ -399,7 +395,7 @@ def check(targets: list[Target], baselines: Path, protocol: GateProtocol, proble
             verdict = Verdict(target, path, [f"no baseline at {path}: create it with `bench check --update-baseline "
                                              "--reason ...`"])
         else:
-            baseline = read_baseline(path)
+            baseline = Baseline.read(path)
             verdict = compare(target, path, baseline, evaluate_target(target, protocol, quiet), protocol)
         verdicts.append(verdict)
     return GateResult(verdicts, problems)
@@ -416,7 +412,7 @@ def update(targets: list[Target], baselines: Path, protocol: GateProtocol, reaso
     written = []
     for target in targets:
         path = baseline_path(baselines, target)
-        previous = read_baseline(path) if path.exists() else None
+        previous = Baseline.read(path) if path.exists() else None
         record = evaluate_target(target, protocol, quiet)
         write_baseline(path, new_baseline(record, target, protocol, reason, previous))
         written.append(path)

@@ -43,11 +43,11 @@ class DurationRecorder:
         self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
 
     def pytest_sessionfinish(self) -> None:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
-        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-        machine = {"cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags,
-                   "amx": "amx_tile" in flags, "date": time.strftime("%Y-%m-%d")}
+        info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+        cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                   platform.processor())
+        machine = {"cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in info,
+                   "amx": "amx_tile" in info, "date": time.strftime("%Y-%m-%d")}
         total = sum(self.seconds.values())
         body = {"machine": machine, "total_s": round(total, 1),
                 "seconds": {k: round(v, 3) for k, v in sorted(self.seconds.items())}}

@@ -203,8 +203,10 @@ class AuditSummary:
             return {label: Proportion(*pair) for label, pair in pairs.items()}
 
         test = audit.get("binarization")
-        scores = None if test is None else {label: BinarizationScore(a["passed"], a["tasks"], a["fails_test"])
-                                            for label, a in test["attacks"].items()} if test["applicable"] else {}
+        scores = None
+        if test is not None:  # an audit from before the test has none; an inapplicable test, no attacks
+            scores = {label: BinarizationScore(a["passed"], a["tasks"], a["fails_test"])
+                      for label, a in test["attacks"].items() if test["applicable"]}
         return cls(file, audit["date"], audit["model"]["label"], audit["model"]["sha256"], audit["dataset"],
                    ThreatModel(Norm(audit["threat"]["norm"]), float(audit["threat"]["eps"])), audit["n"],
                    audit["verdict"], counts(robust["standard"]), counts(robust["adaptive"]),
