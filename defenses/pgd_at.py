@@ -27,7 +27,7 @@ class PGDAT(Method):
 _CIFAR = cifar("resnet18", 110, lr=0.1, weight_decay=5e-4, milestones=(100, 105))
 
 DEFENSES.add("pgd-at", Defense(
-    name="pgd-at", published=True,
+    name="pgd-at", published=True, surrogate_rank=0,
     summary="Madry PGD adversarial training: CE on PGD-10 examples (random start, step ε/4)",
     paper="arXiv:1706.06083",
     method=PGDAT,

@@ -36,7 +36,7 @@ class Trades(Method):
 
 
 DEFENSES.add("trades", Defense(
-    name="trades", published=True,
+    name="trades", published=True, surrogate_rank=1,
     summary="TRADES: clean CE + β·KL to the KL-maximizing adversarial example (β = 6)",
     paper="arXiv:1901.08573",
     method=Trades,

@@ -1,4 +1,5 @@
-"""Reports and sanity checks ask the attack registry for roles; they never match attack names."""
+"""Reports and sanity checks ask the attack registry for roles; they never match attack names.
+The attack layer asks its context for surrogates; it never names a defense."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from bench.attacks import ATTACKS
+from bench.attacks.autoattack import VERSION_COMPONENTS
 from bench.attacks.base import Role, board_columns, has_role, sole_attack, with_role
+from defenses import DEFENSES
+from defenses.training.registry import transfer_surrogates
 
 REPO = Path(__file__).resolve().parent.parent
 # where attack names would be special cases: reporting, the sanity checks
@@ -35,6 +39,11 @@ def test_a_name_no_longer_registered_has_no_role() -> None:
     assert not any(has_role("retired-attack", role) for role in Role)
 
 
+def test_transfer_has_a_default_surrogate_and_a_stand_in() -> None:
+    ranked = transfer_surrogates()
+    assert len(ranked) >= 2 and all(DEFENSES.get(name).published for name in ranked)
+
+
 def _enum_member_values(tree: ast.AST) -> set[int]:
     """ids of the string constants that are values of Enum members (display text, not attack names)."""
     inside: set[int] = set()
@@ -52,3 +61,16 @@ def test_no_attack_name_literal_where_roles_answer(path: Path) -> None:
     found = [(node.lineno, node.value) for node in ast.walk(tree) if isinstance(node, ast.Constant)
              and isinstance(node.value, str) and node.value in names and id(node) not in skip]
     assert found == [], f"ask the registry for a role instead (bench.attacks.base.Role): {found}"
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench" / "attacks").glob("*.py")),
+                         ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_defense_name_literal_in_the_attack_layer(path: Path) -> None:
+    names = set(DEFENSES.names()) - set(VERSION_COMPONENTS)  # "standard" is also AutoAttack's version
+    found = [(line, value) for line, value in _string_literals(path) if value in names]
+    assert found == [], f"take it from the attack context (AttackContext.surrogates.ranked): {found}"

@@ -17,6 +17,7 @@ Square run. Every attack here judges success on the deployed model's own output.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,6 @@ from torch import nn
 
 from bench.attacks.base import (
     ATTACKS,
-    DEFAULT_SURROGATE,
     Attack,
     AttackContext,
     AttackEntry,
@@ -188,7 +188,7 @@ class RASum(PGD[RASumConfig]):
 class TransferConfig(PGDConfig):
     """PGD on a surrogate (a registered defense's committed checkpoint, or a checkpoint path)."""
 
-    surrogate: str = DEFAULT_SURROGATE
+    surrogate: str = ""  # empty: the context's best-ranked surrogate, written into the config on binding
     steps: int = 50
 
 
@@ -201,8 +201,10 @@ class Transfer(PGD[TransferConfig]):
     def bind(self, context: AttackContext) -> None:
         """Only find and check the surrogate's file here (configs build attacks often); its
         weights load once, when the attack first runs."""
-        if context.surrogates is None:
+        if context.surrogates is None or not (self.config.surrogate or context.surrogates.ranked):
             raise BenchError(f"transfer:{self.config.surrogate}: no surrogate checkpoints in this context")
+        if not self.config.surrogate:
+            self.config = dataclasses.replace(self.config, surrogate=context.surrogates.ranked[0])
         self._surrogates = context.surrogates
         self._surrogate_path = context.surrogates.locate(self.config.surrogate)
         self._surrogate: nn.Module | None = None
@@ -265,7 +267,7 @@ ATTACKS.add("spat-scaled", AttackEntry(
     ViewAPGDConfig, lambda cfg: ViewAPGD("spat-scaled", cfg, scaled_logits, _require_scale)))
 ATTACKS.add("transfer", AttackEntry(
     "adaptive (any model): PGD-50 on a surrogate checkpoint (transfer:DEFENSE or transfer:PATH, "
-    "default pgd-at), each iterate checked on the model", TransferConfig,
+    "default: the best-ranked surrogate defense), each iterate checked on the model", TransferConfig,
     lambda cfg: Transfer("transfer", 2, cfg), positional="surrogate", roles=frozenset({Role.BLACK_BOX})))
 ATTACKS.add("square-long", AttackEntry(
     "adaptive (any model): official Square, margin loss, 10000 queries (square-long:queries=N)",

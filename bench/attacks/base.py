@@ -42,7 +42,10 @@ class AttackOutput:
 
 class Surrogates(Protocol):
     """Where transfer attacks find and load their surrogate models. The application supplies it
-    (`bench.evaluation.committed.attack_context`): attacks never import defenses or checkpoints themselves."""
+    (`bench.evaluation.committed.attack_context`): attacks never import defenses or checkpoints
+    themselves, nor name one."""
+
+    ranked: tuple[str, ...]  # the defenses fit to be surrogates, best first; plain `transfer` uses the first
 
     def locate(self, spec: str) -> Path:
         """A surrogate named by a registered defense or a checkpoint path, checked; BenchError if not."""
@@ -254,23 +257,23 @@ def current_protocol(name: str) -> str | None:
 
 
 ADAPTIVE = "adaptive"  # the `--attack` token that expands to the defense's adaptive attacks
-DEFAULT_SURROGATE = "pgd-at"  # transfer's default surrogate (trades' checkpoint for pgd-at itself)
 
 
-def _default_surrogate(context: AttackContext) -> str | None:
-    """pgd-at's committed checkpoint (trades' for pgd-at itself), when the dataset has one."""
+def _adaptive_surrogate(context: AttackContext) -> str | None:
+    """The best-ranked surrogate other than the model's own defense, when the dataset has its checkpoint."""
     if context.surrogates is None:
         return None
-    name = "trades" if context.defense == DEFAULT_SURROGATE else DEFAULT_SURROGATE
-    return name if context.surrogates.available(name) else None
+    others = [name for name in context.surrogates.ranked if name != context.defense]
+    return others[0] if others and context.surrogates.available(others[0]) else None
 
 
 def adaptive_attacks_for(context: AttackContext) -> list[AttackSpec]:
     """What `adaptive` means for this model: its defense's own attacks, transfer, long Square."""
     chosen = [AttackSpec(name) for name in context.defense_attacks]
-    surrogate = _default_surrogate(context)
+    surrogate = _adaptive_surrogate(context)
     if surrogate is not None:
-        chosen.append(AttackSpec("transfer") if surrogate == DEFAULT_SURROGATE
+        assert context.surrogates is not None
+        chosen.append(AttackSpec("transfer") if surrogate == context.surrogates.ranked[0]
                       else AttackSpec.of("transfer", {POSITIONAL: surrogate}))
     chosen.append(AttackSpec("square-long"))
     return chosen

@@ -6,7 +6,7 @@ contexts are built here, with the defense's adaptive attacks and a surrogate sou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -16,6 +16,7 @@ from bench.errors import BenchError
 from bench.loading.untrusted import readable_file
 from defenses import DEFENSES
 from defenses.training import checkpoints
+from defenses.training.registry import transfer_surrogates
 
 
 def committed_checkpoint(dataset: str, defense: str) -> Path | None:
@@ -35,6 +36,7 @@ class CheckpointSurrogates:
     or a checkpoint path; sidecar and sha256 checked, no code run (`defenses.training.checkpoints.load`)."""
 
     dataset: str | None
+    ranked: tuple[str, ...] = field(default_factory=transfer_surrogates)
 
     def locate(self, spec: str) -> Path:
         path = Path(spec)

@@ -110,6 +110,9 @@ class Defense:
     # listed on the leaderboard: a committed checkpoint per recipe dataset, a row and a gate
     # baseline are required (and tested). A new defense starts unpublished: one module and its test.
     published: bool = False
+    # rank among the surrogates transfer attacks use (0: the one plain `transfer` uses; the next
+    # stands in when the model under test is that defense itself); None: not a surrogate
+    surrogate_rank: int | None = None
 
     def make_params(self, values: dict[str, Any]) -> Any:
         """The typed hyper-parameters from a recipe's dict; unknown names fail with suggestions."""
@@ -158,3 +161,9 @@ def published(dataset: str) -> list[str]:
     for name in names:
         visit(name)
     return ordered
+
+
+def transfer_surrogates() -> tuple[str, ...]:
+    """The defenses transfer attacks may use as surrogates, best first (`Defense.surrogate_rank`)."""
+    ranked = [(d.surrogate_rank, name) for name, d in DEFENSES.items() if d.surrogate_rank is not None]
+    return tuple(name for _, name in sorted(ranked))
