@@ -42,10 +42,10 @@ from bench.gate import GateProtocol, GateResult, requested_targets, validate_pro
 from bench.loading.model import Precision, Speed
 from bench.loading.sources import ModelSpec, spec_with_options
 from bench.records.adversarials import AdversarialStore
-from bench.records.run_record import Accuracy, RunRecord
+from bench.records.run_record import RunRecord
 from bench.records.schema import WORST_CASE, RunPurpose
 from bench.reporting.derived import Derived, derived_root, rebuild
-from bench.stats import percent_text, wilson_interval
+from bench.stats import Proportion
 from bench.threat import Norm, ThreatModel, parse_eps
 
 Model = str | Path | nn.Module | ResolvedModel
@@ -54,25 +54,7 @@ DEFAULT_ATTACKS = format_attacks(STANDARD_ATTACKS)
 TENSORS = "tensors"  # the dataset name recorded for points handed over as tensors
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """k of n points, with the Wilson 95% interval the records and the leaderboard use."""
-
-    count: int
-    n: int
-    low: float
-    high: float
-
-    @property
-    def value(self) -> float:
-        return self.count / self.n
-
-    def __str__(self) -> str:
-        return percent_text(self.value, self.low, self.high)
-
-
-def _estimate(accuracy: Accuracy) -> Estimate:
-    return Estimate(accuracy.count, accuracy.n, *wilson_interval(accuracy.count, accuracy.n))
+Estimate = Proportion  # k of n points with the Wilson 95% interval (`low`, `high`), as records and boards use
 
 
 @dataclass(frozen=True)
@@ -110,8 +92,8 @@ def _evaluation(result: RunResult) -> Evaluation:
         frame[label] = attack.flags
     frame[WORST_CASE] = r.worst_flags
     frame["broken_first_by"] = pd.Series(r.broken_first_by, index=frame.index, dtype=object)  # None: not broken
-    return Evaluation(r.model.label, r.model.sha256, r.dataset, r.threat, _estimate(r.clean),
-                      {label: _estimate(a.robust) for label, a in r.attacks.items()}, _estimate(r.worst_case),
+    return Evaluation(r.model.label, r.model.sha256, r.dataset, r.threat, r.clean,
+                      {label: a.robust for label, a in r.attacks.items()}, r.worst_case,
                       frame, result.record, result.record_path, result.adversarials)
 
 

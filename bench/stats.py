@@ -41,8 +41,19 @@ class Proportion:
         """The 95% Wilson interval."""
         return wilson_interval(self.count, self.n)
 
+    @property
+    def low(self) -> float:
+        return self.interval[0]
+
+    @property
+    def high(self) -> float:
+        return self.interval[1]
+
     def text(self) -> str:
         return percent_text(self.value, *self.interval) if self.n else "n/a"
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 

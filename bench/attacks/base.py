@@ -45,7 +45,10 @@ class Surrogates(Protocol):
     (`bench.evaluation.committed.attack_context`): attacks never import defenses or checkpoints
     themselves, nor name one."""
 
-    ranked: tuple[str, ...]  # the defenses fit to be surrogates, best first; plain `transfer` uses the first
+    @property
+    def ranked(self) -> tuple[str, ...]:
+        """The defenses fit to be surrogates, best first; plain `transfer` uses the first."""
+        ...
 
     def locate(self, spec: str) -> Path:
         """A surrogate named by a registered defense or a checkpoint path, checked; BenchError if not."""

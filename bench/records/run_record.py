@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.records.schema import WORST_CASE, RunPurpose, load_records
-from bench.stats import wilson_interval
+from bench.stats import Proportion
 from bench.threat import Norm, ThreatModel
 
 
@@ -33,22 +33,12 @@ def flag_text(flags: np.ndarray) -> str:
 
 
 @dataclass(frozen=True)
-class Accuracy:
-    """`value` as recorded (count / n written by Python); `count` of the run's `n` points."""
-
-    value: float
-    count: int
-    n: int
-    ci95: tuple[float, float]  # the 95% Wilson interval as recorded (computed as the harness does, if absent)
-
-
-@dataclass(frozen=True)
 class AttackResult:
     label: str  # the attack as the run named it (e.g. "pgd:steps=50")
     attack: str  # the registered attack
     protocol: str  # attack/version
     config: Mapping[str, Any]
-    robust: Accuracy
+    robust: Proportion
     seconds: float
     forward_per_example: float
     backward_per_example: float
@@ -95,9 +85,9 @@ class RunRecord:
     attack_list: str  # config.attacks: the attacks as the run was asked for them
     resumed: bool  # config.resumed: the run continued from saved progress
     provenance: Provenance
-    clean: Accuracy
+    clean: Proportion
     attacks: Mapping[str, AttackResult]  # in the run's order
-    worst_case: Accuracy
+    worst_case: Proportion
     warnings: tuple[str, ...]
     index: np.ndarray  # int [n]: test-set index of each point
     labels: np.ndarray | None  # int [n]
@@ -150,18 +140,17 @@ class RunRecord:
         data, per, prov, model = record["data"], record["per_example"], record["provenance"], record["model"]
         n = int(data["n"])
 
-        def accuracy(entry: Mapping[str, Any], flags: np.ndarray) -> Accuracy:
-            count = int(flags.sum())
-            low, high = entry["ci95"] if "ci95" in entry else wilson_interval(count, n)  # optional in the schema
-            return Accuracy(float(entry.get("accuracy", entry.get("robust_accuracy"))), count, n,
-                            (float(low), float(high)))
+        def accuracy(flags: np.ndarray) -> Proportion:
+            """From the flags (the rules checked the recorded accuracy agrees; the interval is the
+            harness's formula, so the recorded `ci95` is not needed)."""
+            return Proportion(int(flags.sum()), n)
 
         margins = per.get("margin", {})
         attacks = {}
         for label, res in record["attacks"].items():
             flags = _flags(per["robust"][label])
             attacks[label] = AttackResult(
-                label, res["attack"], res["protocol"], res["config"], accuracy(res, flags), float(res["seconds"]),
+                label, res["attack"], res["protocol"], res["config"], accuracy(flags), float(res["seconds"]),
                 float(res["passes"]["forward_per_example"]), float(res["passes"]["backward_per_example"]),
                 bool(res.get("adaptive", False)), flags, tuple(res.get("stages", ())), tuple(res.get("warnings", ())),
                 tuple(margins[label]) if label in margins else None)
@@ -178,7 +167,7 @@ class RunRecord:
             resumed=bool(record["config"].get("resumed", False)),
             provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
                                   prov.get("git_sha"), prov.get("versions", {})),
-            clean=accuracy(record["clean"], clean), attacks=attacks, worst_case=accuracy(record["worst_case"], worst),
+            clean=accuracy(clean), attacks=attacks, worst_case=accuracy(worst),
             warnings=tuple(record.get("warnings", ())), index=np.asarray(per["index"], dtype=np.int64),
             labels=np.asarray(per["label"], dtype=np.int64) if "label" in per else None,
             clean_correct=clean, worst_flags=worst,
