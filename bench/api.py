@@ -619,7 +619,7 @@ def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool =
     """The leaderboard's markdown from the records in `results_dir`; `write=True` also rewrites
     LEADERBOARD.md, its plots and results.csv beside them, as `bench leaderboard` does."""
     from bench.records.run_record import load_run_records
-    from bench.reporting import leaderboards as board
+    from bench.reporting import markdown as board
 
     runs = Path(results_dir)
     if not runs.is_dir():

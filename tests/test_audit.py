@@ -18,7 +18,7 @@ from bench.cli import main
 from bench.evaluation.config import RunConfig
 from bench.evaluation.resolve import resolve_model
 from bench.loading.sources import ModelSpec
-from bench.reporting import leaderboards as leaderboard
+from bench.reporting import markdown as leaderboard
 from bench.stats import Proportion
 from bench.threat import Norm, ThreatModel
 from tests.conftest import COMMITTED

@@ -52,7 +52,7 @@ def _lint_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedPro
 @pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (make install)")
 @pytest.mark.parametrize("placed, imports", [
     ("bench/records/newmod.py", "from bench import api"),  # core importing the API
-    ("bench/evaluation/newmod.py", "from bench.reporting import leaderboards"),  # evaluation importing reporting
+    ("bench/evaluation/newmod.py", "from bench.reporting import markdown"),  # evaluation importing reporting
     ("defenses/training/newmod.py", "from bench.evaluation import harness"),  # defenses importing evaluation
 ])
 def test_a_new_module_in_a_lower_package_importing_a_higher_one_breaks_the_contract(

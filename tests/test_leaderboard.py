@@ -5,7 +5,8 @@ import re
 import pytest
 
 from bench.records.run_record import load_run_records
-from bench.reporting import leaderboards as leaderboard
+from bench.reporting import markdown as leaderboard
+from bench.reporting import rows as board_rows
 from defenses import published
 from tests.conftest import leaderboard_of_committed
 from tests.synthetic import attack, record, typed
@@ -111,10 +112,10 @@ def test_the_headline_is_on_the_full_set_and_attacks_on_subsets_count_where_they
     small = record({"aa": attack(aa_flags, "aa"), "ra-aux": attack(adaptive_flags, "ra-aux")}, label="m",
                    file="2.json", date="2026-01-02T00:00:00Z")
     small["attacks"]["ra-aux"]["adaptive"] = True
-    rows, _ = leaderboard.build_rows(typed(big, small))
-    (row,) = rows[("fashion-mnist", "linf", 0.1)]
+    current, _ = board_rows.build_rows(typed(big, small))
+    (row,) = current[("fashion-mnist", "linf", 0.1)]
     assert (row.worst.count, row.worst.n) == (697, 1000)
-    assert row.beyond == {"aa": leaderboard.Beyond(0, 200), "ra-aux": leaderboard.Beyond(3, 200)}
+    assert row.beyond == {"aa": board_rows.Beyond(0, 200), "ra-aux": board_rows.Beyond(3, 200)}
     markdown, _ = leaderboard.render(typed(big, small))
     line = next(line for line in markdown.splitlines() if line.startswith("| 1 "))
     assert "100.0 (n=200)" in line and "**69.7** [" in line and "| 1000 |" in line

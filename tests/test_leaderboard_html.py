@@ -13,7 +13,9 @@ import pytest
 from bench.auditing.report import load_audits
 from bench.records.run_record import load_run_records
 from bench.reporting import html as leaderboard_html
-from bench.reporting import leaderboards
+from bench.reporting import markdown as board_markdown
+from bench.reporting import rows as board_rows
+from bench.reporting import text
 from defenses import published
 from tests.conftest import leaderboard_of_committed
 
@@ -70,9 +72,9 @@ def test_the_page_is_self_contained_with_every_published_row_and_its_details(pag
 
 def test_the_page_ranks_as_the_markdown_does(committed):
     records, audits = load_run_records(committed / "runs"), load_audits(committed / "audits")
-    board = leaderboards.prepare(records, audits)
-    html = leaderboard_html.render(board, leaderboards.HEADER.format(count=board.records, schema=2))
-    markdown, _ = leaderboards.render(records, audits)
+    board = board_rows.prepare(records, audits)
+    html = leaderboard_html.render(board, board_markdown.HEADER.format(count=board.records, schema=2))
+    markdown, _ = board_markdown.render(records, audits)
     ranked_md = re.findall(r"\| (\d+) +\| `([^`]+)`", markdown)
     ranked_html = re.findall(r'<tr id="rank-(\d+)"><td[^>]*>\d+</td><td><a href="#[^"]+"><code>([^<]+)</code>', html)
     assert ranked_md == ranked_html and ranked_md
@@ -116,10 +118,10 @@ HOSTILE = '<img src=x onerror="document.title=\'PWNED\'"><script>document.title=
 HOSTILE_URL = "javascript:document.title='PWNED'"
 
 
-def _hostile_board(committed) -> leaderboards.Board:
+def _hostile_board(committed) -> board_rows.Board:
     """The committed board with every text a record or an audit carries replaced by markup, script
     and `javascript:` links (in the forms `bench verify-adv --source` and a hand-edited record take)."""
-    board = leaderboards.prepare(load_run_records(committed / "runs"), load_audits(committed / "audits"))
+    board = board_rows.prepare(load_run_records(committed / "runs"), load_audits(committed / "audits"))
     for rows in board.current.values():
         for row in rows:
             row.label = f"{row.label}{HOSTILE}"
@@ -183,12 +185,12 @@ def test_hostile_records_render_as_text_and_no_script_runs_in_a_real_browser(com
     ("data:text/html,x", False), ("//evil.example/x", False), ("https://", False), ("https://a.org/\"onclick=x", False),
     ("https://a.org/ x", False), ("vbscript:x", False), ("java\tscript:x", False), ("a" * 3000, False)])
 def test_links_are_admitted_by_an_allow_list(url, admitted):
-    assert (leaderboards.safe_href(url) is not None) is admitted
+    assert (text.safe_href(url) is not None) is admitted
 
 
 def test_markdown_cells_and_texts_from_records_cannot_break_the_board():
-    table = leaderboards.markdown_table([["a|b\nc", "`x`"]], ["checkpoint", "n"])
+    table = board_markdown.markdown_table([["a|b\nc", "`x`"]], ["checkpoint", "n"])
     assert len(table.splitlines()) == 3 and table.splitlines()[2].count("|") - table.count("\\|") == 3
-    shown = leaderboards.markdown_text("[arxiv.org/abs/1](javascript:alert(1))\n<script>")
+    shown = text.markdown_text("[arxiv.org/abs/1](javascript:alert(1))\n<script>")
     assert "](" not in shown.replace("\\]\\(", "") and "<" not in shown.replace("\\<", "") and "\n" not in shown
     assert str(leaderboard_html.inline(shown)) == "[arxiv.org/abs/1](javascript:alert(1)) &lt;script&gt;"

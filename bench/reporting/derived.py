@@ -44,9 +44,9 @@ def rebuild(runs_dir: Path, *, with_leaderboard: bool = True, with_html: bool = 
             write_table(build_table(records), table_path)
             if not with_leaderboard:
                 return Derived(table_path, None, [], len(records))
-            from bench.reporting import leaderboards  # matplotlib: only when plots are made
+            from bench.reporting import markdown  # matplotlib: only when plots are made
 
-            board, plot_files = leaderboards.write(records, root)
+            board, plot_files = markdown.write(records, root)
             page = None
             if with_html:
                 from bench.reporting import html as leaderboard_html

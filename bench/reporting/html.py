@@ -1,6 +1,6 @@
 """`bench leaderboard --html`: the leaderboard as one self-contained page.
 
-The same rows as LEADERBOARD.md (`bench.reporting.leaderboards.prepare`), with the plots inlined as data
+The same rows as LEADERBOARD.md (`bench.reporting.rows.prepare`, shown as `bench.reporting.columns` defines), with the plots inlined as data
 URIs and no external resource, so the file can be mailed or archived. Every text comes from run
 records, which are files handed to us: the page is rendered by Jinja2 with autoescaping, links are
 admitted only to http(s) or page-relative addresses, and a Content-Security-Policy lets nothing run
@@ -24,32 +24,14 @@ from markupsafe import Markup
 from bench.files import write_if_changed
 from bench.records.run_record import RunRecord
 from bench.records.schema import SCHEMA_VERSION
-from bench.reporting.leaderboards import (
-    HEADER,
-    HOW_TO_READ,
-    NORM_SYMBOL,
-    OFFICIAL,
-    Board,
-    Row,
-    budget_heading,
-    budget_text,
-    by_budget,
-    checks_text,
-    paired_long,
-    paired_short,
-    prepare,
-    safe_href,
-    subset_text,
-    versus_next,
-)
+from bench.reporting import columns
+from bench.reporting.columns import Column, Ranked, detail_items, ranked
+from bench.reporting.markdown import HEADER, HOW_TO_READ
+from bench.reporting.rows import NORM_SYMBOL, Board, Row, budget_heading, by_budget, prepare
+from bench.reporting.text import safe_href
 
-NAN = float("nan")
 INLINE = re.compile(r"\\(?P<escaped>[^\sA-Za-z0-9])|`(?P<code>[^`]+)`|\*\*(?P<bold>[^*]+)\*\*|\[(?P<label>[^\]]+)\]\((?P<url>[^)\s]+)\)")
 
-# (data-key, header, numeric): the ranking's columns, as in LEADERBOARD.md
-COLUMNS = (("rank", "#", True), ("checkpoint", "checkpoint", False), ("arch", "arch", False),
-           ("clean", "clean", True), ("autoattack", "AutoAttack", True), ("worst", "worst case [95% CI]", True),
-           ("n", "n", True), ("next", "vs next row", True), ("audit", "audit", False))
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
@@ -123,61 +105,22 @@ def _anchor(row: Row) -> str:
     return f"row-{re.sub(r'[^a-z0-9-]', '-', row.label.lower())}-{row.sha256[:12]}"
 
 
-def _audit(row: Row) -> Markup:
-    if row.audit is None:
-        return Markup("not audited")
-    return _link(row.audit.verdict, f"audits/{row.audit.report}")
+def _cell(column: Column, r: Ranked) -> tuple[Markup, float | None]:
+    """A ranking cell: the column's text as HTML, and its sort value (None: a text column)."""
+    content = inline(column.text(r))
+    if column.links_details:
+        content = Markup('<a href="#{}">{}</a>').format(_anchor(r.row), content)
+    return content, None if column.value is None else column.value(r)
 
 
-def _worst(row: Row) -> Markup:
-    lo, hi = row.worst.interval
-    flag = Markup(' <span class="warn" title="a check failed: see the details">⚠</span>') if any(
-        not c.passed for c in row.checks) else ""
-    return Markup("<strong>{:.1f}</strong> [{:.1f}, {:.1f}]{}").format(
-        100 * row.worst.value, 100 * lo, 100 * hi, flag)
-
-
-def _ranking_rows(rows: list[Row]) -> list[list[tuple[Markup | str, float | None]]]:
-    """Per row, its cells as (content, sort value or None for text columns), in COLUMNS order."""
-    table = []
-    for rank, row in enumerate(rows, 1):
-        n = row.worst.n
-        official = row.attacks.get(OFFICIAL)
-        paired = versus_next(row, rows[rank] if rank < len(rows) else None)
-        table.append([(str(rank), rank),
-                      (Markup('<a href="#{}"><code>{}</code></a> {}').format(_anchor(row), row.label, row.sha256[:12]),
-                       None),
-                      (row.arch or "", None),
-                      (row.clean.cell_text(n), row.clean.accuracy),
-                      (official.cell_text(n), official.accuracy) if official else ("–", NAN),
-                      (_worst(row), row.worst.accuracy), (str(n), n),
-                      (paired_short(paired), paired.p if paired else NAN),
-                      (_audit(row), None)])
-    return table
+def _ranking_rows(rows: list[Row]) -> list[list[tuple[Markup, float | None]]]:
+    """Per row, its cells in `columns.RANKING` order."""
+    return [[_cell(column, r) for column in columns.RANKING] for r in ranked(rows)]
 
 
 def _details(rows: list[Row]) -> list[list[Markup]]:
-    """Per row, the items of its detail section."""
-    details = []
-    for rank, row in enumerate(rows, 1):
-        n = row.worst.n
-        below = rows[rank] if rank < len(rows) else None
-        attacks = ", ".join(f"{label} {cell.cell_text(n)}" for label, cell in sorted(row.attacks.items()))
-        items = [Markup("variant: {}").format(inline(row.variant)) if row.variant else None,
-                 Markup("robust accuracy (%, n={} unless marked): {}").format(n, attacks or "–"),
-                 Markup("worst case: {} on {} points; attacks on a subset: {}").format(
-                     _worst(row), n, inline(subset_text(row))),
-                 Markup("vs next row: {}").format(inline(paired_long(versus_next(row, below), below))),
-                 Markup("training budget: {}; last evaluated {}").format(
-                     inline(budget_text(row.budget) or "–"), row.date[:10]),
-                 Markup("sanity checks: {}").format(inline(checks_text(row))),
-                 Markup("audit: {}").format(_audit(row)),
-                 Markup("from an older protocol version: {}").format(inline(", ".join(row.older)))
-                 if row.older else None,
-                 Markup("external evaluations (re-verified by <code>bench verify-adv</code>): {}").format(
-                     inline("; ".join(row.external))) if row.external else None]
-        details.append([item for item in items if item is not None])
-    return details
+    """Per row, the items of its detail section (`bench.reporting.columns.DETAILS`)."""
+    return [[inline(item) for item in detail_items(r)] for r in ranked(rows)]
 
 
 def _tables(board: Board) -> list[dict[str, Any]]:
@@ -237,7 +180,8 @@ def _paragraphs(markdown: str) -> list[Markup]:
 def render(board: Board, header_markdown: str, rules_markdown: str = HOW_TO_READ) -> str:
     """The page, as the Markdown: the header's two-line legend, per table its ranking and its
     rows' details, then how to read the board."""
-    return PAGE.render(csp=CSP, style=Markup(STYLE), script=Markup(SCRIPT), columns=COLUMNS,
+    headings = [(column.key, column.heading, column.value is not None) for column in columns.RANKING]
+    return PAGE.render(csp=CSP, style=Markup(STYLE), script=Markup(SCRIPT), columns=headings,
                        header=_paragraphs(header_markdown), tables=_tables(board), rules=_paragraphs(rules_markdown))
 
 

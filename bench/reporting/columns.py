@@ -1,0 +1,161 @@
+"""What the leaderboard shows per row, defined once: the ranking's columns and the details' items,
+each as inline Markdown (`code`, **bold**, [text](link)). `bench.reporting.markdown` writes them as
+they are; `bench.reporting.html` converts the same text, escaping everything (`html.inline`), and
+sorts numeric columns by their `value`. A new column is one `Column` in `RANKING`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.attacks.base import board_columns
+from bench.auditing.report import AuditSummary
+from bench.reporting.rows import OFFICIAL, Paired, Row, versus_next
+
+ATTACK_COLUMNS = tuple(board_columns())  # (heading, attack) of the attacks named in the details, in order
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A row where it stands: its rank in its ranking and the row below it (the paired test's partner)."""
+
+    rank: int
+    row: Row
+    below: Row | None
+
+    @property
+    def n(self) -> int:
+        """The row's points (its worst case's): cells measured on fewer say `n=`."""
+        return self.row.worst.n
+
+    @property
+    def versus_next(self) -> Paired | None:
+        return versus_next(self.row, self.below)
+
+
+def ranked(rows: list[Row]) -> list[Ranked]:
+    return [Ranked(rank, row, rows[rank] if rank < len(rows) else None) for rank, row in enumerate(rows, 1)]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the ranking. `value` makes it numeric: what the HTML page sorts it by (NaN
+    when the row has no number); without one it sorts as text."""
+
+    key: str  # the HTML page's `data-key` (and `#sort=KEY`)
+    heading: str
+    text: Callable[[Ranked], str]
+    value: Callable[[Ranked], float] | None = None
+    links_details: bool = False  # the HTML page links the cell to the row's details
+
+
+def budget_text(budget: Mapping[str, Any] | None) -> str:
+    if not budget:
+        return ""
+    text = f"{budget['epochs']} ep × {budget['train_points']:,} pts" if budget.get("train_points") else (
+        f"{budget['epochs']} ep")
+    text += f", PGD-{budget['attack_steps']}" if budget.get("attack_steps") else ", natural"
+    if budget.get("init"):
+        text += f", from {budget['init']}"
+    if budget.get("seconds"):
+        text += f" ({budget['seconds']:.0f} s)"
+    return text
+
+
+def checks_text(row: Row) -> str:
+    failed = [c.check.label for c in row.checks if not c.passed]
+    passed = [c.check.label for c in row.checks if c.passed]
+    parts = []
+    if failed:
+        parts.append("⚠ " + ", ".join(failed))
+    if passed:
+        parts.append("✓ " + ", ".join(passed))
+    return "; ".join(parts) or "not run"
+
+
+def subset_text(row: Row) -> str:
+    """The "subset attacks" cell: each, and what it found beyond the full-set attacks (⚠ if anything)."""
+    parts = [f"{'⚠ ' if b.broken else ''}{label} +{b.broken} of {b.of}" for label, b in row.beyond.items()]
+    return ", ".join(parts) or "–"
+
+
+def paired_short(paired: Paired | None) -> str:
+    return "–" if paired is None else f"{'yes' if paired.distinguishable else 'no'} (p={paired.p:.2g})"
+
+
+def paired_long(paired: Paired | None, below: Row | None) -> str:
+    if paired is None:
+        return "no next row" if below is None else "no shared points with the next row"
+    verdict = "distinguishable" if paired.distinguishable else "not distinguishable"
+    assert below is not None
+    return (f"{verdict} from `{below.label}` (p={paired.p:.2g}, {paired.here}:{paired.there} of "
+            f"n={paired.shared})")
+
+
+def worst_text(row: Row) -> str:
+    lo, hi = row.worst.interval
+    flag = " ⚠" if any(not c.passed for c in row.checks) else ""
+    return f"**{100 * row.worst.value:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{flag}"
+
+
+def audit_link(audit: AuditSummary) -> str:
+    return f"[{audit.verdict}](audits/{audit.report})"
+
+
+def _audit_text(r: Ranked) -> str:
+    return audit_link(r.row.audit) if r.row.audit else "not audited"
+
+
+def _official(r: Ranked) -> float:
+    cell = r.row.attacks.get(OFFICIAL)
+    return cell.accuracy if cell else math.nan
+
+
+RANKING = (
+    Column("rank", "#", lambda r: str(r.rank), lambda r: r.rank),
+    Column("checkpoint", "checkpoint", lambda r: f"`{r.row.label}` {r.row.sha256[:12]}", links_details=True),
+    Column("arch", "arch", lambda r: r.row.arch or ""),
+    Column("clean", "clean", lambda r: r.row.clean.cell_text(r.n), lambda r: r.row.clean.accuracy),
+    Column("autoattack", "AutoAttack",
+           lambda r: cell.cell_text(r.n) if (cell := r.row.attacks.get(OFFICIAL)) else "–", _official),
+    Column("worst", "worst case [95% CI]", lambda r: worst_text(r.row), lambda r: r.row.worst.accuracy),
+    Column("n", "n", lambda r: str(r.n), lambda r: r.n),
+    Column("next", "vs next row", lambda r: paired_short(r.versus_next),
+           lambda r: paired.p if (paired := r.versus_next) else math.nan),
+    Column("audit", "audit", _audit_text),
+)
+
+
+def _robust_text(r: Ranked) -> str:
+    """Every attack's number: the named columns' attacks first, in order, then the others by label."""
+    row, named_attacks = r.row, {attack for _, attack in ATTACK_COLUMNS}
+    named = [f"{name} {row.attacks[attack].cell_text(r.n)}" for name, attack in ATTACK_COLUMNS if attack in row.attacks]
+    others = [f"{label} {cell.cell_text(r.n)}" for label, cell in sorted(row.attacks.items()) if label not in named_attacks]
+    return f"robust accuracy (%, n={r.n} unless marked): {', '.join(named + others) or '–'}"
+
+
+def _curves_text(r: Ranked) -> str:
+    links = " · ".join(f"[{text}]({path})" for text, path in r.row.plots)
+    return f"audit: {_audit_text(r)}; curves: {links or '–'}"
+
+
+# the items of a row's details, in order; None: the item does not apply to the row
+DETAILS: tuple[Callable[[Ranked], str | None], ...] = (
+    lambda r: f"variant: {r.row.variant}" if r.row.variant else None,
+    _robust_text,
+    lambda r: f"worst case: {worst_text(r.row)} on {r.n} points; attacks on a subset: {subset_text(r.row)}",
+    lambda r: f"vs next row: {paired_long(r.versus_next, r.below)}",
+    lambda r: f"training budget: {budget_text(r.row.budget) or '–'}; last evaluated {r.row.date[:10]}",
+    lambda r: f"sanity checks: {checks_text(r.row)}",
+    _curves_text,
+    lambda r: f"from an older protocol version: {', '.join(r.row.older)}" if r.row.older else None,
+    lambda r: (f"external evaluations (re-verified by `bench verify-adv`): {'; '.join(r.row.external)}"
+               if r.row.external else None),
+)
+
+
+def detail_items(r: Ranked) -> list[str]:
+    return [text for item in DETAILS if (text := item(r)) is not None]
