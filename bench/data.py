@@ -1,7 +1,8 @@
 """Datasets as uint8 tensors in memory, their default threat models, and deterministic subsets.
 
 Fashion-MNIST (the embedded default) is read straight from Debian's `dataset-fashion-mnist`
-files, or from a torchvision-style folder; the others come through torchvision.
+files, or from a torchvision-style folder; the others come through torchvision. A dataset is one
+`DATASETS.add`: its shape, statistics, threat models and where its files come from.
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ Loader = Callable[[Path | None, Split], ImageSet]
 
 
 @dataclass(frozen=True)
+class Torchvision:
+    """A dataset torchvision can download (`bench data fetch`) and, unless the spec reads the files
+    itself, read: `torchvision.datasets.<cls>`."""
+
+    cls: str
+    split_by_name: bool = False  # SVHN's constructor takes split="train"/"test", not train=True/False
+
+    def dataset(self, root: Path, split: Split, download: bool) -> object:
+        import torchvision
+
+        make = getattr(torchvision.datasets, self.cls)
+        if self.split_by_name:
+            return make(str(root), split=split.value, download=download)
+        return make(str(root), train=split is Split.TRAIN, download=download)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     num_classes: int
@@ -63,8 +81,9 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     threat_models: tuple[ThreatModel, ...]  # the first is the default
-    loader: Loader
     how_to_get: str
+    loader: Loader | None = None  # reads the files; None: through `download`'s torchvision class
+    download: Torchvision | None = None  # where `bench data fetch` gets it (None: it cannot)
     test_points: int = 10_000  # size of the test split: every record's indices lie below it
 
     def default_threat(self, norm: Norm | None = None) -> ThreatModel:
@@ -74,6 +93,12 @@ class DatasetSpec:
         raise BenchError(
             f"{self.name} has no default ε for norm {norm.value if norm else '?'}: pass --eps"
         )
+
+    def read(self, data_dir: Path | None, split: Split) -> ImageSet:
+        if self.loader is not None:
+            return self.loader(data_dir, split)
+        assert self.download is not None, f"{self.name}: a dataset needs a loader or a torchvision source"
+        return _torchvision_read(self, data_dir or DEFAULT_DATA_DIR, split)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -110,42 +135,43 @@ def _find_idx(stem: str, folders: list[Path]) -> Path | None:
     return None
 
 
-def _fashion_mnist(data_dir: Path | None, split: Split) -> ImageSet:
-    prefix = "train" if split is Split.TRAIN else "t10k"
-    roots = [data_dir] if data_dir else [DEFAULT_DATA_DIR, DEBIAN_FASHION_MNIST]
-    folders = [f for r in roots for f in (r, r / "FashionMNIST" / "raw", r / "fashion-mnist")]
-    image_path = _find_idx(f"{prefix}-images-idx3-ubyte", folders)
-    label_path = _find_idx(f"{prefix}-labels-idx1-ubyte", folders)
-    if image_path is None or label_path is None:
-        searched = ", ".join(str(r) for r in roots)
-        raise BenchError(f"Fashion-MNIST {split.value} files not found in {searched}. "
-                         + DATASETS.get("fashion-mnist").how_to_get)
-    images = torch.from_numpy(_read_idx(image_path).copy()).unsqueeze(1)
-    labels = torch.from_numpy(_read_idx(label_path).astype(np.int64))
-    return ImageSet(images, labels)
+def idx_files(title: str, roots: tuple[Path, ...] = (), subfolders: tuple[str, ...] = ()) -> Loader:
+    """A loader for the MNIST family's files (`train-images-idx3-ubyte[.gz]`, `t10k-labels-…`) in
+    --data-dir, or else in `data/` and `roots`; each root also searched in `subfolders`."""
 
-
-def _torchvision(name: str) -> Loader:
     def load(data_dir: Path | None, split: Split) -> ImageSet:
-        import torchvision
-
-        root = str(data_dir or DEFAULT_DATA_DIR)
-        train = split is Split.TRAIN
-        try:
-            if name == "svhn":
-                ds = torchvision.datasets.SVHN(root, split=split.value, download=False)
-                return ImageSet(torch.from_numpy(ds.data), torch.from_numpy(ds.labels).long())
-            cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10,
-                   "cifar100": torchvision.datasets.CIFAR100}[name]
-            ds = cls(root, train=train, download=False)
-        except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
-            raise BenchError(f"{name} not found in {root} ({exc}). "
-                             + DATASETS.get(name).how_to_get) from None
-        data = torch.as_tensor(np.asarray(ds.data))
-        images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
-        return ImageSet(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+        prefix = "train" if split is Split.TRAIN else "t10k"
+        searched = [data_dir] if data_dir else [DEFAULT_DATA_DIR, *roots]
+        folders = [f for r in searched for f in (r, *(r / sub for sub in subfolders))]
+        image_path = _find_idx(f"{prefix}-images-idx3-ubyte", folders)
+        label_path = _find_idx(f"{prefix}-labels-idx1-ubyte", folders)
+        if image_path is None or label_path is None:
+            raise MissingData(f"{title} {split.value} files not found in {', '.join(map(str, searched))}.")
+        images = torch.from_numpy(_read_idx(image_path).copy()).unsqueeze(1)
+        labels = torch.from_numpy(_read_idx(label_path).astype(np.int64))
+        return ImageSet(images, labels)
 
     return load
+
+
+class MissingData(BenchError):
+    """The dataset's files are not where a loader looked; `load` adds how to get them."""
+
+
+def _torchvision_read(spec: DatasetSpec, root: Path, split: Split) -> ImageSet:
+    assert spec.download is not None
+    try:
+        ds = spec.download.dataset(root, split, download=False)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+        raise MissingData(f"{spec.name} not found in {root} ({exc}).") from None
+    data = torch.as_tensor(np.asarray(ds.data))  # type: ignore[attr-defined]
+    if data.ndim == 3:  # N, H, W: one channel
+        data = data.unsqueeze(1)
+    elif data.shape[-1] in (1, 3):  # N, H, W, C (CIFAR); SVHN's is already N, C, H, W
+        data = data.permute(0, 3, 1, 2)
+    targets = getattr(ds, "labels", None)  # SVHN's name for them
+    labels = torch.as_tensor(np.asarray(ds.targets if targets is None else targets), dtype=torch.long)  # type: ignore[attr-defined]
+    return ImageSet(data.contiguous(), labels)
 
 
 def _fetch_hint(name: str) -> str:
@@ -161,28 +187,32 @@ DEFAULT_DATASET = "fashion-mnist"  # the embedded one (Debian's package): what e
 
 DATASETS.add("fashion-mnist", DatasetSpec(
     "fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), (ThreatModel(Norm.LINF, 0.1),),
-    _fashion_mnist,
     "On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (or `make data`); elsewhere: "
-    + _fetch_hint("fashion-mnist")))
+    + _fetch_hint("fashion-mnist"),
+    loader=idx_files("Fashion-MNIST", (DEBIAN_FASHION_MNIST,), ("FashionMNIST/raw", "fashion-mnist")),
+    download=Torchvision("FashionMNIST")))
 DATASETS.add("mnist", DatasetSpec(
-    "mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), (ThreatModel(Norm.LINF, 0.3),),
-    _torchvision("mnist"), _fetch_hint("mnist")))
+    "mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), (ThreatModel(Norm.LINF, 0.3),), _fetch_hint("mnist"),
+    download=Torchvision("MNIST")))
 DATASETS.add("cifar10", DatasetSpec(
-    "cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, (_LINF_8, _L2_05),
-    _torchvision("cifar10"), _fetch_hint("cifar10")))
+    "cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, (_LINF_8, _L2_05), _fetch_hint("cifar10"),
+    download=Torchvision("CIFAR10")))
 DATASETS.add("cifar100", DatasetSpec(
-    "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-    (_LINF_8, _L2_05), _torchvision("cifar100"), _fetch_hint("cifar100")))
+    "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), (_LINF_8, _L2_05),
+    _fetch_hint("cifar100"), download=Torchvision("CIFAR100")))
 DATASETS.add("svhn", DatasetSpec(
-    "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-    (_LINF_8, _L2_05), _torchvision("svhn"), _fetch_hint("svhn"), test_points=26_032))
+    "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), (_LINF_8, _L2_05),
+    _fetch_hint("svhn"), download=Torchvision("SVHN", split_by_name=True), test_points=26_032))
 
 
 def load(dataset: str, split: Split, data_dir: Path | None = None) -> ImageSet:
     """The split, admitted only if it is what the dataset is: images of its shape, one label per
     image, every label one of its classes, and no more test points than it has (records index them)."""
     spec = DATASETS.get(dataset)
-    found = spec.loader(data_dir, split)
+    try:
+        found = spec.read(data_dir, split)
+    except MissingData as exc:
+        raise BenchError(f"{exc} {spec.how_to_get}") from None
     where = f"{dataset} {split.value} data{f' in {data_dir}' if data_dir else ''}"
     if found.images.ndim != 4 or tuple(found.images.shape[1:]) != spec.shape:
         raise BenchError(f"{where}: images of shape {tuple(found.images.shape[1:])}, not {spec.shape}")
@@ -197,19 +227,13 @@ def load(dataset: str, split: Split, data_dir: Path | None = None) -> ImageSet:
 
 def fetch(dataset: str, data_dir: Path) -> None:
     """Download a dataset with torchvision into data_dir (the only place that uses the network)."""
-    import torchvision
-
-    DATASETS.get(dataset)
+    spec = DATASETS.get(dataset)
+    if spec.download is None:
+        raise BenchError(f"{dataset} cannot be downloaded by bench: {spec.how_to_get}")
     ensure_writable_dir(data_dir, "--data-dir")
     try:
-        if dataset == "svhn":
-            for split in ("train", "test"):
-                torchvision.datasets.SVHN(str(data_dir), split=split, download=True)
-            return
-        cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
-               "cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
-        for train in (True, False):
-            cls[dataset](str(data_dir), train=train, download=True)
+        for split in Split:
+            spec.download.dataset(data_dir, split, download=True)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError
         raise BenchError(f"could not download {dataset} into {data_dir} ({first_line(exc)}): this needs network access; "
                          "on a machine without it, copy the files into --data-dir") from None

@@ -43,3 +43,16 @@ def test_holdout_split_is_disjoint_and_stable():
     train, val = data.holdout_split(1000, 0.1)
     assert len(val) == 100 and not set(train) & set(val)
     assert np.array_equal(val, data.holdout_split(1000, 0.1)[1])
+
+
+def test_a_torchvision_dataset_is_read_through_its_registered_class(tmp_path, fmnist_test):
+    """MNIST through torchvision.datasets.MNIST, from IDX files laid out as torchvision keeps them
+    (Fashion-MNIST's bytes stand in: same format, no download)."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):  # torchvision wants all four before it reads one split
+        (raw / name).write_bytes(gzip.decompress((data.DEBIAN_FASHION_MNIST / f"{name}.gz").read_bytes()))
+    test = data.load("mnist", data.Split.TEST, tmp_path)
+    assert test.images.shape == (10_000, 1, 28, 28) and test.labels.dtype.is_floating_point is False
+    assert test.images.equal(fmnist_test.images) and test.labels.equal(fmnist_test.labels)
