@@ -1,5 +1,7 @@
 """CONTRIBUTING.md's worked examples, as written: a new attack and a new defense are each one
-module (found by discovery, no list edited) plus a test, and the tests they come with pass."""
+module (found by discovery, no list edited) plus a test; a new dataset is one registration and a
+leaderboard column one definition, each rendered everywhere it belongs; and the tests they come
+with pass."""
 
 import importlib
 import re
@@ -10,15 +12,28 @@ import pytest
 
 import bench.attacks
 import defenses
+from bench import data
 from bench.attacks import ATTACKS
+from bench.auditing.report import load_audits
+from bench.cli import main
+from bench.records.run_record import load_run_records
 from bench.registry import import_modules
+from bench.reporting import columns
+from bench.reporting import html as board_html
+from bench.reporting import markdown as board_markdown
+from bench.reporting import rows as board_rows
 from defenses import DEFENSES
 
 GUIDE = Path(__file__).resolve().parent.parent / "CONTRIBUTING.md"
 
 
+def _blocks(kind: str) -> dict[str, str]:
+    """The guide's code blocks of one kind (`file`: a new file; `dataset`, `column`: an edit), by path."""
+    return dict(re.findall(rf"```python {kind}=(\S+)\n(.*?)```", GUIDE.read_text(), re.S))
+
+
 def _files() -> dict[str, str]:
-    return dict(re.findall(r"```python file=(\S+)\n(.*?)```", GUIDE.read_text(), re.S))
+    return _blocks("file")
 
 
 @pytest.fixture
@@ -28,6 +43,13 @@ def added(tmp_path, monkeypatch):
     files = _files()
     monkeypatch.setattr(ATTACKS, "_entries", dict(ATTACKS._entries))
     monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
+    monkeypatch.setattr(data.DATASETS, "_entries", dict(data.DATASETS._entries))
+    (registration,) = _blocks("dataset").values()
+    exec(compile(registration, str(GUIDE), "exec"), dict(vars(data)))  # noqa: S102 (our own guide)
+    (column,) = _blocks("column").values()
+    new = eval(compile(column, str(GUIDE), "eval"), dict(vars(columns)))  # noqa: S307 (our own guide)
+    after = [c.key for c in columns.RANKING].index("worst") + 1
+    monkeypatch.setattr(columns, "RANKING", (*columns.RANKING[:after], new, *columns.RANKING[after:]))
     added = []
     for package in (bench.attacks, defenses):
         folder = tmp_path / package.__name__
@@ -44,14 +66,15 @@ def added(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
-def test_the_guide_has_an_attack_and_a_defense_each_with_its_test():
+def test_the_guide_has_an_attack_a_defense_a_dataset_and_a_column_each_with_its_test():
     files = _files()
     assert {p.split("/")[0] for p in files} == {"bench", "defenses", "tests"}
-    assert sum(p.startswith("tests/") for p in files) == 2
+    assert sum(p.startswith("tests/") for p in files) == 4
+    assert list(_blocks("dataset")) == ["bench/data.py"] and list(_blocks("column")) == ["bench/reporting/columns.py"]
 
 
 def test_the_worked_examples_register_by_discovery_and_their_tests_pass(added, tmp_path):
-    assert "rfgsm" in ATTACKS and "fast-at" in DEFENSES
+    assert "rfgsm" in ATTACKS and "fast-at" in DEFENSES and "kmnist" in data.DATASETS
     for path, code in added.items():
         if not path.startswith("tests/"):
             continue
@@ -63,7 +86,24 @@ def test_the_worked_examples_register_by_discovery_and_their_tests_pass(added, t
             test(**({"tmp_path": tmp_path} if "tmp_path" in test.__code__.co_varnames else {}))
 
 
+def test_the_new_column_is_on_both_boards_and_sorts_as_a_number(added, committed):
+    runs = load_run_records(committed / "runs")
+    markdown, _ = board_markdown.render(runs)
+    assert "| clean − worst " in markdown.replace("  ", " ")
+    board = board_rows.prepare(runs, load_audits(committed / "audits"))
+    page = board_html.render(board, board_markdown.HEADER.format(count=board.records, schema=2))
+    assert '<th data-key="gap" data-numeric="1">clean − worst</th>' in page
+
+
+def test_the_new_dataset_is_offered_wherever_a_dataset_is_asked_for(added, capsys):
+    from bench.cli.arguments import dataset_help
+
+    assert "kmnist" in dataset_help()
+    assert main(["ls", "datasets"]) == 0 and "kmnist" in capsys.readouterr().out
+
+
 def test_the_examples_leave_the_registries_as_they_were():
-    assert "rfgsm" not in ATTACKS and "fast-at" not in DEFENSES
+    assert "rfgsm" not in ATTACKS and "fast-at" not in DEFENSES and "kmnist" not in data.DATASETS
+    assert "gap" not in [c.key for c in columns.RANKING]
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("bench.attacks.rfgsm")
