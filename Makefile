@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install data browser demo test test-quick test-durations test-slow lint typecheck check leaderboard checkpoints checkpoints-full curves bench-overhead perf clean-venv \
+.PHONY: publish install data browser demo test test-quick test-durations test-slow lint typecheck check leaderboard checkpoints checkpoints-full curves bench-overhead perf clean-venv \
         gpu-campaign gpu-campaign-pack gpu-campaign-dry-run
 
 install: $(STAMP)
@@ -81,6 +81,20 @@ checkpoints: data
 # cores): two queues, one thread each, exact resume after every epoch. Rerun to continue after a stop.
 checkpoints-full: data
 	$(BIN)/python benchmarks/train_full.py
+
+# Everything a published defense needs (CONTRIBUTING: "Adding a defense"), in order: its committed
+# checkpoint, the 1000-point records with its adaptive attacks, the official AutoAttack on 200, its
+# ε-curve, the audit, the board and its gate baseline. Hours on 2 CPU cores: make prints each step;
+# one that was interrupted continues with its own command plus --resume, then the ones after it.
+publish: data
+	@test -n "$(DEFENSE)" || { echo "usage: make publish DEFENSE=NAME (a registered defense)"; exit 2; }
+	$(BIN)/bench train --defense $(DEFENSE) --dataset fashion-mnist --quiet
+	$(BIN)/bench run --defense $(DEFENSE) --attack fgsm,pgd,cw,aa-fast,adaptive --n 1000 --quiet
+	$(BIN)/bench run --defense $(DEFENSE) --attack aa --n 200 --quiet
+	$(BIN)/bench run --defense $(DEFENSE) --attack fgsm,pgd --eps-sweep $(EPS_SWEEP) --n 500 --quiet
+	$(BIN)/bench audit --defense $(DEFENSE) --quiet
+	$(BIN)/bench leaderboard
+	$(BIN)/bench check --defense $(DEFENSE) --update-baseline --reason "published $(DEFENSE)" --quiet
 
 # The ε curves and attack-strength curves behind the leaderboard's plots (README: duration);
 # incremental: what is recorded already is skipped.

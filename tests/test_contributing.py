@@ -5,6 +5,7 @@ with pass."""
 
 import importlib
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -107,3 +108,31 @@ def test_the_examples_leave_the_registries_as_they_were():
     assert "gap" not in [c.key for c in columns.RANKING]
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("bench.attacks.rfgsm")
+
+
+def _publish_steps() -> list[list[str]]:
+    """`make publish DEFENSE=pgd-at`'s bench commands, as argument lists (Make variables filled in)."""
+    makefile = (GUIDE.parent / "Makefile").read_text()
+    sweep = re.search(r"^EPS_SWEEP\s*:=\s*(\S+)", makefile, re.M).group(1)
+    recipe = makefile.split("\npublish:", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in recipe.splitlines() if line.strip().startswith("$(BIN)/bench ")]
+    return [shlex.split(line.removeprefix("$(BIN)/bench ").replace("$(DEFENSE)", "pgd-at")
+                        .replace("$(EPS_SWEEP)", sweep)) for line in lines]
+
+
+def test_make_publish_runs_what_the_tests_demand_of_a_published_defense():
+    """What test_leaderboard.py checks for every published defense, step by step, parsed by the real CLI."""
+    from bench.cli import build_parser
+
+    parsed = [build_parser().parse_args(step) for step in _publish_steps()]
+    by_command: dict[str, list] = {}
+    for args in parsed:
+        by_command.setdefault(args.command, []).append(args)
+    assert list(by_command) == ["train", "run", "audit", "leaderboard", "check"]
+    runs = by_command["run"]
+    board = [a for a in runs if a.eps_sweep is None and {"fgsm", "pgd", "cw", "aa-fast", "adaptive"} <= set(a.attack.split(","))]
+    assert board and board[0].n >= 1000
+    assert any(a.attack == "aa" and a.n >= 200 for a in runs)
+    assert any(a.eps_sweep and {"fgsm", "pgd"} <= set(a.attack.split(",")) for a in runs)
+    assert all(args.defense in ("pgd-at", ["pgd-at"]) for args in parsed if args.command != "leaderboard")
+    assert by_command["check"][0].update_baseline and by_command["check"][0].reason
