@@ -1,12 +1,16 @@
-"""RunRecord: every committed record reads into typed values that agree with its JSON.
+"""RunRecord: every committed record reads into typed values that agree with its JSON, and writes
+back the same JSON; a fresh record on disk is the typed record the harness returned.
 
 One test loops over the committed tree (git HEAD, not the working tree: a user's own runs add
 neither tests nor failures here)."""
 
+import copy
+import json
+
 import numpy as np
 import pytest
 
-from bench.records import schema
+from bench.records import rules, schema
 from bench.records.run_record import RunRecord
 from bench.records.schema import RunPurpose
 
@@ -72,3 +76,36 @@ def _agrees(raw: dict) -> None:
                                                        strict=True) if c == "1"}
     assert typed.has_per_attack_flags == (raw["purpose"] != "worst-case")
     assert typed.order == (raw["provenance"]["date"], raw["_file"])
+
+
+def _as_written_today(raw: dict) -> dict:
+    """A committed record as this version writes it: fields older versions left out take their
+    default (`adaptive`: false) and the interval is recomputed (an early formula wrote 2e-19 for 0)."""
+    out = {key: value for key, value in raw.items() if key != "_file"}
+    for attack in out["attacks"].values():
+        attack.setdefault("adaptive", False)
+    for entry in (out["clean"], out["worst_case"], *out["attacks"].values()):
+        entry["ci95"] = [round(bound, 12) for bound in entry["ci95"]]
+    return out
+
+
+def test_the_typed_record_writes_back_the_json_it_was_read_from(records):
+    """One shape: `RunRecord.to_json` (the writer) inverts `RunRecord.of` (the reader), and what it
+    writes passes the rules (`bench.records.rules`) that every read applies."""
+    differing = []
+    for raw in records:
+        written = RunRecord.of(raw).to_json()
+        assert rules.problems(written) is None, raw["_file"]
+        if _as_written_today(written) != _as_written_today(copy.deepcopy(raw)):
+            differing.append(raw["_file"])
+    assert differing == []
+
+
+def test_a_fresh_record_is_the_typed_record_the_harness_returned(tmp_path):
+    import bench
+
+    result = bench.evaluate("pgd-at", attacks="fgsm,pgd:steps=3", n=12, save=True, results_dir=tmp_path)
+    on_disk = json.loads(result.record_path.read_text())
+    assert result.record.to_json() == on_disk  # the harness's typed record is what was written
+    assert RunRecord.of(schema.load_record(result.record_path)).to_json() == on_disk  # and what is read back
+    assert result.record.file == result.record_path.name

@@ -34,11 +34,11 @@ from bench.progress import progress
 from bench.provenance import stamp
 from bench.records.adversarials import AdversarialStore
 from bench.records.resume import AttackProgress, ResumeState, StageCost
-from bench.records.run_record import RunRecord, flag_text
+from bench.records.run_record import AttackResult, ModelInfo, Provenance, RunRecord, RunSettings
 from bench.records.schema import SCHEMA_VERSION
 from bench.records.store import write_record
 from bench.shards import Shard, join
-from bench.stats import wilson_interval
+from bench.stats import Proportion
 from bench.threat import ThreatModel
 from bench.verify import verify_successes
 
@@ -195,15 +195,10 @@ def _run_attack(model: ModelUnderTest, attack: Attack, x: torch.Tensor, y: torch
     return prog
 
 
-def _accuracy(flags: np.ndarray, key: str = "robust_accuracy") -> dict[str, Any]:
-    n, k = int(flags.size), int(flags.sum())
-    return {key: k / n, "count": k, "ci95": list(wilson_interval(k, n))}
-
-
 def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], indices: np.ndarray,
                   y: torch.Tensor, clean_correct: np.ndarray, progress_by_attack: dict[str, AttackProgress],
                   guard_warnings: list[str], device: torch.device, resumed: bool, world_size: int,
-                  randomized_draws: int | None) -> dict[str, Any]:
+                  randomized_draws: int | None) -> RunRecord:
     n = len(indices)
     robust = {a.label: np.array(progress_by_attack[a.label].alive, dtype=bool) & clean_correct
               for a in attacks}
@@ -213,47 +208,32 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
         for i, who in enumerate(progress_by_attack[a.label].broken_by):
             if who is not None and first_broken[i] is None:
                 first_broken[i] = who
-    per_attack = {}
+    results = {}
     for a in attacks:
         prog = progress_by_attack[a.label]
-        per_attack[a.label] = {
-            **_accuracy(robust[a.label]), "attack": a.name, "protocol": a.protocol, "adaptive": a.adaptive,
-            "config": dataclasses.asdict(a.config),
-            "stages": [getattr(s, "component", s.label) for s in a.stages()],
-            "stage_cost": {k: dataclasses.asdict(v) for k, v in prog.stage_cost.items()},  # seconds, passes, points
-            "seconds": round(prog.seconds, 3),
-            "passes": {"forward": prog.forward, "backward": prog.backward,
-                       "forward_per_example": prog.forward / n, "backward_per_example": prog.backward / n},
-            "warnings": prog.warnings}
-    warnings = guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]
-    return {
-        "schema_version": SCHEMA_VERSION,  # as written: the record in memory is the file's
-        "config": {"attacks": format_attacks(cfg.attack_specs), "seed": cfg.seed, "batch_size": cfg.batch_size,
-                   "device": cfg.device, "resumed": resumed, "cascade": cfg.cascade, "world_size": world_size,
-                   **({"randomized_draws": randomized_draws, "randomized_rule": "majority vote"}
-                      if randomized_draws else {})},
-        "threat": {"norm": cfg.threat.norm.value, "eps": cfg.threat.eps},
-        "purpose": cfg.purpose.value,
-        "model": {"label": model.label, "defense": cfg.defense or model.sidecar.get("defense"),
-                  "path": model.recorded_path(),
-                  "sha256": model.sha256, "arch": model.sidecar.get("arch"),
-                  "paper": model.sidecar.get("paper"), "variant": model.sidecar.get("variant"),
-                  "hyperparameters": model.sidecar.get("hyperparameters"),
-                  "training_budget": _training_budget(model.sidecar), "trained_by": model.sidecar.get("command"),
-                  "source": model.source, "input": model.input_description()},
-        "data": {"dataset": cfg.dataset, "split": "test", "n": n,
-                 "selection": cfg.selection or ("first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}"),
-                 "sample_seed": cfg.sample_seed,
-                 "index_sha256": data.hash_indices(indices)},
-        "provenance": {**stamp(device), "precision": cfg.speed.precision.value,
-                       "channels_last": cfg.speed.channels_last, "compile": cfg.speed.compile},
-        "clean": _accuracy(clean_correct, "accuracy"), "attacks": per_attack, "worst_case": _accuracy(worst),
-        "warnings": warnings,
-        "per_example": {"index": indices.tolist(), "label": y.tolist(), "clean_correct": flag_text(clean_correct),
-                        "robust": {label: flag_text(f) for label, f in robust.items()},
-                        "worst_case": flag_text(worst), "broken_first_by": first_broken,
-                        "margin": {a.label: progress_by_attack[a.label].margin for a in attacks}},
-    }
+        results[a.label] = AttackResult(
+            a.label, a.name, a.protocol, dataclasses.asdict(a.config), Proportion(int(robust[a.label].sum()), n),
+            round(prog.seconds, 3), prog.forward / n, prog.backward / n, a.adaptive, robust[a.label],
+            tuple(getattr(s, "component", s.label) for s in a.stages()), tuple(prog.warnings), tuple(prog.margin),
+            prog.forward, prog.backward, {k: dataclasses.asdict(v) for k, v in prog.stage_cost.items()})
+    sidecar = model.sidecar
+    return RunRecord(
+        file=None, schema_version=SCHEMA_VERSION, purpose=cfg.purpose, threat=cfg.threat,
+        model=ModelInfo(model.label, model.recorded_path(), model.sha256, cfg.defense or sidecar.get("defense"),
+                        sidecar.get("variant"), sidecar.get("arch"), model.input_description(),
+                        _training_budget(sidecar), sidecar.get("paper"), sidecar.get("hyperparameters"),
+                        sidecar.get("command"), model.source),
+        dataset=cfg.dataset,
+        selection=cfg.selection or ("first-n" if cfg.sample_seed is None else f"sample-seed={cfg.sample_seed}"),
+        sample_seed=cfg.sample_seed, index_sha256=data.hash_indices(indices),
+        settings=RunSettings(format_attacks(cfg.attack_specs), cfg.seed, cfg.batch_size, cfg.device, resumed,
+                             cfg.cascade, world_size, randomized_draws),
+        provenance=Provenance(**stamp(device), precision=cfg.speed.precision.value,
+                              channels_last=cfg.speed.channels_last, compile=cfg.speed.compile),
+        clean=Proportion(int(clean_correct.sum()), n), attacks=results, worst_case=Proportion(int(worst.sum()), n),
+        warnings=tuple(guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]),
+        index=np.asarray(indices, dtype=np.int64), labels=y.numpy().astype(np.int64),
+        clean_correct=clean_correct.astype(bool), worst_flags=worst, broken_first_by=tuple(first_broken))
 
 
 def _training_budget(sidecar: dict[str, Any]) -> dict[str, Any] | None:
@@ -342,9 +322,9 @@ def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[At
                            [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world,
                            model.draws if model.randomized else None)
     if not writes:
-        return RunResult(None, RunRecord.of(record), store)
+        return RunResult(None, record, store)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")
     if store is not None:
         store.finish(path)
     state.finish()
-    return RunResult(path, RunRecord.of({**record, "_file": path.name}), store)
+    return RunResult(path, dataclasses.replace(record, file=path.name), store)

@@ -5,8 +5,8 @@ ones with the file's name); `RunRecord.of` turns what it returns into frozen dat
 per-example arrays, so a reader asks `record.attacks["pgd"].robust.count` instead of indexing
 strings. Everything that reads records reads them this way: the results table, the leaderboard and
 its curves and sanity checks, the audit, the sweep planner, the gate and the Python API. Only
-`bench.records.schema` and `bench.records.rules` (which validate the JSON) and the harness (which writes it)
-see the dicts.
+`bench.records.schema` and `bench.records.rules` (which validate the JSON) see the dicts: the harness
+fills a `RunRecord` and `RunRecord.to_json` writes it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,20 @@ class AttackResult:
     stages: tuple[str | None, ...]  # the attack's components in the order they ran (AutoAttack's, aa-fast's)
     warnings: tuple[str, ...]  # what the attack itself warned of (AutoAttack's checks)
     margins: tuple[float | None, ...] | None  # true-class margin at the attack's output point, per point
+    forward: int | None = None  # passes in all (absent from the earliest records)
+    backward: int | None = None
+    stage_cost: Mapping[str, Any] | None = None  # per stage: seconds, passes, points (absent before schema 2's)
+
+    def to_json(self) -> dict[str, Any]:
+        passes: dict[str, Any] = {"forward_per_example": self.forward_per_example,
+                                  "backward_per_example": self.backward_per_example}
+        if self.forward is not None and self.backward is not None:
+            passes = {"forward": self.forward, "backward": self.backward, **passes}
+        return {"robust_accuracy": self.robust.value, "count": self.robust.count, "ci95": list(self.robust.interval),
+                "attack": self.attack, "protocol": self.protocol, "adaptive": self.adaptive,
+                "config": dict(self.config), "stages": list(self.stages),
+                **({"stage_cost": dict(self.stage_cost)} if self.stage_cost is not None else {}),
+                "seconds": self.seconds, "passes": passes, "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,17 @@ class ModelInfo:
     arch: str | None
     input: str | None  # what the model takes (pixel range, where normalization happens)
     training_budget: Mapping[str, Any] | None  # the sidecar's training budget (epochs, points, attack steps)
+    paper: str | None = None
+    hyperparameters: Mapping[str, Any] | None = None
+    trained_by: str | None = None  # the command that trained it, from the sidecar
+    source: str | None = None  # how it was loaded (checkpoint, zoo, factory, …)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "defense": self.defense, "path": self.path, "sha256": self.sha256,
+                "arch": self.arch, "paper": self.paper, "variant": self.variant,
+                "hyperparameters": self.hyperparameters, "training_budget": self.training_budget,
+                "trained_by": self.trained_by,
+                **{key: value for key, value in (("source", self.source), ("input", self.input)) if value is not None}}
 
 
 @dataclass(frozen=True)
@@ -68,10 +93,43 @@ class Provenance:
     precision: str
     git_sha: str | None
     versions: Mapping[str, str | None]
+    channels_last: bool | None = None  # absent from records before the speed options
+    compile: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        speed = {key: value for key, value in (("channels_last", self.channels_last), ("compile", self.compile))
+                 if value is not None}
+        return {"versions": dict(self.versions), "git_sha": self.git_sha, "device": self.device, "date": self.date,
+                "precision": self.precision, **speed}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the run was asked for (the record's `config`); None: not recorded by older versions."""
+
+    attacks: str  # the attacks as the run was asked for them
+    seed: int
+    batch_size: int | None = None
+    device: str | None = None
+    resumed: bool = False  # the run continued from saved progress
+    cascade: bool | None = None
+    world_size: int | None = None
+    randomized_draws: int | None = None  # a randomized model: draws per prediction (majority vote)
+
+    def to_json(self) -> dict[str, Any]:
+        optional = {"batch_size": self.batch_size, "device": self.device, "cascade": self.cascade,
+                    "world_size": self.world_size}
+        randomized = ({"randomized_draws": self.randomized_draws, "randomized_rule": "majority vote"}
+                      if self.randomized_draws else {})
+        return {"attacks": self.attacks, "seed": self.seed, "resumed": self.resumed,
+                **{key: value for key, value in optional.items() if value is not None}, **randomized}
 
 
 @dataclass(frozen=True)
 class RunRecord:
+    """The run record, typed: what the harness fills and `to_json` writes (the one writer), and what
+    `of` reads back from a validated file; `of(x).to_json()` is `x` for every record this version writes."""
+
     file: str | None  # the record's file name, when it was read from a results folder
     schema_version: int
     purpose: RunPurpose
@@ -81,9 +139,7 @@ class RunRecord:
     selection: str | None  # how the points were chosen ("first-n", "random-n (seed 3)", a file's points)
     sample_seed: int | None
     index_sha256: str | None
-    seed: int
-    attack_list: str  # config.attacks: the attacks as the run was asked for them
-    resumed: bool  # config.resumed: the run continued from saved progress
+    settings: RunSettings
     provenance: Provenance
     clean: Proportion
     attacks: Mapping[str, AttackResult]  # in the run's order
@@ -94,6 +150,18 @@ class RunRecord:
     clean_correct: np.ndarray  # bool [n]
     worst_flags: np.ndarray  # bool [n]: robust under every attack of the run
     broken_first_by: tuple[str | None, ...] | None
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
+
+    @property
+    def attack_list(self) -> str:
+        return self.settings.attacks
+
+    @property
+    def resumed(self) -> bool:
+        return self.settings.resumed
 
     @property
     def n(self) -> int:
@@ -134,6 +202,31 @@ class RunRecord:
         assert self.broken_first_by is not None, "records of schema 2 keep broken_first_by"
         return dict(zip(self.index.tolist(), self.broken_first_by, strict=True))
 
+    def to_json(self) -> dict[str, Any]:
+        """The record file's JSON (the one writer: `bench.records.store.write_record` stores it)."""
+        margins = {label: list(a.margins) for label, a in self.attacks.items() if a.margins is not None}
+        per_example: dict[str, Any] = {
+            "index": self.index.tolist(),
+            **({"label": self.labels.tolist()} if self.labels is not None else {}),
+            "clean_correct": flag_text(self.clean_correct),
+            "robust": {label: flag_text(a.flags) for label, a in self.attacks.items()},
+            "worst_case": flag_text(self.worst_flags),
+            **({"broken_first_by": list(self.broken_first_by)} if self.broken_first_by is not None else {}),
+            **({"margin": margins} if margins else {})}
+        return {
+            "schema_version": self.schema_version, "config": self.settings.to_json(),
+            "threat": {"norm": self.threat.norm.value, "eps": self.threat.eps}, "purpose": self.purpose.value,
+            "model": self.model.to_json(),
+            "data": {"dataset": self.dataset, "split": "test", "n": self.n, "selection": self.selection,
+                     "sample_seed": self.sample_seed,
+                     **({"index_sha256": self.index_sha256} if self.index_sha256 is not None else {})},
+            "provenance": self.provenance.to_json(),
+            "clean": {"accuracy": self.clean.value, "count": self.clean.count, "ci95": list(self.clean.interval)},
+            "attacks": {label: a.to_json() for label, a in self.attacks.items()},
+            "worst_case": {"robust_accuracy": self.worst_case.value, "count": self.worst_case.count,
+                           "ci95": list(self.worst_case.interval)},
+            "warnings": list(self.warnings), "per_example": per_example}
+
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> RunRecord:
         """A record as `bench.records.schema` returns it (upgraded and validated)."""
@@ -148,25 +241,31 @@ class RunRecord:
         margins = per.get("margin", {})
         attacks = {}
         for label, res in record["attacks"].items():
-            flags = _flags(per["robust"][label])
+            flags, passes = _flags(per["robust"][label]), res["passes"]
             attacks[label] = AttackResult(
                 label, res["attack"], res["protocol"], res["config"], accuracy(flags), float(res["seconds"]),
-                float(res["passes"]["forward_per_example"]), float(res["passes"]["backward_per_example"]),
+                float(passes["forward_per_example"]), float(passes["backward_per_example"]),
                 bool(res.get("adaptive", False)), flags, tuple(res.get("stages", ())), tuple(res.get("warnings", ())),
-                tuple(margins[label]) if label in margins else None)
+                tuple(margins[label]) if label in margins else None, passes.get("forward"), passes.get("backward"),
+                res.get("stage_cost"))
         clean, worst = _flags(per["clean_correct"]), _flags(per["worst_case"])
+        config = record["config"]
         return cls(
             file=record.get("_file"), schema_version=int(record["schema_version"]),
             purpose=RunPurpose(record["purpose"]),
             threat=ThreatModel(Norm(record["threat"]["norm"]), float(record["threat"]["eps"])),
             model=ModelInfo(model["label"], model["path"], model["sha256"], model.get("defense"),
                             model.get("variant"), model.get("arch"), model.get("input"),
-                            model.get("training_budget")),
-            dataset=data["dataset"], selection=data.get("selection"), sample_seed=data.get("sample_seed"), index_sha256=data.get("index_sha256"),
-            seed=int(record["config"]["seed"]), attack_list=record["config"].get("attacks", ""),
-            resumed=bool(record["config"].get("resumed", False)),
+                            model.get("training_budget"), model.get("paper"), model.get("hyperparameters"),
+                            model.get("trained_by"), model.get("source")),
+            dataset=data["dataset"], selection=data.get("selection"), sample_seed=data.get("sample_seed"),
+            index_sha256=data.get("index_sha256"),
+            settings=RunSettings(config.get("attacks", ""), int(config["seed"]), config.get("batch_size"),
+                                 config.get("device"), bool(config.get("resumed", False)), config.get("cascade"),
+                                 config.get("world_size"), config.get("randomized_draws")),
             provenance=Provenance(prov["date"], prov.get("device"), prov.get("precision", "fp32"),
-                                  prov.get("git_sha"), prov.get("versions", {})),
+                                  prov.get("git_sha"), prov.get("versions", {}), prov.get("channels_last"),
+                                  prov.get("compile")),
             clean=accuracy(clean), attacks=attacks, worst_case=accuracy(worst),
             warnings=tuple(record.get("warnings", ())), index=np.asarray(per["index"], dtype=np.int64),
             labels=np.asarray(per["label"], dtype=np.int64) if "label" in per else None,

@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 from bench.errors import BenchError
 from bench.files import atomic_write
 from bench.provenance import now_iso
-from bench.records.schema import SCHEMA_VERSION
+from bench.records.run_record import RunRecord
 
 
-def write_record(results_dir: Path, record: dict[str, Any], stem: str) -> Path:
-    record = {"schema_version": SCHEMA_VERSION, **record}
-    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+def write_record(results_dir: Path, record: RunRecord, stem: str) -> Path:
+    text = json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n"
     for _ in range(5):
         path = results_dir / f"{now_iso().replace(':', '')}-{stem}-{uuid.uuid4().hex[:8]}.json"
         try:
