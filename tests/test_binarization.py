@@ -15,7 +15,7 @@ from bench.auditing.binarization import (
     _features,
     _fit_readout,
     _inner,
-    _surface,
+    _on_sphere,
     find_readout,
     run_binarization,
 )
@@ -51,7 +51,7 @@ def _test(model: ModelUnderTest, points, attacks: str, n: int, threat: ThreatMod
 def test_boundary_points_lie_on_the_eps_sphere_and_inner_points_inside_the_gap(points, threat):
     x = points[0][0]
     gen = torch.Generator().manual_seed(0)
-    surface = _surface(threat.norm, x, threat.eps, gen, 8)
+    surface = _on_sphere(threat.norm, x, threat.eps, gen, 8)
     inner = _inner(threat.norm, x, 0.95 * threat.eps, gen, 8)
     rep = x.expand(8, *x.shape)
     assert torch.allclose(distance(threat.norm, surface, rep), torch.full((8,), threat.eps), atol=1e-5)
@@ -65,7 +65,7 @@ def test_the_binarized_model_calls_x_inner_and_the_boundary_point_boundary(commi
     x = points[0][3]
     gen = torch.Generator().manual_seed(1)
     inner = torch.cat([x[None], _inner(Norm.LINF, x, 0.095, gen, 99)])
-    outer = _surface(Norm.LINF, x, 0.1, gen, 1)
+    outer = _on_sphere(Norm.LINF, x, 0.1, gen, 1)
     train = torch.cat([inner, outer])
     labels = torch.cat([torch.zeros(100, dtype=torch.long), torch.ones(1, dtype=torch.long)])
     with committed_robust.attack_mode():

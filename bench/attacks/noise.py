@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.norms import ball_perturbation
 from bench.threat import Norm
 
 _MODULUS = 2**61 - 1
@@ -43,13 +44,6 @@ def normal(gens: list[torch.Generator], shape: torch.Size, device: torch.device)
 
 
 def ball_start(norm: Norm, x: torch.Tensor, eps: float, gens: list[torch.Generator]) -> torch.Tensor:
-    """A uniform point of the ε-ball per example (L∞: per coordinate; L2: direction and volume),
-    clipped to [0,1]; returns the perturbation."""
-    if norm is Norm.LINF:
-        delta = (uniform(gens, x.shape, x.device) * 2 - 1) * eps
-    else:
-        direction = normal(gens, x.shape, x.device)
-        radius = torch.stack([torch.rand((), generator=g) for g in gens]).to(x.device) ** (1.0 / x[0].numel()) * eps
-        delta = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1))) \
-            * radius.view(-1, *([1] * (x.ndim - 1)))
-    return (x + delta).clamp(0, 1) - x
+    """`ball_perturbation` with row i drawn from gens[i]."""
+    return ball_perturbation(norm, x, eps, lambda shape: uniform(gens, torch.Size(shape), x.device),
+                             lambda shape: normal(gens, torch.Size(shape), x.device))

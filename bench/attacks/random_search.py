@@ -16,6 +16,7 @@ import torch
 from bench.attacks.base import ATTACKS, Attack, AttackEntry, AttackOutput, Role
 from bench.attacks.noise import ball_start, example_generators, normal, uniform
 from bench.loading.model import ModelUnderTest
+from bench.norms import per_example_l2
 from bench.threat import Norm, ThreatModel
 
 CHUNK_IMAGES = 4096  # images per forward
@@ -31,13 +32,14 @@ class NoiseConfig:
             raise ValueError("draws must be at least 2 (half inside the ball, half on its surface)")
 
 
-def _surface(norm: Norm, x: torch.Tensor, eps: float, gens: list[torch.Generator]) -> torch.Tensor:
-    """A perturbation on the ε-sphere per row (L∞: a corner), clipped to [0,1]."""
+def _sphere_then_clipped(norm: Norm, x: torch.Tensor, eps: float, gens: list[torch.Generator]) -> torch.Tensor:
+    """A perturbation on the ε-sphere per row (L∞: a corner), then clipped to [0,1] — so it may end
+    inside the ball (`bench.auditing.binarization._on_sphere` stays exactly on it)."""
     if norm is Norm.LINF:
         delta = torch.where(uniform(gens, x.shape, x.device) < 0.5, -eps, eps)
     else:
         direction = normal(gens, x.shape, x.device)
-        delta = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1))) * eps
+        delta = direction / per_example_l2(direction) * eps
     return (x + delta).clamp(0, 1) - x
 
 
@@ -63,7 +65,7 @@ class RandomNoise(Attack[NoiseConfig]):
             for j in todo.tolist():
                 rep = x[j].expand(k, *x.shape[1:])
                 inside = ball_start(threat.norm, rep[:half], threat.eps, [gens[j]] * half)
-                outside = _surface(threat.norm, rep[half:], threat.eps, [gens[j]] * (k - half))
+                outside = _sphere_then_clipped(threat.norm, rep[half:], threat.eps, [gens[j]] * (k - half))
                 blocks.append(rep + torch.cat([inside, outside]))
             candidates = torch.cat(blocks)
             with torch.no_grad():

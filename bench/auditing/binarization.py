@@ -187,7 +187,7 @@ def _features(model: ModelUnderTest, readout: Readout, x: torch.Tensor, batch: i
     return torch.cat(out)
 
 
-def _surface(norm: Norm, x: torch.Tensor, eps: float, gen: torch.Generator, n: int) -> torch.Tensor:
+def _on_sphere(norm: Norm, x: torch.Tensor, eps: float, gen: torch.Generator, n: int) -> torch.Tensor:
     """n points at distance exactly ε from x inside [0,1] (random directions, scaled by bisection)."""
     rep = x.expand(n, *x.shape).cpu()
     direction = torch.rand(rep.shape, generator=gen) * 2 - 1 if norm is Norm.LINF else torch.randn(rep.shape, generator=gen)
@@ -284,7 +284,7 @@ def _run_tasks(model: ModelUnderTest, readout: Readout, x: torch.Tensor, indices
         tried += 1
         gen = torch.Generator().manual_seed(_task_seed(seed, index))
         inner = torch.cat([point[None].cpu(), _inner(norm, point, (1 - settings.gap) * eps, gen, settings.inner - 1)])
-        outer = _surface(norm, point, eps, gen, settings.boundary)
+        outer = _on_sphere(norm, point, eps, gen, settings.boundary)
         train = torch.cat([inner, outer])
         labels = torch.cat([torch.zeros(len(inner), dtype=torch.long), torch.ones(len(outer), dtype=torch.long)])
         binary = _fit_readout(_features(model, readout, train), labels, settings.fit_steps,
