@@ -192,7 +192,7 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
     saved run interrupted with the same settings (needs `save`). `precision`, `channels_last`,
     `compile` and `draws` are `bench run`'s flags of those names. `model_options` go to
     `bench.load` (weights, sha256, trust_checkpoint, ...)."""
-    purpose = RunPurpose.WORST_CASE if cascade else RunPurpose.EVALUATION
+    purpose = RunPurpose.CASCADE if cascade else RunPurpose.EVALUATION
     return _evaluation(_run(model, dataset, _attack_specs(attacks), purpose, _Options(
         n=n, eps=eps, norm=norm, seed=seed, sample_seed=sample_seed, device=device, batch_size=batch_size,
         save=save, results_dir=Path(results_dir), data_dir=data_dir, allow_randomized=allow_randomized,
@@ -434,7 +434,7 @@ def gate_check(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mode
     protocol = _gate_protocol(dataset, n, attacks, seed)
     targets, problems = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints,
                                           model=model, label=label, sha256=sha256)
-    result = gate.check(targets, Path(baselines), protocol, problems, quiet=quiet)
+    result = gate.run_gate(targets, Path(baselines), protocol, problems, quiet=quiet)
     return GateReport(result, gate.format_report(result, protocol, dataset))
 
 

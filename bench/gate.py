@@ -114,7 +114,9 @@ class Measure:
 
 
 @dataclass
-class Verdict:
+class TargetComparison:
+    """One gated checkpoint against its baseline: identity problems and each measure's flips."""
+
     target: Target
     baseline: Path
     identity: list[str] = field(default_factory=list)
@@ -212,8 +214,8 @@ class Baseline:
 
 
 def compare(target: Target, path: Path, baseline: Baseline, record: RunRecord,
-            protocol: GateProtocol) -> Verdict:
-    verdict = Verdict(target, path)
+            protocol: GateProtocol) -> TargetComparison:
+    verdict = TargetComparison(target, path)
     if baseline.protocol != protocol.as_json():
         verdict.identity.append(f"baseline protocol {baseline.protocol} differs from the gate's "
                                 f"{protocol.as_json()}: re-bless")
@@ -257,7 +259,7 @@ def _moved(old: list[float | None], new: list[float | None]) -> int:
                for a, b in zip(old, new, strict=True))
 
 
-def pooled(verdicts: list[Verdict]) -> list[tuple[str, int, int, float]]:
+def pooled(verdicts: list[TargetComparison]) -> list[tuple[str, int, int, float]]:
     """(measure, to_robust, to_broken, p of the dominant direction) summed over checkpoints."""
     sums: dict[str, list[int]] = {}
     for v in verdicts:
@@ -374,7 +376,7 @@ def requested_targets(dataset: str, baselines: Path, *, defenses: Sequence[str] 
 
 @dataclass
 class GateResult:
-    verdicts: list[Verdict]
+    verdicts: list[TargetComparison]
     problems: list[str]  # baselines that could not be checked, each naming its file
 
     @property
@@ -386,13 +388,13 @@ class GateResult:
         return bool(self.problems or self.drift) or any(not v.passed for v in self.verdicts)
 
 
-def check(targets: list[Target], baselines: Path, protocol: GateProtocol, problems: list[str],
+def run_gate(targets: list[Target], baselines: Path, protocol: GateProtocol, problems: list[str],
           quiet: bool = True) -> GateResult:
     verdicts = []
     for target in targets:
         path = baseline_path(baselines, target)
         if not path.exists():
-            verdict = Verdict(target, path, [f"no baseline at {path}: create it with `bench check --update-baseline "
+            verdict = TargetComparison(target, path, [f"no baseline at {path}: create it with `bench check --update-baseline "
                                              "--reason ...`"])
         else:
             baseline = Baseline.read(path)

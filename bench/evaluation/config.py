@@ -65,7 +65,7 @@ class RunConfig:
     @property
     def cascade(self) -> bool:
         """Only the worst case is asked for: each attack runs on what the earlier ones left robust."""
-        return self.purpose is RunPurpose.WORST_CASE
+        return self.purpose is RunPurpose.CASCADE
 
     def attacks(self) -> list[Attack]:
         known = self.dataset if self.dataset in DATASETS else None  # points given as tensors name no dataset

@@ -180,7 +180,7 @@ class RunRecord:
     @property
     def has_per_attack_flags(self) -> bool:
         """Whether each attack's flags are its own (not a cascade's "robust to this and all before")."""
-        return self.purpose is not RunPurpose.WORST_CASE
+        return self.purpose is not RunPurpose.CASCADE
 
     def flags(self, label: str) -> np.ndarray:
         """Robust or not under the attack `label`, or under every attack (`WORST_CASE`), per point."""

@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class RunPurpose(str, enum.Enum):
     EVALUATION = "evaluation"
     EPS_SWEEP = "eps-sweep"
-    WORST_CASE = "worst-case"  # a cascade (`--cascade`): per-attack flags are cumulative
+    CASCADE = "worst-case"  # a cascade (`--cascade`): per-attack flags are cumulative; only its worst case counts
 
 
 class RecordError(BenchError):
