@@ -21,6 +21,7 @@ from torch import nn
 
 from defenses.training.augment import crop_flip
 from defenses.training.method import Method, Start, TrainContext, perturb, recipe_attack
+from defenses.training.objectives import kl_divergence
 from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
 from defenses.training.registry import DEFENSES, Defense, Recipe
 
@@ -70,7 +71,7 @@ class Ascl(Method):
         latents = F.normalize(self.projection(torch.cat([f_nat, f_adv])), dim=1)
         preds = torch.cat([nat.argmax(1), adv.argmax(1)]).detach()
         contrast = selected_contrast(latents, torch.cat([labels, labels]), preds, hp.tau)
-        kl = F.kl_div(F.log_softmax(adv, dim=1), F.softmax(nat, dim=1), reduction="sum") / adv.numel()
+        kl = kl_divergence(nat, adv, "sum") / adv.numel()
         total = hp.contrast_weight * contrast + hp.kl_weight * kl + F.cross_entropy(adv, labels)
         if hp.natural_ce_weight:
             total = total + hp.natural_ce_weight * F.cross_entropy(nat, labels)

@@ -13,7 +13,7 @@ from defenses.ascl import selected_contrast, selection_masks
 from defenses.nets.archs import ARCHS, CosineLinear
 from defenses.nets.reverse_attention import RAClassifier
 from defenses.spat import reweighted_kl, self_paced_logits
-from defenses.training.objectives import supcon
+from defenses.training.objectives import supcon, trades_kl
 
 FMNIST = DATASETS.get("fashion-mnist")
 CIFAR = DATASETS.get("cifar10")
@@ -158,3 +158,19 @@ def test_supcon_counts_the_adversarial_view_as_a_positive():
 
     assert loss_with_adversarial(a) < loss_with_adversarial(F.normalize(torch.tensor([1.0, 1.0]), dim=0))
     assert loss_with_adversarial(a) < loss_with_adversarial(b)
+
+
+def test_the_trades_kl_keeps_finite_gradients_when_the_natural_softmax_underflows():
+    """KL(p(x) ‖ p(x_adv)) with p(x) as probabilities has a NaN gradient once a class's softmax is
+    exactly 0 (0 · log 0): what ended a full-budget TRADES run. From log-probabilities it is finite,
+    and the value is the textbook sum."""
+    natural = torch.tensor([[120.0, 0.0, -30.0, 5.0]], requires_grad=True)  # exp(-120) underflows in fp32
+    adversarial = torch.tensor([[1.0, 2.0, 0.5, -1.0]], requires_grad=True)
+    assert (F.softmax(natural, dim=1) == 0).any()
+    old = F.kl_div(F.log_softmax(adversarial, dim=1), F.softmax(natural, dim=1), reduction="batchmean")
+    assert not torch.isfinite(torch.autograd.grad(old, natural)[0]).all()  # the bug, as it was
+    new = trades_kl(natural, adversarial)
+    new.backward()
+    assert torch.isfinite(natural.grad).all() and torch.isfinite(adversarial.grad).all()
+    p, log_p, log_q = F.softmax(natural, 1), F.log_softmax(natural, 1), F.log_softmax(adversarial, 1)
+    assert math.isclose(float(new), float((p * (log_p - log_q)).sum()), rel_tol=1e-6)

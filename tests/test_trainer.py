@@ -65,3 +65,23 @@ def test_an_edited_training_state_is_refused(tmp_path, monkeypatch, edit):
     torch.save(state, state_file)
     with pytest.raises(BenchError, match="does not fit this job"):
         trainer.train(_job(out, resume=True))
+
+
+def test_a_diverging_run_stops_at_once_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    """A NaN loss stops training before any step with it; the resume state stays the last finished
+    epoch's (a full-budget TRADES run once trained 12 epochs of NaN weights before this guard)."""
+    from defenses.pgd_at import PGDAT
+
+    honest = PGDAT.loss
+
+    def diverges_in_epoch_two(self, x, y, gen, epoch):
+        loss = honest(self, x, y, gen, epoch)
+        return loss * float("nan") if epoch == 1 else loss
+
+    monkeypatch.setattr(PGDAT, "loss", diverges_in_epoch_two)
+    out = tmp_path / "d.pt"
+    with pytest.raises(BenchError, match="diverged in epoch 2, batch 1 .* after epoch 1 is kept"):
+        trainer.train(_job(out))
+    state = torch.load(out.with_suffix(".train-state.pt"), weights_only=True)
+    assert state["progress"]["epoch"] == 1 and not out.exists()
+    assert all(torch.isfinite(t).all() for t in state["method"].values() if t.is_floating_point())

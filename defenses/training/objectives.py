@@ -6,10 +6,17 @@ import torch
 import torch.nn.functional as F
 
 
+def kl_divergence(natural_logits: torch.Tensor, adversarial_logits: torch.Tensor, reduction: str) -> torch.Tensor:
+    """KL(p(x) ‖ p(x_adv)) with the natural branch not detached, from log-probabilities: with
+    probabilities as the target, a class whose softmax underflows to 0 gives a NaN gradient
+    (0 · log 0), which ended a full-budget TRADES run at epoch 3."""
+    return F.kl_div(F.log_softmax(adversarial_logits, dim=1), F.log_softmax(natural_logits, dim=1),
+                    reduction=reduction, log_target=True)
+
+
 def trades_kl(natural_logits: torch.Tensor, adversarial_logits: torch.Tensor) -> torch.Tensor:
     """KL(p(x) ‖ p(x_adv)) averaged over the batch; the natural branch is not detached (TRADES)."""
-    return F.kl_div(F.log_softmax(adversarial_logits, dim=1), F.softmax(natural_logits, dim=1),
-                    reduction="batchmean")
+    return kl_divergence(natural_logits, adversarial_logits, "batchmean")
 
 
 def mart(natural_logits: torch.Tensor, adversarial_logits: torch.Tensor, y: torch.Tensor,
