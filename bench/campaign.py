@@ -12,6 +12,7 @@ performance rows and the CUDA test reports go to results/gpu/; the derived files
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import lzma
@@ -27,7 +28,9 @@ from typing import Any
 from bench.errors import BenchError, first_line
 from bench.files import atomic_write, ensure_writable_dir, open_regular, parse_json
 from bench.loading.untrusted import load_tensors
+from bench.records.run_record import RunRecord
 from bench.records.schema import RecordError, portable_path, upgrade
+from bench.records.store import record_text
 
 MAX_MEMBER_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 1 << 30  # a campaign sends 11 checkpoints of ≈ 1 MB and a few hundred records
@@ -46,7 +49,7 @@ MEMBERS = {
 class Campaign:
     """Everything read from the archives, checked, not yet written."""
 
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # file name → record
+    records: dict[str, RunRecord] = field(default_factory=dict)  # file name → record
     checkpoints: dict[str, bytes] = field(default_factory=dict)  # stem → file bytes
     sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)  # stem → sidecar
     reports: dict[str, bytes] = field(default_factory=dict)  # file name → bytes
@@ -144,7 +147,7 @@ def _accept(kind: str, name: PurePosixPath, payload: bytes, source: str, into: C
         raise BenchError(f"{source}: a second {kind} named {name.name} in the archives: refused")
     if kind == "record":
         try:
-            into.records[name.name] = upgrade(_json(payload, source), source)
+            into.records[name.name] = RunRecord.of(upgrade(_json(payload, source), source))
         except RecordError as exc:
             raise BenchError(str(exc)) from None
     elif kind == "checkpoint":
@@ -198,9 +201,10 @@ def _new_records(campaign: Campaign, runs_dir: Path, places: dict[str, Path]) ->
     new = {}
     for name, record in campaign.records.items():
         target = runs_dir / name
-        if record["model"]["sha256"] in by_sha:  # evaluated on the campaign machine's copy
-            record["model"]["path"] = portable_path(by_sha[record["model"]["sha256"]])
-        text = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+        if record.model.sha256 in by_sha:  # evaluated on the campaign machine's copy
+            local = dataclasses.replace(record.model, path=portable_path(by_sha[record.model.sha256]))
+            record = dataclasses.replace(record, model=local)
+        text = record_text(record).encode()
         if target.exists():
             if target.read_bytes() != text:
                 raise BenchError(f"{target} exists with other contents: results are never overwritten")

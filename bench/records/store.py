@@ -14,8 +14,13 @@ from bench.provenance import now_iso
 from bench.records.run_record import RunRecord
 
 
+def record_text(record: RunRecord) -> str:
+    """A record file's text: `RunRecord.to_json`, keys sorted, one space of indent."""
+    return json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n"
+
+
 def write_record(results_dir: Path, record: RunRecord, stem: str) -> Path:
-    text = json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n"
+    text = record_text(record)
     for _ in range(5):
         path = results_dir / f"{now_iso().replace(':', '')}-{stem}-{uuid.uuid4().hex[:8]}.json"
         try:
