@@ -15,6 +15,7 @@ point is the CLI's for the same seed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from bench.evaluation.config import RANDOMIZED_DRAWS, STANDARD_ATTACKS, RunConfi
 from bench.evaluation.harness import RunResult, evaluate_on
 from bench.evaluation.inspection import Inspection
 from bench.evaluation.resolve import ResolvedModel, in_process, name_model, resolve
-from bench.files import ensure_writable_dir
+from bench.files import checked_label, ensure_writable_dir
 from bench.gate import GateProtocol, GateResult, requested_targets, validate_protocol
 from bench.loading.model import Precision, Speed
 from bench.loading.sources import ModelSpec, spec_with_options
@@ -102,9 +103,17 @@ def _evaluation(result: RunResult) -> Evaluation:
 def load(model: Model, *, dataset: str = "fashion-mnist", norm: str | None = None, weights: Path | str | None = None,
          sha256: str | None = None, trust_checkpoint: bool = False, mean: Sequence[float] | None = None,
          std: Sequence[float] | None = None, input_range: str | None = None,
-         model_dir: Path | str | None = None) -> ResolvedModel:
+         model_dir: Path | str | None = None, label: str | None = None) -> ResolvedModel:
     """The model and what we know about it (label, sha256, sidecar, declared input). `norm`
-    picks the RobustBench zoo's threat folder; the qualifiers are the CLI's model flags."""
+    picks the RobustBench zoo's threat folder; the qualifiers are the CLI's model flags; `label`
+    names it in records and on the board (`--label`)."""
+    resolved = _load(model, dataset, norm, weights, sha256, trust_checkpoint, mean, std, input_range, model_dir)
+    return dataclasses.replace(resolved, label=checked_label(label, "label")) if label else resolved
+
+
+def _load(model: Model, dataset: str, norm: str | None, weights: Path | str | None, sha256: str | None,
+          trust_checkpoint: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+          input_range: str | None, model_dir: Path | str | None) -> ResolvedModel:
     if isinstance(model, ResolvedModel):
         return model
     if isinstance(model, nn.Module):

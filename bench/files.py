@@ -5,12 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, first_line
+
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,79}")  # what a model's name may be: it becomes part of file names
+
+
+def checked_label(text: str, what: str = "--label") -> str:
+    """A model's name as records, result files and baselines use it: admitted only from the allow-list
+    (letters, digits, `. _ + -`, not starting with a dot or dash, at most 80), so it can never
+    name another folder."""
+    if not LABEL.fullmatch(text):
+        raise BenchError(f"{what} {text[:80]!r}: use letters, digits and . _ + - (start with a letter or digit; "
+                         "at most 80)")
+    return text
 
 
 def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:

@@ -372,6 +372,12 @@ CASES: list[tuple[str, list[str], str]] = [
     # bench run: choosing the model
     ("run-no-model", ["run", "--attack", "fgsm"], "one of the arguments --defense --checkpoint --model is required"),
     ("run-two-models", ["run", "--defense", "pgd-at", "--model", "x.pt"], "not allowed with argument"),
+    ("run-label-path", ["run", "--defense", "pgd-at", "--label", "../elsewhere"], "use letters, digits"),
+    ("run-label-slash", ["run", "--defense", "pgd-at", "--label", "a/b"], "use letters, digits"),
+    ("run-label-empty", ["run", "--defense", "pgd-at", "--label", ""], "use letters, digits"),
+    ("audit-label-dot", ["audit", "--defense", "pgd-at", "--label", ".hidden"], "use letters, digits"),
+    ("verify-adv-label-long", ["verify-adv", "--defense", "pgd-at", "--label", "x" * 81], "at most 80"),
+    ("check-label-path", ["check", "--model", "mynet:make", "--label", "../../baselines"], "use letters, digits"),
     ("run-unknown-defense", ["run", "--defense", "pgdat"], "Did you mean: pgd-at"),
     ("run-defense-case", ["run", "--defense", "PGD-AT"], "Did you mean: pgd-at"),
     ("run-defense-no-recipe", ["run", "--defense", "pgd-at", "--dataset", "cifar10"], "no checkpoint of pgd-at for cifar10"),

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import bench
 from bench.cli import main
 from bench.errors import BenchError, ModelGuardError
 from bench.loading.guards import preflight
@@ -196,3 +197,21 @@ def test_bench_run_and_inspect_a_user_model(tmp_path, capsys, natural_ckpt):
     assert main(["inspect", PLAIN, "--weights", str(natural_ckpt)]) == 0
     out = capsys.readouterr().out
     assert "312,202" in out and "passed" in out and record["model"]["sha256"] in out
+
+
+def test_a_user_model_is_named_by_its_label_in_the_header_the_record_and_the_file(tmp_path, capsys, natural_ckpt):
+    """Issue 32: a user model's header said `None`; `--label` names it everywhere (records, file
+    names, the board), and without it the header names the loader's label, never None."""
+    runs = tmp_path / "runs"
+    assert main(["run", "--model", PLAIN, "--weights", str(natural_ckpt), "--attack", "fgsm", "--n", "8",
+                 "--results-dir", str(runs), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("plain_smallcnn (")
+    assert main(["run", "--model", PLAIN, "--weights", str(natural_ckpt), "--attack", "fgsm", "--n", "8",
+                 "--label", "my-cnn.v1", "--results-dir", str(runs), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("my-cnn.v1 (")
+    (mine,) = [p for p in runs.glob("*.json") if "my-cnn.v1" in p.name]
+    assert read_json(mine)["model"]["label"] == "my-cnn.v1"
+    result = bench.evaluate(PLAIN, weights=natural_ckpt, attacks="fgsm", n=8, label="api-cnn")
+    assert result.model == result.record.model.label == "api-cnn"
+    with pytest.raises(BenchError, match="use letters, digits"):
+        bench.evaluate(PLAIN, weights=natural_ckpt, attacks="fgsm", n=8, label="../x")

@@ -7,6 +7,8 @@ import math
 import re
 
 from bench.data import DATASETS, DEFAULT_DATASET
+from bench.errors import BenchError
+from bench.files import checked_label
 
 
 def dataset_help() -> str:
@@ -76,3 +78,11 @@ def add_randomized_arguments(p: argparse.ArgumentParser, allow_help: str) -> Non
     p.add_argument("--draws", type=positive_int, default=RANDOMIZED_DRAWS, help="a randomized model's predictions "
                    "(clean accuracy, verification of every success) are the majority vote of this many forwards "
                    f"(default {RANDOMIZED_DRAWS})")
+
+
+def label_value(text: str) -> str:
+    """A `--label`: a model's name in records, result files and baselines (bench.files.checked_label)."""
+    try:
+        return checked_label(text, "")
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None

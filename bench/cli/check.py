@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import dataset_help, positive_int, seed_value
+from bench.cli.arguments import dataset_help, label_value, positive_int, seed_value
 from bench.cli.model_options import MODEL_HELP, add_model_qualifiers
 from bench.data import DEFAULT_DATASET
 
@@ -37,7 +37,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help=f"{MODEL_HELP}; its baseline pins the weights' sha256 and the declared input, "
                    "and the factory it names; it is checked only when --model is given again (a file never names "
                    "code to import)")
-    p.add_argument("--label", help="the baseline's name for --model (default: the loader's label, e.g. the factory)")
+    p.add_argument("--label", type=label_value, help="the baseline's name for --model (default: the loader's label, e.g. the factory)")
     add_model_qualifiers(p)
     p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
     p.add_argument("--n", type=positive_int, default=default.n, help=f"test points (default {default.n})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.arguments import label_value
 from bench.loading.sources import InputRange, ModelSpec, parse_floats
 
 MODEL_HELP = ("a user model: robustbench:NAME (zoo weights already under --model-dir), "
@@ -17,6 +18,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--defense", help="registered defense: its committed checkpoint for --dataset")
     model.add_argument("--checkpoint", type=Path, help="a checkpoint written by `bench train` (with sidecar)")
     model.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--label", type=label_value, help="the model's name in records, result files and the board "
+                   "(default: the defense, the checkpoint's file stem, or the user model's factory or file)")
     add_model_qualifiers(p)
 
 

@@ -16,7 +16,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     dataset = RunConfig.resolve_dataset(args.dataset, args.checkpoint)
     cfg = RunConfig(dataset=dataset, threat=RunConfig.resolve_threat(dataset, args.norm, args.eps),
                      attack_specs=parse_attacks(args.attack), defense=args.defense, checkpoint=args.checkpoint,
-                     model=model_spec(args), sha256=args.sha256, data_dir=args.data_dir, n=args.n,
+                     model=model_spec(args), label=args.label, sha256=args.sha256, data_dir=args.data_dir, n=args.n,
                      sample_seed=args.sample_seed,
                      seed=args.seed, batch_size=args.batch_size, device=args.device,
                      speed=Speed(Precision(getattr(args, "precision", "fp32")), getattr(args, "channels_last", False),

@@ -30,6 +30,7 @@ class RunConfig:
     defense: str | None = None
     checkpoint: Path | None = None
     model: ModelSpec | None = None
+    label: str | None = None  # the model's name in records (--label), instead of the loader's
     sha256: str | None = None
     data_dir: Path | None = None
     n: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ class ResolvedModel:
 
 
 def resolve_model(cfg: RunConfig) -> ResolvedModel:
-    return resolve(cfg.dataset, cfg.threat.norm.value, defense=cfg.defense, checkpoint=cfg.checkpoint, model=cfg.model,
-                   sha256=cfg.sha256)
+    resolved = resolve(cfg.dataset, cfg.threat.norm.value, defense=cfg.defense, checkpoint=cfg.checkpoint,
+                       model=cfg.model, sha256=cfg.sha256)
+    return dataclasses.replace(resolved, label=cfg.label) if cfg.label else resolved
 
 
 def resolve(dataset: str, norm: str, *, defense: str | None = None, checkpoint: Path | None = None,

@@ -39,7 +39,7 @@ def format_summary(r: RunRecord, record_path: Path | None) -> str:
                      f"{res.forward_per_example:.1f} / {res.backward_per_example:.1f}", f"{res.seconds:.1f}"])
     w = r.worst_case
     rows.append([WORST_CASE.replace("_", " "), "all of the above", _pct(w.value), _ci(w.interval), "", ""])
-    head = (f"{r.model.defense} ({r.model.arch}, sha256 {r.model.sha256[:12]}) on {r.dataset} test, n={r.n} "
+    head = (f"{r.model.label} ({r.model.arch}, sha256 {r.model.sha256[:12]}) on {r.dataset} test, n={r.n} "
             f"({r.selection}), {r.threat.norm.value} ε={format_eps(r.threat.eps)}")
     table = tabulate(rows, headers=["attack", "protocol", "accuracy", "95% CI", "passes/ex (fwd / bwd)", "seconds"],
                      tablefmt="github")
