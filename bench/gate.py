@@ -39,7 +39,7 @@ from bench.errors import BenchError
 from bench.evaluation.committed import committed_defenses
 from bench.evaluation.config import RunConfig
 from bench.evaluation.harness import evaluate
-from bench.files import atomic_write, read_json_object
+from bench.files import atomic_write, checked_label, read_json_object
 from bench.loading.sources import ModelSpec
 from bench.provenance import git_sha, now_iso
 from bench.records import rules
@@ -363,7 +363,8 @@ def requested_targets(dataset: str, baselines: Path, *, defenses: Sequence[str] 
                                                                     for c in checkpoints]
     if model is not None:
         loaded = resolve(dataset, spec_norm, model=model, sha256=sha256)
-        targets.append(Target(label or loaded.label, dataset, model=model))
+        name = checked_label(label, "--label") if label else checked_label(loaded.label, "the model's name (set one with --label)")
+        targets.append(Target(name, dataset, model=model))
     if baselines.exists() and not baselines.is_dir():
         raise BenchError(f"--baselines {baselines} is a file, not a folder")
     if updating:  # gate.update insists on a reason before it evaluates anything
