@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from bench.cli import audit, campaign, catalog, check, external, results, run, sweep, train
 from bench.errors import BenchError, did_you_mean, first_line
+from bench.progress import start_clock
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,6 +69,7 @@ def _tolerant_streams() -> None:
 def main(argv: list[str] | None = None) -> int:
     _tolerant_streams()
     args = build_parser().parse_args(argv)
+    start_clock()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
