@@ -232,7 +232,7 @@ def _build_record(cfg: RunConfig, model: ResolvedModel, attacks: list[Attack], i
                               channels_last=cfg.speed.channels_last, compile=cfg.speed.compile),
         clean=Proportion(int(clean_correct.sum()), n), attacks=results, worst_case=Proportion(int(worst.sum()), n),
         warnings=tuple(guard_warnings + [w for a in attacks for w in progress_by_attack[a.label].warnings]),
-        index=np.asarray(indices, dtype=np.int64), labels=y.numpy().astype(np.int64),
+        index=np.asarray(indices, dtype=np.int64), labels=y.cpu().numpy().astype(np.int64),
         clean_correct=clean_correct.astype(bool), worst_flags=worst, broken_first_by=tuple(first_broken))
 
 
