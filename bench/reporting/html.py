@@ -40,7 +40,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
 th { background: #f2f2f2; cursor: pointer; user-select: none; }
 th[aria-sort="ascending"]::after { content: " ▲"; } th[aria-sort="descending"]::after { content: " ▼"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.warn { color: #b00; } section.row { border-top: 1px solid #ddd; margin-top: 1.5em; }
+section.row { border-top: 1px solid #ddd; margin-top: 1.5em; }
 img { max-width: 32em; margin: 0.5em 1em 0 0; }
 """
 
