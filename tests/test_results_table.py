@@ -116,8 +116,7 @@ def test_bench_results_formats(fmt, capsys, committed):
 
 
 def _writer(runs: str, template: str, count: int) -> None:
-    record = json.loads(Path(template).read_text())
-    record.pop("schema_version")
+    record = RunRecord.of(schema.load_record(Path(template)))
     for _ in range(count):
         write_record(Path(runs), record, "fashion-mnist-standard")
         rebuild(Path(runs), with_leaderboard=False)
