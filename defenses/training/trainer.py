@@ -262,7 +262,7 @@ def train(job: TrainJob) -> dict[str, Any]:
                 x = crop_flip(x, gen)
             loss = method.loss(x, y, gen, epoch)
             if not torch.isfinite(loss.detach()):  # before any step: the saved state stays the last good epoch
-                raise BenchError(f"{job.defense} diverged in epoch {epoch + 1}, batch {b + 1} (loss {float(loss):g}); "
+                raise BenchError(f"{job.defense} diverged in epoch {epoch + 1}, batch {b + 1} (loss {float(loss.detach()):g}); "
                                  f"the resume state after epoch {epoch} is kept: a smaller --lr, or report it")
             if loss.requires_grad:
                 optimizer.zero_grad(set_to_none=True)
