@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from bench.attacks.base import board_columns
@@ -31,8 +32,10 @@ class Ranked:
         """The row's points (its worst case's): cells measured on fewer say `n=`."""
         return self.row.worst.n
 
-    @property
+    @cached_property
     def versus_next(self) -> Paired | None:
+        """The paired test with the row below, once per row (the ranking's text and sort value and the
+        details all read it)."""
         return versus_next(self.row, self.below)
 
 
