@@ -39,7 +39,7 @@ from bench.evaluation.harness import RunResult, evaluate_on
 from bench.evaluation.inspection import Inspection
 from bench.evaluation.resolve import ResolvedModel, in_process, name_model, resolve
 from bench.files import checked_label, ensure_writable_dir
-from bench.gate import GateProtocol, GateResult, requested_targets, validate_protocol
+from bench.gate import GateProtocol, GateResult, ProtocolChoice, requested_targets, validate_protocol
 from bench.loading.model import Precision, Speed
 from bench.loading.sources import ModelSpec, spec_with_options
 from bench.records.adversarials import AdversarialStore
@@ -404,12 +404,12 @@ class GateReport:
         return self.text
 
 
-def _gate_protocol(dataset: str, n: int | None, attacks: str | Sequence[str] | None, seed: int | None) -> GateProtocol:
-    default = GateProtocol()
-    protocol = GateProtocol(n=default.n if n is None else n, seed=default.seed if seed is None else seed,
-                            attacks=default.attacks if attacks is None else _attack_specs(attacks))
-    validate_protocol(protocol, dataset)
-    return protocol
+def _gate_choice(dataset: str, n: int | None, attacks: str | Sequence[str] | None, seed: int | None
+                 ) -> ProtocolChoice:
+    """What the call asks for (None: each baseline's own protocol); its attacks checked before anything runs."""
+    choice = ProtocolChoice(n=n, seed=seed, attacks=None if attacks is None else _attack_specs(attacks))
+    validate_protocol(choice.over(GateProtocol()), dataset)
+    return choice
 
 
 def _sorted_models(models: Sequence[str | Path], qualifiers: dict[str, Any], what: str = "gate"
@@ -440,11 +440,11 @@ def gate_check(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mode
                seed: int | None = None, label: str | None = None, sha256: str | None = None,
                quiet: bool = True) -> GateReport:
     """`check` with the models already sorted (what the CLI's --defense, --checkpoint, --model give)."""
-    protocol = _gate_protocol(dataset, n, attacks, seed)
+    choice = _gate_choice(dataset, n, attacks, seed)
     targets, problems = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints,
                                           model=model, label=label, sha256=sha256)
-    result = gate.run_gate(targets, Path(baselines), protocol, problems, quiet=quiet)
-    return GateReport(result, gate.format_report(result, protocol, dataset))
+    result = gate.run_gate(targets, Path(baselines), choice, problems, quiet=quiet)
+    return GateReport(result, gate.format_report(result, dataset))
 
 
 def gate_update(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, reason: str,
@@ -453,10 +453,10 @@ def gate_update(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mod
                 quiet: bool = True) -> list[Path]:
     """`update_baselines` with the models already sorted."""
     gate.require_reason(reason)  # before any folder is made
-    protocol = _gate_protocol(dataset, n, attacks, seed)
+    choice = _gate_choice(dataset, n, attacks, seed)
     targets, _ = requested_targets(dataset, Path(baselines), defenses=defenses, checkpoints=checkpoints, model=model,
                                    label=label, sha256=sha256, updating=True)  # problems: `check` reports them
-    return gate.update(targets, Path(baselines), protocol, reason, quiet=quiet)
+    return gate.update(targets, Path(baselines), choice, reason, quiet=quiet)
 
 
 def check(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
@@ -466,9 +466,9 @@ def check(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
     """`bench check`: re-evaluate each model under the gate's protocol (default: every committed and
     baselined checkpoint) and compare per-example flags with its baseline. A user model takes the
     qualifiers (weights, trust_checkpoint, mean, std, input_range, model_dir); its baseline is
-    `label` (default: the loader's). `n`, `attacks`, `seed`: the gate protocol, default
-    `GateProtocol()`'s (the committed baselines'); a baseline made under another is reported as one
-    to re-bless."""
+    `label` (default: the loader's). Without models: exactly the baselines in `baselines` (the
+    project's folder: every committed checkpoint too). Each runs its baseline's stored protocol;
+    `n`, `attacks`, `seed` given and different from it are red (re-bless to change the protocol)."""
     defenses, files, spec = _sorted_models(models, qualifiers)
     return gate_check(defenses, files, spec, dataset=dataset, baselines=baselines, n=n, attacks=attacks, seed=seed,
                       label=label, sha256=sha256, quiet=quiet)
@@ -478,8 +478,10 @@ def update_baselines(models: Sequence[str | Path] = (), *, reason: str, dataset:
                      baselines: Path | str = Path("results/baselines"), n: int | None = None,
                      attacks: str | Sequence[str] | None = None, seed: int | None = None, label: str | None = None,
                      sha256: str | None = None, quiet: bool = True, **qualifiers: Any) -> list[Path]:
-    """`bench check --update-baseline --reason`: evaluate and write the baselines (keeping each
-    one's history); returns the files written."""
+    """`bench check --update-baseline --reason`: evaluate and write the baselines of exactly the
+    models named (none: those already in `baselines`), keeping each one's history, under `n`,
+    `attacks`, `seed` where given, else the previous baseline's protocol, else `GateProtocol()`;
+    returns the files written."""
     defenses, files, spec = _sorted_models(models, qualifiers)
     return gate_update(defenses, files, spec, reason=reason, dataset=dataset, baselines=baselines, n=n,
                        attacks=attacks, seed=seed, label=label, sha256=sha256, quiet=quiet)

@@ -21,22 +21,27 @@ the rule for how much is too much is stated here, not tuned to pass:
    but ~90% of its passes).
 5. Identity: the checkpoint's sha256, the test points and the protocol must equal the baseline's.
 
-Baselines are JSON files under results/baselines/<dataset>/<label>.json, re-blessed only by
-`bench check --update-baseline --reason TEXT`, which appends to their history.
+Baselines are JSON files under <folder>/<dataset>/<label>.json (the project's own in
+results/baselines), re-blessed only by `bench check --update-baseline --reason TEXT`, which appends
+to their history. Each baseline keeps the protocol it was blessed under, and a check runs exactly
+that protocol unless the caller asks for another (which is then red: re-bless to change it).
+Without named models a check gates exactly the baselines in the folder; the project's folder must
+also hold one for every committed checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.attacks.specs import AttackSpec, format_attacks, parse_attacks
 from bench.errors import BenchError
-from bench.evaluation.committed import committed_defenses
+from bench.evaluation.committed import committed_checkpoint, committed_defenses
 from bench.evaluation.config import RunConfig
 from bench.evaluation.harness import evaluate
 from bench.files import atomic_write, checked_label, read_json_object
@@ -44,8 +49,9 @@ from bench.loading.sources import ModelSpec
 from bench.provenance import git_sha, now_iso
 from bench.records import rules
 from bench.records.run_record import RunRecord, flag_text
-from bench.records.schema import WORST_CASE
+from bench.records.schema import REPO_ROOT, WORST_CASE
 from bench.stats import binomial_quantile, sign_test_greater
+from defenses import DEFENSES
 
 BASELINE_VERSION = 1
 NOISE_RATE = 0.005
@@ -67,6 +73,27 @@ class GateProtocol:
     def as_json(self) -> dict[str, Any]:
         """As a baseline stores it (the attacks as their `--attack` text)."""
         return {"n": self.n, "attacks": format_attacks(self.attacks), "seed": self.seed, "batch_size": self.batch_size}
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> GateProtocol:
+        """A baseline's stored protocol (already checked by `BASELINE`); its attack text is parsed here."""
+        return cls(n=raw["n"], attacks=parse_attacks(raw["attacks"]), seed=raw["seed"], batch_size=raw["batch_size"])
+
+    def __str__(self) -> str:
+        return f"first {self.n} test points, attacks {format_attacks(self.attacks)}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class ProtocolChoice:
+    """What a gate call asks for; a field left None is each baseline's own (the default for a new one)."""
+
+    n: int | None = None
+    attacks: tuple[AttackSpec, ...] | None = None
+    seed: int | None = None
+
+    def over(self, base: GateProtocol) -> GateProtocol:
+        asked = {k: v for k, v in (("n", self.n), ("attacks", self.attacks), ("seed", self.seed)) if v is not None}
+        return replace(base, **asked)
 
 
 @dataclass(frozen=True)
@@ -119,6 +146,7 @@ class TargetComparison:
 
     target: Target
     baseline: Path
+    protocol: GateProtocol | None  # what ran (None: nothing could be compared)
     identity: list[str] = field(default_factory=list)
     measures: list[Measure] = field(default_factory=list)
 
@@ -164,7 +192,9 @@ def evaluate_target(target: Target, protocol: GateProtocol, quiet: bool) -> RunR
 
 
 BASELINE = rules.Obj({
-    "baseline_version": rules.integer(lo=1), "protocol": rules.json_object,
+    "baseline_version": rules.integer(lo=1),
+    "protocol": rules.Obj({"n": rules.integer(lo=1), "attacks": rules.string(), "seed": rules.integer(lo=0),
+                           "batch_size": rules.integer(lo=1)}),
     "threat": rules.Obj({"norm": rules.string(), "eps": rules.number(positive=True)}),
     "checkpoint": rules.Obj({"label": rules.string(), "path": rules.string(), "sha256": rules.SHA256},
                             {"input": rules.nullable(rules.string()), "model": rules.nullable(rules.json_object)}),
@@ -178,7 +208,7 @@ BASELINE = rules.Obj({
 class Baseline:
     """A gate baseline as its file holds it: validated by `BASELINE`, read and written by field."""
 
-    protocol: dict[str, Any]  # `GateProtocol.as_json()` when it was blessed
+    protocol: GateProtocol  # what it was blessed under
     threat: dict[str, Any]  # {"norm", "eps"}
     checkpoint: dict[str, Any]  # label, path, sha256, input (since inputs were pinned), model (a --model spec)
     index_sha256: str | None
@@ -200,25 +230,25 @@ class Baseline:
             raise BenchError(f"{path}: not a baseline of version {BASELINE_VERSION}")
         try:
             BASELINE(raw, "")
+            protocol = GateProtocol.of(raw["protocol"])
         except rules.Broken as exc:
             raise BenchError(f"{path}: incomplete baseline ({exc}); restore it from version control or re-bless"
                              ) from None
-        return cls(raw["protocol"], raw["threat"], raw["checkpoint"], raw["index_sha256"], raw["flags"],
+        except BenchError as exc:
+            raise BenchError(f"{path}: its protocol's attacks do not parse ({exc})") from None
+        return cls(protocol, raw["threat"], raw["checkpoint"], raw["index_sha256"], raw["flags"],
                    raw["margins"], raw["passes"], raw["history"], raw.get("dataset"), raw.get("n"))
 
     def to_json(self) -> dict[str, Any]:
         optional = {key: value for key, value in (("dataset", self.dataset), ("n", self.n)) if value is not None}
-        return {"baseline_version": BASELINE_VERSION, "protocol": self.protocol, **optional, "threat": self.threat,
+        return {"baseline_version": BASELINE_VERSION, "protocol": self.protocol.as_json(), **optional, "threat": self.threat,
                 "checkpoint": self.checkpoint, "index_sha256": self.index_sha256, "flags": self.flags,
                 "margins": self.margins, "passes": self.passes, "history": self.history}
 
 
-def compare(target: Target, path: Path, baseline: Baseline, record: RunRecord,
-            protocol: GateProtocol) -> TargetComparison:
-    verdict = TargetComparison(target, path)
-    if baseline.protocol != protocol.as_json():
-        verdict.identity.append(f"baseline protocol {baseline.protocol} differs from the gate's "
-                                f"{protocol.as_json()}: re-bless")
+def compare(target: Target, path: Path, baseline: Baseline, record: RunRecord) -> TargetComparison:
+    protocol = baseline.protocol
+    verdict = TargetComparison(target, path, protocol)
     if baseline.sha256 != record.model.sha256:
         verdict.identity.append(f"checkpoint changed: sha256 {baseline.sha256[:16]}… in the "
                                 f"baseline, {record.model.sha256[:16]}… now")
@@ -277,7 +307,7 @@ def new_baseline(record: RunRecord, target: Target, protocol: GateProtocol, reas
     history.append({"date": now_iso(), "reason": reason, "git_sha": git_sha(),
                     "sha256": record.model.sha256,
                     "summary": {name: flags.count("1") for name, flags in _flags_of(record).items()}})
-    return Baseline(protocol.as_json(), _threat_of(record),
+    return Baseline(protocol, _threat_of(record),
                     {"label": target.label, "path": record.model.path, "sha256": record.model.sha256,
                      "input": record.model.input, **({"model": _spec_entry(target.model)} if target.model else {})},
                     record.index_sha256, _flags_of(record), _margins_of(record), _passes_of(record), history,
@@ -296,13 +326,22 @@ def write_baseline(path: Path, baseline: Baseline) -> None:
     atomic_write(path, (json.dumps(baseline.to_json(), indent=1, sort_keys=True) + "\n").encode())
 
 
+COMMITTED_BASELINES = REPO_ROOT / "results" / "baselines"  # the project's own folder
+
+
+def is_committed_folder(baselines: Path) -> bool:
+    return baselines.resolve() == COMMITTED_BASELINES.resolve()
+
+
 def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[str]]:
-    """Every committed checkpoint of a registered defense, and every baselined checkpoint file.
+    """Exactly the baselines in the folder — and, in the project's own folder, every committed checkpoint,
+    so one without a baseline is red.
 
     Returns (targets, problems): a baseline whose checkpoint no longer exists is a problem
     named by its file, and does not stop the other checkpoints from being checked.
     """
-    targets = {name: Target(name, dataset, defense=name) for name in committed_defenses(dataset)}
+    targets = ({name: Target(name, dataset, defense=name) for name in committed_defenses(dataset)}
+               if is_committed_folder(baselines) else {})
     problems = []
     for path in sorted((baselines / dataset).glob("*.json")):
         label = path.stem
@@ -318,7 +357,10 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
         except (BenchError, KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: {exc}")
             continue
-        if recorded.is_file():
+        committed = committed_checkpoint(dataset, label) if label in DEFENSES else None
+        if committed is not None and recorded.resolve() == committed.resolve():
+            targets[label] = Target(label, dataset, defense=label)
+        elif recorded.is_file():
             targets[label] = Target(label, dataset, checkpoint=recorded)
         else:
             problems.append(f"{path}: baseline for {label!r}, but its checkpoint {recorded} does not exist "
@@ -326,28 +368,29 @@ def default_targets(dataset: str, baselines: Path) -> tuple[list[Target], list[s
     return [targets[k] for k in sorted(targets)], problems
 
 
-def validate_protocol(protocol: GateProtocol, dataset: str) -> None:
+def validate_protocol(protocol: GateProtocol, dataset: str, where: str = "") -> None:
     """A bad attack list or dataset is a usage error before anything is evaluated."""
     from bench.attacks import build_attacks
     from bench.data import DATASETS
     from bench.evaluation.committed import attack_context
 
-    build_attacks(protocol.attacks, DATASETS.get(dataset).default_threat().norm, attack_context(dataset))
+    try:
+        build_attacks(protocol.attacks, DATASETS.get(dataset).default_threat().norm, attack_context(dataset))
+    except BenchError as exc:
+        raise BenchError(f"{where}: its protocol's attacks: {exc}" if where else str(exc)) from None
 
 
 def requested_targets(dataset: str, baselines: Path, *, defenses: Sequence[str] = (), checkpoints: Sequence[Path] = (),
                       model: ModelSpec | None = None, label: str | None = None, sha256: str | None = None,
                       updating: bool = False) -> tuple[list[Target], list[str]]:
-    """The models a gate call names — every committed and baselined one when it names none — with
+    """The models a gate call names — `default_targets` when it names none — with
     (targets, problems) as `default_targets` returns them. Names, files and folders are checked
     first, and a user model is loaded once, so a typo or a model that does not load is a usage
     error (exit 2), never a red gate (exit 1)."""
     from bench.data import DATASETS
-    from bench.evaluation.committed import committed_checkpoint
     from bench.evaluation.resolve import resolve
     from bench.files import ensure_writable_dir
     from bench.loading.untrusted import readable_file
-    from defenses import DEFENSES
 
     spec_norm = DATASETS.get(dataset).default_threat().norm.value
     for name in defenses:
@@ -379,6 +422,7 @@ def requested_targets(dataset: str, baselines: Path, *, defenses: Sequence[str] 
 class GateResult:
     verdicts: list[TargetComparison]
     problems: list[str]  # baselines that could not be checked, each naming its file
+    baselines: Path = COMMITTED_BASELINES
 
     @property
     def drift(self) -> list[tuple[str, int, int, float]]:
@@ -389,19 +433,42 @@ class GateResult:
         return bool(self.problems or self.drift) or any(not v.passed for v in self.verdicts)
 
 
-def run_gate(targets: list[Target], baselines: Path, protocol: GateProtocol, problems: list[str],
-          quiet: bool = True) -> GateResult:
-    verdicts = []
+def run_gate(targets: list[Target], baselines: Path, choice: ProtocolChoice, problems: list[str],
+             quiet: bool = True) -> GateResult:
+    """Each target under its baseline's own protocol. Every baseline is read and its protocol
+    checked before anything is evaluated, so a bad file costs no evaluation."""
+    planned = []
     for target in targets:
         path = baseline_path(baselines, target)
-        if not path.exists():
-            verdict = TargetComparison(target, path, [f"no baseline at {path}: create it with `bench check --update-baseline "
-                                             "--reason ...`"])
+        baseline = Baseline.read(path) if path.exists() else None
+        if baseline is not None:
+            validate_protocol(baseline.protocol, target.dataset, where=str(path))
+        planned.append((target, path, baseline))
+    verdicts = []
+    for target, path, baseline in planned:
+        if baseline is None:
+            verdict = TargetComparison(target, path, None, [f"no baseline at {path}: create it with "
+                                                            f"{rebless_command(target, baselines)}"])
+        elif (asked := choice.over(baseline.protocol)) != baseline.protocol:
+            verdict = TargetComparison(target, path, None, [
+                f"this check asks for {asked}; the baseline was blessed under {baseline.protocol}: to gate under "
+                f"another protocol, re-bless with {rebless_command(target, baselines)} and the options"])
         else:
-            baseline = Baseline.read(path)
-            verdict = compare(target, path, baseline, evaluate_target(target, protocol, quiet), protocol)
+            verdict = compare(target, path, baseline, evaluate_target(target, baseline.protocol, quiet))
         verdicts.append(verdict)
-    return GateResult(verdicts, problems)
+    return GateResult(verdicts, problems, baselines)
+
+
+def rebless_command(target: Target, baselines: Path) -> str:
+    """The command that re-blesses exactly this target's baseline."""
+    if target.defense is not None:
+        named = f"--defense {target.defense}"
+    elif target.checkpoint is not None:
+        named = f"--checkpoint {shlex.quote(str(target.checkpoint))}"
+    else:
+        named = f"--model ... --label {target.label}"
+    folder = "" if is_committed_folder(baselines) else f" --baselines {shlex.quote(str(baselines))}"
+    return f"`bench check {named}{folder} --update-baseline --reason ...`"
 
 
 def require_reason(reason: str) -> None:
@@ -409,44 +476,56 @@ def require_reason(reason: str) -> None:
         raise BenchError("--update-baseline needs --reason TEXT: say why the numbers may change")
 
 
-def update(targets: list[Target], baselines: Path, protocol: GateProtocol, reason: str,
+def update(targets: list[Target], baselines: Path, choice: ProtocolChoice, reason: str,
            quiet: bool = True) -> list[Path]:
+    """Re-bless exactly `targets`: each under the protocol asked for, else its previous baseline's, else the default."""
     require_reason(reason)
-    written = []
+    planned = []
     for target in targets:
         path = baseline_path(baselines, target)
         previous = Baseline.read(path) if path.exists() else None
+        protocol = choice.over(previous.protocol if previous else GateProtocol())
+        validate_protocol(protocol, target.dataset)
+        planned.append((target, path, previous, protocol))
+    written = []
+    for target, path, previous, protocol in planned:
         record = evaluate_target(target, protocol, quiet)
         write_baseline(path, new_baseline(record, target, protocol, reason, previous))
         written.append(path)
     return written
 
 
-def format_report(result: GateResult, protocol: GateProtocol, dataset: str) -> str:
+def format_report(result: GateResult, dataset: str) -> str:
     from tabulate import tabulate
 
     rows = [[v.target.label, m.name, m.baseline_count, m.count, m.to_robust, m.to_broken,
              m.margin_changes if m.passes else "", m.problem() or "ok"]
             for v in result.verdicts for m in v.measures]
-    lines = [f"bench check on {dataset}: first {protocol.n} test points, attacks {format_attacks(protocol.attacks)}, seed "
-             f"{protocol.seed}; red when a measure has more than {churn_limit(protocol.n)} flips (noise rate "
-             f"{NOISE_RATE:.1%}, α={ALPHA}) or as many attack outputs move, when a one-sided sign test on the "
-             f"flips has p < {ALPHA}, or an attack's passes per example change by more than {PASS_TOLERANCE:.0%}",
-             ""]
+    protocols = sorted({str(v.protocol) for v in result.verdicts if v.protocol is not None})
+    ran = protocols[0] if len(protocols) == 1 else "each baseline's own protocol" if protocols else "nothing run"
+    lines = [f"bench check on {dataset}: {ran}; red when a measure has more flips than noise allows (noise rate "
+             f"{NOISE_RATE:.1%}, α={ALPHA}) or as many attack outputs move, when a "
+             f"one-sided sign test on the flips has p < {ALPHA}, or an attack's passes per example change by "
+             f"more than {PASS_TOLERANCE:.0%}", ""]
+    if len(protocols) > 1:
+        lines[1:1] = [f"  {v.target.label}: {v.protocol}" for v in result.verdicts if v.protocol is not None]
     if rows:
         lines += [tabulate(rows, headers=["checkpoint", "measure", "baseline", "now", "→robust", "→broken",
                                           "outputs moved", "verdict"], tablefmt="github"), ""]
     drift = {name for name, *_ in result.drift}
-    for name, up, down, _ in pooled(result.verdicts):
-        lines.append(f"pooled {name}: {up} →robust, {down} →broken over {len(result.verdicts)} checkpoints: "
-                     f"{'RED' if name in drift else 'ok'}")
+    compared = sum(v.protocol is not None for v in result.verdicts)
+    for name, up, down, p in pooled(result.verdicts):
+        lines.append(f"{name} summed over {compared} checkpoints (a drift too small for any one of them): {up} "
+                     f"→robust, {down} →broken, sign test p={min(p, 1.0):.2g}: "
+                     f"{'RED' if name in drift else 'no shared drift'}")
     red = [v for v in result.verdicts if not v.passed]
     for v in red:
         lines += [f"RED {v.target.label}: {problem}" for problem in v.identity]
         lines += [f"RED {v.target.label} {m.name}: {m.problem()} (robust {m.baseline_count} → {m.count} of {m.n})"
                   for m in v.measures if m.problem()]
     lines += [f"RED {p}" for p in result.problems]
-    lines.append(f"{'FAIL' if result.failed else 'PASS'}: {len(result.verdicts)} checkpoints, {len(red)} red"
-                 + ("; if the change is intended, re-bless with `bench check --update-baseline --reason ...`"
-                    if result.failed else ""))
+    lines.append(f"{'FAIL' if result.failed else 'PASS'}: {len(result.verdicts)} checkpoints, {len(red)} red")
+    if red:
+        lines.append("if a change is intended, re-bless only what it changed: "
+                     + "; ".join(rebless_command(v.target, result.baselines) for v in red))
     return "\n".join(lines)

@@ -285,7 +285,7 @@ def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
             os.mkfifo(root / "audits" / AUDIT.name)
         else:
             (root / "audits" / AUDIT.name).write_bytes(DEEP)
-    for name in ("deep", "fifo", "bigint", "flags"):
+    for name in ("deep", "fifo", "bigint", "flags", "attack", "batch"):
         folder = bad / f"baselines-{name}" / "fashion-mnist"
         folder.mkdir(parents=True)
         baseline = folder / "standard.json"
@@ -294,6 +294,10 @@ def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
         elif name == "flags":  # the committed baseline with one measure's flags not 0/1
             committed = json.loads((REPO / "results" / "baselines" / "fashion-mnist" / "standard.json").read_text())
             committed["flags"]["clean"] = "<script>alert(1)</script>"
+            baseline.write_text(json.dumps(committed))
+        elif name in ("attack", "batch"):  # the stored protocol a check now runs: an unknown attack, a bad size
+            committed = json.loads((REPO / "results" / "baselines" / "fashion-mnist" / "standard.json").read_text())
+            committed["protocol"].update({"attacks": "fgsm,os:system=1"} if name == "attack" else {"batch_size": 0})
             baseline.write_text(json.dumps(committed))
         else:
             baseline.write_bytes(DEEP if name == "deep" else b'{"baseline_version": 1' + b"0" * 40 + b"}")
@@ -743,10 +747,11 @@ CASES: list[tuple[str, list[str], str]] = [
                              ("huge", "larger than 64 MiB"))],
     ("sweep-json-deep", ["sweep", "--attack", "fgsm", "--n", "5", "--checkpoints-dir", "{bad}/nockpts",
                          "--results-dir", "{bad}/json-deep/runs"], "no checkpoint"),
-    *[(f"check-baseline-{name}", ["check", "--defense", "standard", "--baselines", f"{{bad}}/baselines-{name}",
-                                  "--n", "5", "--attack", "fgsm"], fragment)
+    *[(f"check-baseline-{name}", ["check", "--defense", "standard", "--baselines", f"{{bad}}/baselines-{name}"],
+       fragment)
       for name, fragment in (("deep", "nested deeper than"), ("fifo", "not a regular file"),
-                             ("bigint", "a whole number of 41 digits"), ("flags", "must be 0/1 characters only"))],
+                             ("bigint", "a whole number of 41 digits"), ("flags", "must be 0/1 characters only"),
+                             ("attack", "its protocol's attacks"), ("batch", "protocol.batch_size"))],
     *[(f"run-sidecar-{name}", ["run", "--checkpoint", f"{{bad}}/sidecar-{name}.pt", "--attack", "fgsm", "--n", "5",
                                "--results-dir", "{tmp}/r"], fragment)
       for name, fragment in (("deep", "nested deeper than"), ("fifo", "not a regular file"),

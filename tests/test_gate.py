@@ -5,6 +5,8 @@ with one piece of the attack code broken in memory.
 """
 
 import json
+import re
+import shlex
 import shutil
 
 import pytest
@@ -13,6 +15,7 @@ import torch
 from bench import gate
 from bench.attacks import gradient
 from bench.cli import main
+from bench.evaluation.committed import committed_defenses
 from bench.loading.sources import factory_identity
 from defenses.training import checkpoints
 from tests.conftest import COMMITTED, REPO
@@ -92,8 +95,14 @@ def test_update_needs_a_reason_and_keeps_history(natural_ckpt, tmp_path, capsys)
     capsys.readouterr()
     code, out = _check(capsys, *args)
     assert code == 0 and "PASS" in out
-    code, out = _check(capsys, *args[:-4], "--n", "40", "--attack", "fgsm")
-    assert code == 1 and "differs from the gate's" in out  # another protocol needs a re-bless
+    code, out = _check(capsys, *args[:-4])  # no options: the baseline's own protocol runs
+    assert code == 0 and "first 30 test points, attacks fgsm" in out
+    code, out = _check(capsys, *args[:-4], "--n", "40")
+    assert code == 1 and "asks for first 40 test points" in out and "blessed under first 30" in out
+    assert f"--baselines {tmp_path} --update-baseline" in out  # the re-bless of exactly this one
+    assert main(["check", "--quiet", *args[:-4], "--n", "40", "--update-baseline", "--reason", "more points"]) == 0
+    baseline = json.loads((tmp_path / "fashion-mnist" / "standard-smallcnn.json").read_text())
+    assert baseline["protocol"] == {"n": 40, "attacks": "fgsm", "seed": 0, "batch_size": 500}
 
 
 @pytest.mark.parametrize("content, message", [
@@ -119,7 +128,44 @@ def test_baseline_of_a_missing_checkpoint_is_named_and_the_rest_still_reported(t
     code, out = _check(capsys, "--baselines", str(tmp_path))  # no other baselines here: nothing is evaluated
     assert code == 1
     assert f"RED {folder / 'retired.json'}: baseline for 'retired', but its checkpoint" in out
-    assert "RED pgd-at: no baseline at" in out  # every committed checkpoint is still accounted for
+    assert "PASS" not in out and "FAIL: 0 checkpoints" in out and "pgd-at" not in out  # only what the folder holds
+
+
+def test_the_projects_folder_must_hold_a_baseline_for_every_committed_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(gate, "COMMITTED_BASELINES", tmp_path)
+    found, problems = gate.default_targets("fashion-mnist", tmp_path)
+    assert {t.label for t in found} == set(committed_defenses("fashion-mnist")) and not problems
+    result = gate.run_gate(found[:1], tmp_path, gate.ProtocolChoice(), problems)
+    assert result.failed and "no baseline at" in result.verdicts[0].identity[0]
+    assert gate.default_targets("fashion-mnist", BASELINES) == (found, [])  # the committed folder: one each
+
+
+def _readme_commands(path):
+    """The `bench check` commands of a README's bash blocks, continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", path.read_text(), re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line.strip())[1:] for line in lines if line.strip().startswith("bench check")]
+
+
+def test_the_ci_readmes_own_folder_form_end_to_end(tmp_path, monkeypatch, capsys):
+    """examples/ci/README.md as written, in a project of one's own: bless (here at a cheaper protocol),
+    then a bare `bench check --baselines ci/baselines` gates exactly that baseline under its protocol,
+    and a re-bless naming nothing rewrites only it."""
+    bless, check = _readme_commands(REPO / "examples" / "ci" / "README.md")[:2]
+    assert "--update-baseline" in bless and check == ["check", "--baselines", "ci/baselines"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    shutil.copy(COMMITTED / "pgd-at-smallcnn.pt", tmp_path / "models" / "mine.pt")
+    shutil.copy(checkpoints.sidecar_path(COMMITTED / "pgd-at-smallcnn.pt"), tmp_path / "models" / "mine.json")
+    assert main([*bless, "--quiet", "--n", "40", "--attack", "fgsm,pgd"]) == 0
+    written = sorted(p.relative_to(tmp_path) for p in (tmp_path / "ci").rglob("*.json"))
+    assert [str(p) for p in written] == ["ci/baselines/fashion-mnist/mine.json"]
+    capsys.readouterr()
+    code, out = _check(capsys, *check[1:])
+    assert code == 0 and "PASS: 1 checkpoints, 0 red" in out and "first 40 test points, attacks fgsm,pgd" in out
+    assert main(["check", "--quiet", "--baselines", "ci/baselines", "--update-baseline", "--reason", "again"]) == 0
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ci").rglob("*.json")) == written
+    assert len(json.loads((tmp_path / written[0]).read_text())["history"]) == 2
 
 
 def test_churn_limit_follows_the_stated_rule():

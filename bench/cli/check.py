@@ -15,13 +15,14 @@ CHECK_EXAMPLES = """examples:
   bench check --defense ancra --defense pgd-at      # a subset
   bench check --update-baseline --reason "PGD step size now ε/4 per the paper"   # re-bless, with history
   bench check --checkpoint ckpt/mine.pt --baselines ci/baselines                # your own CI
+  bench check --baselines ci/baselines                               # exactly the baselines in ci/baselines
   bench check --model mypkg.nets:make_net --weights w.pt --baselines ci/baselines   # your own architecture
 exit status: 0 pass, 1 a measure moved beyond the statistical rule (report says what), 2 bad input
 """
 
 def add(sub: argparse._SubParsersAction) -> None:
     from bench.attacks import format_attacks
-    from bench.gate import ALPHA, NOISE_RATE, GateProtocol
+    from bench.gate import ALPHA, COMMITTED_BASELINES, NOISE_RATE, GateProtocol
 
     default = GateProtocol()
     p = sub.add_parser("check", help="CI regression gate: re-evaluate checkpoints and compare per-example "
@@ -39,12 +40,16 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "code to import)")
     p.add_argument("--label", type=label_value, help="the baseline's name for --model (default: the loader's label, e.g. the factory)")
     add_model_qualifiers(p)
-    p.add_argument("--baselines", type=Path, default=Path("results/baselines"))
-    p.add_argument("--n", type=positive_int, default=default.n, help=f"test points (default {default.n})")
+    p.add_argument("--baselines", type=Path, default=COMMITTED_BASELINES,
+                   help="the baselines folder (default: the project's, which must also hold one for every committed "
+                   "checkpoint); with no model named, exactly the baselines in it are gated")
+    protocol = "each baseline's own protocol; given and different from it, the check is red (re-bless to change it)"
+    p.add_argument("--n", type=positive_int, help=f"test points (default: {protocol}; a new baseline: {default.n})")
     attacks = format_attacks(default.attacks)
-    p.add_argument("--attack", default=attacks, help=f"attacks (default {attacks})")
-    p.add_argument("--seed", type=seed_value, default=default.seed)
-    p.add_argument("--update-baseline", action="store_true", help="re-bless: write new baselines")
+    p.add_argument("--attack", help=f"attacks (default: the same; a new baseline: {attacks})")
+    p.add_argument("--seed", type=seed_value, help=f"(default: the same; a new baseline: {default.seed})")
+    p.add_argument("--update-baseline", action="store_true",
+                   help="re-bless: write the baselines of exactly the models named (none named: those in --baselines)")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_check)
