@@ -67,21 +67,42 @@ def test_an_edited_training_state_is_refused(tmp_path, monkeypatch, edit):
         trainer.train(_job(out, resume=True))
 
 
-def test_a_diverging_run_stops_at_once_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
-    """A NaN loss stops training before any step with it; the resume state stays the last finished
-    epoch's (a full-budget TRADES run once trained 12 epochs of NaN weights before this guard)."""
+def _diverging(monkeypatch, times):
+    """PGD-AT whose loss is NaN at the first batch of epoch 2, the first `times` times it gets there."""
     from defenses.pgd_at import PGDAT
 
-    honest = PGDAT.loss
+    honest, seen = PGDAT.loss, []
 
     def diverges_in_epoch_two(self, x, y, gen, epoch):
         loss = honest(self, x, y, gen, epoch)
-        return loss * float("nan") if epoch == 1 else loss
+        if epoch == 1 and len(seen) < times:
+            seen.append(epoch)
+            return loss * float("nan")
+        return loss
 
     monkeypatch.setattr(PGDAT, "loss", diverges_in_epoch_two)
+
+
+def test_a_run_that_keeps_diverging_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    """A NaN loss is never stepped on; after the rule's MAX_BACKOFFS roll-backs the run stops and the
+    resume state stays the last finished epoch's (a full-budget TRADES run once trained 12 epochs of NaN
+    weights before this guard)."""
+    _diverging(monkeypatch, times=99)
     out = tmp_path / "d.pt"
-    with pytest.raises(BenchError, match="diverged in epoch 2, batch 1 .* after epoch 1 is kept"):
+    with pytest.raises(BenchError, match="diverged in epoch 2, batch 1 .* after epoch 1 is kept .*halved 3 times"):
         trainer.train(_job(out))
     state = torch.load(out.with_suffix(".train-state.pt"), weights_only=True)
     assert state["progress"]["epoch"] == 1 and not out.exists()
+    assert [b["lr_scale"] for b in state["progress"]["backoffs"]] == [0.5, 0.25, 0.125]
     assert all(torch.isfinite(t).all() for t in state["method"].values() if t.is_floating_point())
+
+
+def test_a_divergence_rolls_back_one_epoch_and_halves_the_learning_rate(tmp_path, monkeypatch):
+    """The divergence rule: back to the state after epoch 1, epoch 2 retrained at half the lr; the
+    sidecar records it. Epoch 1 is the same as in an undisturbed run."""
+    plain = trainer.train(_job(tmp_path / "plain.pt"))
+    _diverging(monkeypatch, times=1)
+    sidecar = trainer.train(_job(tmp_path / "d.pt"))
+    assert sidecar["lr_backoffs"] == [{"epoch": 2, "batch": 1, "lr_scale": 0.5}] and plain["lr_backoffs"] == []
+    assert sidecar["history"][0] == plain["history"][0]
+    assert sidecar["history"][1]["lr"] == pytest.approx(plain["history"][1]["lr"] / 2)

@@ -1,9 +1,10 @@
 """Recipe builders shared by the defenses, and the one budget rule of the CPU recipes.
 
 Budget rule (Fashion-MNIST, SmallCNN, 2 CPU cores): every adversarially trained defense gets
-3 epochs over the same 12,000 training points (the first 12,000 outside the held-out split) (36k example-visits), batch 128, SGD lr 0.02 with
+3 epochs over the same 12,000 training points (the first 12,000 outside the held-out split) (36k example-visits), batch 64, SGD lr 0.05 with
 momentum 0.9 and weight decay 5e-4 unless its paper fixes the optimizer, lr ×0.1 for the last
-epoch, and inner attacks of 10 steps of ε/4 at ε = 0.1 (L∞). What a method does per visit (two
+epoch, and inner attacks of 10 steps of ε/4 at ε = 0.1 (L∞). A run whose loss goes non-finite rolls
+back to its last finished epoch with the lr halved (`defenses.training.trainer.BACKOFF`). What a method does per visit (two
 views, a second targeted attack, a teacher forward) is part of the method and not trimmed.
 Epochs without any attack (CLAF's contrastive warm-up and linear read-out) come on top, and AFD
 starts from the committed naturally trained model, as the paper fine-tunes a natural one.

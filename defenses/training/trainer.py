@@ -40,6 +40,12 @@ from defenses.training.registry import BUDGETS, DEFENSES, Defense, Recipe
 
 log = logging.getLogger(__name__)
 
+# The divergence rule, alike for every defense and budget: a non-finite training loss rolls the run back
+# to the last finished epoch (the state saved after it) and halves the learning rate for the rest of
+# the run, at most MAX_BACKOFFS times. A run that never diverges is untouched by it.
+BACKOFF = 0.5
+MAX_BACKOFFS = 3
+
 
 @dataclass(frozen=True)
 class TrainJob:
@@ -209,6 +215,7 @@ def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, A
         "hyperparameters": dataclasses.asdict(hp) if hp is not None else {},
         "method": method.describe(), "command": " ".join(["bench", *sys.argv[1:]]),
         "seed": recipe.seed, "train_seconds": round(state["seconds"], 1), "history": state["history"],
+        "lr_backoffs": state.get("backoffs", []),
         "selection": {"metric": f"held-out {defense.selection_metric} accuracy", "epoch": state["best"]["epoch"],
                       "held_out_points": min(job.val_points, n_val),
                       "source": f"{recipe.holdout_fraction:.0%} of the training set (never the test set)"},
@@ -217,6 +224,40 @@ def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, A
         "normalization": {"mean": list(spec.mean), "std": list(spec.std), "inside_model": True},
         "provenance": stamp(device),
     }
+
+
+def _payload(job: TrainJob, method: Method, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]) -> dict[str, Any]:
+    """The exact-resume state after an epoch (what `_restore` reads)."""
+    return {"key": _job_key(job), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "progress": state,
+            "aux_optimizers": {k: o.state_dict() for k, o in method.aux_optimizers.items()}}
+
+
+def _back_off(job: TrainJob, epoch: int, batch: int, loss: float, last_good: dict[str, Any], method: Method,
+              optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+              state: dict[str, Any], world: int) -> None:
+    """The divergence rule (`BACKOFF`): back to the state after the last finished epoch, the learning
+    rate scaled by BACKOFF for the rest of the run; an error once MAX_BACKOFFS are spent."""
+    where = f"{job.defense} diverged in epoch {epoch + 1}, batch {batch} (loss {loss:g})"
+    backoffs = state.get("backoffs", [])
+    if world > 1 or len(backoffs) >= MAX_BACKOFFS:
+        raise BenchError(f"{where}; the resume state after epoch {epoch} is kept "
+                         + (f"(the learning rate was already halved {len(backoffs)} times): a smaller --lr, or report it"
+                            if world == 1 else "(rolling back is single-process only): a smaller --lr, or report it"))
+    method.load_state_dict(last_good["method"])
+    optimizer.load_state_dict(last_good["optimizer"])
+    scheduler.load_state_dict(last_good["scheduler"])
+    for name, saved in last_good["aux_optimizers"].items():
+        method.aux_optimizers[name].load_state_dict(saved)
+    state.clear()
+    state.update(copy.deepcopy(last_good["progress"]))
+    state["lr_scale"] = state.get("lr_scale", 1.0) * BACKOFF
+    state["backoffs"] = [*backoffs, {"epoch": epoch + 1, "batch": batch, "lr_scale": state["lr_scale"]}]
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * job.recipe.lr_factor(epoch) * state["lr_scale"]
+    log.warning("%s: back to the state after epoch %d, learning rate ×%g for the rest of the run", where, epoch,
+                state["lr_scale"])
 
 
 def train(job: TrainJob) -> dict[str, Any]:
@@ -236,16 +277,18 @@ def train(job: TrainJob) -> dict[str, Any]:
     method = build_method(job).to(device)
     optimizer = torch.optim.SGD(method.param_groups(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, recipe.lr_factor)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_state": None, "seconds": 0.0,
-                             "world_size": world}
+                             "world_size": world, "lr_scale": 1.0, "backoffs": []}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: recipe.lr_factor(epoch) * state.get("lr_scale", 1.0))
     state_file = _state_path(job)
     if state_file.exists():
-        state = _restore(job, state_file, method, optimizer, scheduler)
+        state.update(_restore(job, state_file, method, optimizer, scheduler))
     distributed.barrier()
 
     metric = defense.selection_metric
     trained = [p for group in optimizer.param_groups for p in group["params"]]
+    last_good = copy.deepcopy(_payload(job, method, optimizer, scheduler, state))
     while state["epoch"] < recipe.epochs:
         epoch = state["epoch"]
         start = time.time()
@@ -254,6 +297,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         order = np.random.default_rng([recipe.seed, epoch]).permutation(train_idx)
         batches = list(range(0, len(order), recipe.batch_size))[: job.max_batches]
         losses = []
+        diverged = None
         for b, lo in enumerate(progress(batches, desc=f"{job.defense} epoch {epoch + 1}/{recipe.epochs}",
                                         disable=job.quiet or rank != 0)):
             gen = _generator(recipe, epoch, b, rank)
@@ -262,8 +306,8 @@ def train(job: TrainJob) -> dict[str, Any]:
                 x = crop_flip(x, gen)
             loss = method.loss(x, y, gen, epoch)
             if not torch.isfinite(loss.detach()):  # before any step: the saved state stays the last good epoch
-                raise BenchError(f"{job.defense} diverged in epoch {epoch + 1}, batch {b + 1} (loss {float(loss.detach()):g}); "
-                                 f"the resume state after epoch {epoch} is kept: a smaller --lr, or report it")
+                diverged = (b + 1, float(loss.detach()))
+                break
             if loss.requires_grad:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -271,6 +315,12 @@ def train(job: TrainJob) -> dict[str, Any]:
                 optimizer.step()
             method.after_step()
             losses.append(float(loss.detach()))
+        if diverged is not None:
+            _back_off(job, epoch, *diverged, last_good, method, optimizer, scheduler, state, world)
+            if rank == 0:
+                checkpoints.atomic_torch_save(_payload(job, method, optimizer, scheduler, state), state_file)
+            last_good = copy.deepcopy(_payload(job, method, optimizer, scheduler, state))
+            continue
         scheduler.step()
         distributed.average_buffers(method)
         deployed = method.deployed()
@@ -283,11 +333,10 @@ def train(job: TrainJob) -> dict[str, Any]:
             state["best_state"] = copy.deepcopy(deployed.state_dict())
         state["epoch"] = epoch + 1
         log.info("epoch %d: loss %.4f, held-out %s", epoch + 1, np.mean(losses), scores)
+        payload = _payload(job, method, optimizer, scheduler, state)
         if rank == 0:
-            payload = {"key": _job_key(job), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "progress": state,
-                       "aux_optimizers": {k: o.state_dict() for k, o in method.aux_optimizers.items()}}
             checkpoints.atomic_torch_save(payload, state_file)
+        last_good = copy.deepcopy(payload)
         distributed.barrier()
 
     if state["best"] is None:
