@@ -23,6 +23,7 @@ from bench.reporting import columns
 from bench.reporting import html as board_html
 from bench.reporting import markdown as board_markdown
 from bench.reporting import rows as board_rows
+from bench.reporting.document import Sources
 from defenses import DEFENSES
 
 GUIDE = Path(__file__).resolve().parent.parent / "CONTRIBUTING.md"
@@ -92,8 +93,8 @@ def test_the_new_column_is_on_both_boards_and_sorts_as_a_number(added, committed
     markdown, _ = board_markdown.render(runs)
     assert "| clean − worst " in markdown.replace("  ", " ")
     board = board_rows.prepare(runs, load_audits(committed / "audits"))
-    page = board_html.render(board, board_markdown.HEADER.format(count=board.records, schema=2))
-    assert '<th data-key="gap" data-numeric="1">clean − worst</th>' in page
+    page = board_html.render(board, Sources.committed(board.records))
+    assert '<th data-key="gap" data-numeric="1" title="sort by clean − worst">clean − worst</th>' in page
 
 
 def test_the_new_dataset_is_offered_wherever_a_dataset_is_asked_for(added, capsys):

@@ -8,7 +8,7 @@ from bench.records.run_record import load_run_records
 from bench.reporting import markdown as leaderboard
 from bench.reporting import rows as board_rows
 from defenses import published
-from tests.conftest import leaderboard_of_committed
+from tests.conftest import COMMITTED, leaderboard_of_committed
 from tests.synthetic import attack, record, typed
 
 
@@ -173,3 +173,38 @@ def test_full_budget_rows_rank_first_and_each_defense_is_compared_with_its_recip
 def test_recipes_alone_have_no_budget_heading_and_no_comparison():
     md, _ = leaderboard.render(typed(_budgeted("a", "1100", "recipe"), _budgeted("b", "1000", "recipe")))
     assert "Training budget" not in md and "Kendall" not in md
+
+
+def _relative_links(text: str) -> list[str]:
+    """Every link target of a Markdown or HTML board that is a file beside it (not a URL, not #anchor)."""
+    found = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'(?:href|src)="([^"]+)"', text)
+    return [t for t in found if not t.startswith(("#", "http://", "https://", "data:"))]
+
+
+def test_your_runs_rank_beside_the_committed_board_without_copying_and_every_link_resolves(tmp_path, committed):
+    """`bench leaderboard --results-dir mine --with-committed`: the committed records are read in place,
+    the header names both folders, and every link of both pages leads to a file that exists."""
+    from bench.cli import main
+
+    mine = tmp_path / "mine"
+    assert main(["run", "--model", "examples.toy_models:plain_smallcnn", "--weights",
+                 str(COMMITTED / "pgd-at-smallcnn.pt"), "--label", "my-net", "--attack", "fgsm", "--n", "10",
+                 "--results-dir", str(mine), "--quiet"]) == 0
+    own = sorted(p.name for p in mine.glob("*.json"))
+    assert main(["leaderboard", "--results-dir", str(mine), "--with-committed", "--html"]) == 0
+    assert sorted(p.name for p in mine.glob("*.json")) == own  # nothing copied in
+    board = (mine / "LEADERBOARD.md").read_text()
+    count = len(list((committed / "runs").glob("*.json")))
+    assert (f"from {len(own)} run records in this folder and {count} in `results/runs/` (the suite's committed "
+            "records, read in place)") in board
+    assert "`my-net`" in board and all(f"`{name}`" in board for name in published("fashion-mnist"))
+    for page in ("LEADERBOARD.md", "LEADERBOARD.html"):
+        links = _relative_links((mine / page).read_text())
+        assert any("audits/" in link for link in links), page  # the committed audit reports, linked in place
+        assert [link for link in links if not (mine / link.split("#")[0]).is_file()] == [], page
+
+
+def test_the_committed_boards_links_resolve(committed):
+    for page in ("LEADERBOARD.md",):
+        links = _relative_links((committed / page).read_text())
+        assert links and [link for link in links if not (committed / link.split("#")[0]).is_file()] == []

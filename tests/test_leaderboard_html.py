@@ -16,6 +16,7 @@ from bench.reporting import html as leaderboard_html
 from bench.reporting import markdown as board_markdown
 from bench.reporting import rows as board_rows
 from bench.reporting import text
+from bench.reporting.document import Sources
 from defenses import published
 from tests.conftest import leaderboard_of_committed
 
@@ -73,7 +74,7 @@ def test_the_page_is_self_contained_with_every_published_row_and_its_details(pag
 def test_the_page_ranks_as_the_markdown_does(committed):
     records, audits = load_run_records(committed / "runs"), load_audits(committed / "audits")
     board = board_rows.prepare(records, audits)
-    html = leaderboard_html.render(board, board_markdown.HEADER.format(count=board.records, schema=2))
+    html = leaderboard_html.render(board, Sources.committed(board.records))
     markdown, _ = board_markdown.render(records, audits)
     ranked_md = re.findall(r"\| (\d+) +\| `([^`]+)`", markdown)
     ranked_html = re.findall(r'<tr id="rank-(\d+)"><td[^>]*>\d+</td><td><a href="#[^"]+"><code>([^<]+)</code>', html)
@@ -164,7 +165,7 @@ class Scripting(HTMLParser):
 def test_hostile_records_render_as_text_and_no_script_runs_in_a_real_browser(committed, tmp_path):
     board = _hostile_board(committed)
     page = tmp_path / "hostile.html"
-    page.write_text(leaderboard_html.render(board, "# Leaderboard\n\nfrom [records](runs/) " + HOSTILE))
+    page.write_text(leaderboard_html.render(board, Sources(((f"runs/ [records](runs/) {HOSTILE}", 3),), tmp_path)))
     static = Scripting()
     static.feed(page.read_text())
     assert static.handlers == [] and static.script_urls == [] and static.scripts == 1  # the page's own

@@ -189,6 +189,7 @@ class AuditSummary:
     worst_case: Mapping[str, Proportion]  # standard, adaptive, audit
     checks: tuple[CheckResult, ...]
     binarization: Mapping[str, BinarizationScore] | None  # None: not run; empty: not applicable
+    folder: str = "audits"  # where the report is, relative to the board that links it
 
     @property
     def report(self) -> str:

@@ -13,6 +13,12 @@ RESULTS_EXAMPLES = """examples:
   bench leaderboard                               # rewrite results/LEADERBOARD.md, plots, results.csv
 """
 
+LEADERBOARD_EXAMPLES = """examples:
+  bench leaderboard                                     # results/LEADERBOARD.md, plots, results.csv
+  bench leaderboard --html                              # and results/LEADERBOARD.html
+  bench leaderboard --results-dir mine --with-committed # mine/LEADERBOARD.md: your runs beside the committed ones
+"""
+
 
 def add_results(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="print the result table derived from the run records",
@@ -54,10 +60,14 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def add_leaderboard(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md, its plots and results.csv")
+    p = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md, its plots and results.csv",
+                       epilog=LEADERBOARD_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"),
                    help="the run records (default results/runs); derived files go beside a folder named runs "
                         "(results/), inside any other")
+    p.add_argument("--with-committed", action="store_true",
+                   help="rank the records of --results-dir beside the suite's committed ones, read in place (never "
+                        "copied); the derived files go where --results-dir's go")
     p.add_argument("--html", action="store_true", help="also write LEADERBOARD.html: the same tables and details as "
                    "one self-contained page (plots inlined, columns sortable; #sort=COLUMN[:desc] opens it sorted)")
     p.set_defaults(func=_cmd_leaderboard)
@@ -66,7 +76,7 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.reporting.derived import derived_root, rebuild
 
-    derived = rebuild(args.results_dir, with_html=args.html)
+    derived = rebuild(args.results_dir, with_html=args.html, with_committed=args.with_committed)
     print(f"{derived.leaderboard} and {derived.table} from {derived.records} records; "
           f"{len(derived.plots)} plots in {derived_root(args.results_dir) / 'plots'}"
           + (f"; {derived.html}" if derived.html else ""))

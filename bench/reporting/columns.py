@@ -53,6 +53,7 @@ class Column:
     text: Callable[[Ranked], str]
     value: Callable[[Ranked], float] | None = None
     links_details: bool = False  # the HTML page links the cell to the row's details
+    order_bound: bool = False  # describes the row's neighbour in rank order: hidden on a page sorted otherwise
 
 
 def budget_text(budget: Mapping[str, Any] | None) -> str:
@@ -105,7 +106,7 @@ def worst_text(row: Row) -> str:
 
 
 def audit_link(audit: AuditSummary) -> str:
-    return f"[{audit.verdict}](audits/{audit.report})"
+    return f"[{audit.verdict}]({audit.folder}/{audit.report})"
 
 
 def _audit_text(r: Ranked) -> str:
@@ -127,7 +128,7 @@ RANKING = (
     Column("worst", "worst case [95% CI]", lambda r: worst_text(r.row), lambda r: r.row.worst.accuracy),
     Column("n", "n", lambda r: str(r.n), lambda r: r.n),
     Column("next", "vs next row", lambda r: paired_short(r.versus_next),
-           lambda r: paired.p if (paired := r.versus_next) else math.nan),
+           lambda r: paired.p if (paired := r.versus_next) else math.nan, order_bound=True),
     Column("audit", "audit", _audit_text),
 )
 
