@@ -81,6 +81,57 @@ def test_the_page_ranks_as_the_markdown_does(committed):
     assert ranked_md == ranked_html and ranked_md
 
 
+class Headings(HTMLParser):
+    """The page's headings as text, and each table's header cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[str] = []
+        self.table_heads: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("h1", "h2", "h3", "h4", "th"):
+            self._in = tag
+            (self.table_heads if tag == "th" else self.headings).append("")
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in:
+            target = self.table_heads if self._in == "th" else self.headings
+            target[-1] += data
+
+
+def _plain(markdown_text: str) -> str:
+    """Inline Markdown as the text a browser shows."""
+    return re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", markdown_text).replace("`", "").replace("**", "")
+
+
+def test_the_page_has_every_section_the_markdown_has(page_file, committed):
+    """One document, two renderings: the same headings in the same order, every table's columns
+    (the audit table's included), the ε overview plot and the sections only text carries."""
+    markdown = (committed / "LEADERBOARD.md").read_text()
+    page = page_file.read_text()
+    found = Headings()
+    found.feed(page)
+    assert found.headings == [_plain(line.lstrip("#").strip()) for line in markdown.splitlines()
+                              if re.match(r"#{1,4} ", line)]
+    md_heads = [cell.strip() for line in markdown.splitlines() if line.startswith("| ") and
+                markdown.splitlines()[markdown.splitlines().index(line) + 1].startswith("|--")
+                for cell in line.strip("|").split("|")]
+    assert [h.strip() for h in found.table_heads] == [_plain(h) for h in md_heads]
+    for in_markdown, in_page in (("Gradient-masking audits", "Gradient-masking audits"),
+                                 ("The official AutoAttack against aa-fast", "The official AutoAttack against aa-fast"),
+                                 ("Failed sanity checks:", "Failed sanity checks:"),
+                                 ("Superseded checkpoints", "Superseded checkpoints"),
+                                 ("![PGD robust accuracy vs ε](", 'alt="PGD robust accuracy vs ε"')):
+        assert (in_markdown in markdown) == (in_page in page), in_markdown
+    assert "Gradient-masking audits" in page and 'alt="PGD robust accuracy vs ε"' in page  # the committed board has both
+
+
 def _browser() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
@@ -111,6 +162,18 @@ def test_a_real_browser_sorts_the_ranking_by_any_column(page_file, tmp_path, fra
     assert values == sorted(values, reverse=descending)
     assert page.rows != sorted(page.rows, key=lambda r: int(r.split("-")[1]))  # the script moved rows: no ranking
     # order has these columns sorted ascending (worst) or descending (clean, AutoAttack) as asked
+    dom = (tmp_path / "dom.html").read_text()
+    assert re.search(f'<th data-key="{key}"[^>]* aria-sort="{"descending" if descending else "ascending"}"', dom)
+    assert 'class="ranking reordered"' in dom  # "vs next row" hidden: it describes rank neighbours
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_sorted_back_into_rank_order_the_neighbour_column_returns(page_file, tmp_path):
+    page = _rendered(page_file, "sort=rank", tmp_path)
+    assert page.rows == sorted(page.rows, key=lambda r: int(r.split("-")[1]))
+    dom = (tmp_path / "dom.html").read_text()
+    assert 'class="ranking reordered"' not in dom and re.search('<th data-key="rank"[^>]* aria-sort="ascending"', dom)
 
 
 # --- records are files handed to us: nothing in them may run in the reader's browser --------------
