@@ -92,8 +92,8 @@ class ProtocolChoice:
     seed: int | None = None
 
     def over(self, base: GateProtocol) -> GateProtocol:
-        asked = {k: v for k, v in (("n", self.n), ("attacks", self.attacks), ("seed", self.seed)) if v is not None}
-        return replace(base, **asked)
+        return replace(base, n=base.n if self.n is None else self.n, seed=base.seed if self.seed is None else self.seed,
+                       attacks=base.attacks if self.attacks is None else self.attacks)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defenses.nets.archs import Backbone
+from defenses.nets.archs import BACKBONE_NEEDS, Backbone
 from defenses.training.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
 from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
 from defenses.training.registry import DEFENSES, Defense, Recipe
@@ -120,7 +120,7 @@ class Afd(Method):
 
 
 DEFENSES.add("afd", Defense(
-    name="afd", published=True,
+    name="afd", published=True, arch_needs=BACKBONE_NEEDS,
     summary="AFD: adversarial fine-tuning of a natural model with feature disentanglers, teacher and EMA",
     paper="arXiv:2401.14707 (AAAI 2025)",
     method=Afd,

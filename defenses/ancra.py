@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defenses.nets.reverse_attention import RAClassifier
+from defenses.nets.reverse_attention import RA_NEEDS, RAClassifier
 from defenses.training.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
 from defenses.training.objectives import mart, trades_kl
 from defenses.training.recipes import STEP_0007, cifar, fmnist_cpu, per_cifar
@@ -158,21 +158,21 @@ _PAPER = "arXiv:2310.03358"
 RA_ADAPTIVE = ("ra-sum", "ra-aux", "ra-bpda")
 
 DEFENSES.add("ancra", Defense(
-    name="ancra", published=True, paper=_PAPER, method=Ancra, params=AncraParams,
+    name="ancra", published=True, arch_needs=RA_NEEDS, paper=_PAPER, method=Ancra, params=AncraParams,
     summary="ANCRA on TRADES (released variant): reverse attention + asymmetric negative contrast",
     recipes=per_cifar(_CIFAR, fmnist_cpu("smallcnn-ra")),
     variant="TRADES flavour (released code): CE + β·KL, aux terms λ=2, ζ·ANC, CE inner attack",
     adaptive_attacks=RA_ADAPTIVE,
 ))
 DEFENSES.add("ancra-pgd", Defense(
-    name="ancra-pgd", published=True, paper=_PAPER, method=AncraPGD, params=AncraParams,
+    name="ancra-pgd", published=True, arch_needs=RA_NEEDS, paper=_PAPER, method=AncraPGD, params=AncraParams,
     summary="ANCRA on PGD-AT: adversarial CE (+aux) + ζ·ANC (code not released; our reading)",
     recipes=per_cifar(_CIFAR, fmnist_cpu("smallcnn-ra")),
     variant="PGD flavour (unreleased): CE(f(x_adv)) + λ·aux CE + ζ·ANC",
     adaptive_attacks=RA_ADAPTIVE,
 ))
 DEFENSES.add("ancra-mart", Defense(
-    name="ancra-mart", published=True, paper=_PAPER, method=AncraMART, params=AncraParams,
+    name="ancra-mart", published=True, arch_needs=RA_NEEDS, paper=_PAPER, method=AncraMART, params=AncraParams,
     summary="ANCRA on MART (β = 5): MART on final and aux logits + ζ·ANC (code not released; our reading)",
     recipes={k: r.replace(params={"beta": 5.0}) for k, r in per_cifar(_CIFAR, fmnist_cpu("smallcnn-ra")).items()},
     variant="MART flavour (unreleased): MART(final) + λ·MART(aux) + ζ·ANC",

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defenses.nets.archs import BACKBONE_NEEDS
 from defenses.training.augment import crop_flip
 from defenses.training.method import Method, Start, TrainContext, perturb, recipe_attack
 from defenses.training.objectives import kl_divergence
@@ -83,7 +84,7 @@ class Ascl(Method):
 
 
 DEFENSES.add("ascl", Defense(
-    name="ascl", published=True,
+    name="ascl", published=True, arch_needs=BACKBONE_NEEDS,
     summary="ASCL: supervised contrastive term on natural+adversarial latents with label/prediction selection",
     paper="arXiv:2101.10027",
     method=Ascl,

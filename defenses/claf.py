@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import distributed
+from defenses.nets.archs import BACKBONE_NEEDS
 from defenses.training.augment import crop_flip
 from defenses.training.method import Method, Start, TrainContext, eval_mode, perturb, recipe_attack
 from defenses.training.objectives import supcon
@@ -120,7 +121,7 @@ class Claf(Method):
 
 
 DEFENSES.add("claf", Defense(
-    name="claf", published=True,
+    name="claf", published=True, arch_needs=BACKBONE_NEEDS,
     summary="CLAF: SupCon with the adversarial example as an extra positive, head kept in sync, linear read-out",
     paper="arXiv:2203.08959 (ICMLC 2022)",
     method=Claf,

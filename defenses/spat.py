@@ -79,7 +79,7 @@ class Spat(Method):
 
 
 DEFENSES.add("spat", Defense(
-    name="spat", published=True,
+    name="spat", published=True, arch_needs="a cosine-head architecture (smallcnn-cos, wrn-34-10-cos)",
     summary="SPAT: cosine classifier, self-paced natural loss and hard-class-pair reweighted KL (s = 8)",
     paper="arXiv:2210.15068 (AAAI 2023)",
     method=Spat,

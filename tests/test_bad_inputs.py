@@ -248,6 +248,19 @@ BAD_AUDITS = {
 }
 
 
+BASELINE_EDITS = {  # the committed baseline with one field broken
+    "flags": lambda b: b["flags"].update(clean="<script>alert(1)</script>"),  # one measure's flags not 0/1
+    "attack": lambda b: b["protocol"].update(attacks="fgsm,os:system=1"),  # the protocol a check now runs
+    "batch": lambda b: b["protocol"].update(batch_size=0),
+}
+
+
+def _edited_baseline(baseline: Path, name: str) -> None:
+    committed = json.loads((REPO / "results" / "baselines" / "fashion-mnist" / "standard.json").read_text())
+    BASELINE_EDITS[name](committed)
+    baseline.write_text(json.dumps(committed))
+
+
 def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
     """What issue 29 found: FIFOs and devices where files belong, JSON beyond what we write,
     audits and sidecars that are not ours, data folders whose files disagree."""
@@ -291,14 +304,8 @@ def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
         baseline = folder / "standard.json"
         if name == "fifo":
             os.mkfifo(baseline)
-        elif name == "flags":  # the committed baseline with one measure's flags not 0/1
-            committed = json.loads((REPO / "results" / "baselines" / "fashion-mnist" / "standard.json").read_text())
-            committed["flags"]["clean"] = "<script>alert(1)</script>"
-            baseline.write_text(json.dumps(committed))
-        elif name in ("attack", "batch"):  # the stored protocol a check now runs: an unknown attack, a bad size
-            committed = json.loads((REPO / "results" / "baselines" / "fashion-mnist" / "standard.json").read_text())
-            committed["protocol"].update({"attacks": "fgsm,os:system=1"} if name == "attack" else {"batch_size": 0})
-            baseline.write_text(json.dumps(committed))
+        elif name in BASELINE_EDITS:
+            _edited_baseline(baseline, name)
         else:
             baseline.write_bytes(DEEP if name == "deep" else b'{"baseline_version": 1' + b"0" * 40 + b"}")
         shutil.copy(natural_ckpt, bad / f"sidecar-{name}.pt")
@@ -539,6 +546,14 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-resume-corrupt", _run("--resume", "--seed", "7", "--n", "40"), "is corrupt"),
     # bench train
     ("train-no-defense", ["train"], "needs --defense"),
+    ("train-arch-no-module", ["train", "--defense", "pgd-at", "--arch", "nosuchpkg.nets:make", "--out", "{tmp}/m.pt"],
+     "no module 'nosuchpkg'"),
+    ("train-arch-needs-more", ["train", "--defense", "spat", "--arch", "tests.user_models:small_mlp", "--out",
+                               "{tmp}/m.pt"], "spat needs a cosine-head architecture"),
+    ("train-arch-wrong-input", ["train", "--defense", "pgd-at", "--arch", "tests.user_models:cifar_shaped_mlp",
+                                "--out", "{tmp}/m.pt"], "cannot take a batch of fashion-mnist images"),
+    ("train-arch-not-callable", ["train", "--defense", "pgd-at", "--arch", "tests.user_models:NOT_A_FACTORY",
+                                 "--out", "{tmp}/m.pt"], "is not callable"),
     ("train-unknown-budget", ["train", "--defense", "trades", "--budget", "fulll"], "Did you mean: full"),
     ("train-bad-device", ["train", "--defense", "trades", "--device", "tpu"], "invalid --device"),
     ("train-cuda-missing", ["train", "--defense", "trades", "--device", "cuda:3"], "CUDA"),

@@ -215,3 +215,25 @@ def test_a_user_model_is_named_by_its_label_in_the_header_the_record_and_the_fil
     assert result.model == result.record.model.label == "api-cnn"
     with pytest.raises(BenchError, match="use letters, digits"):
         bench.evaluate(PLAIN, weights=natural_ckpt, attacks="fgsm", n=8, label="../x")
+
+
+def test_a_registered_defense_trains_your_own_architecture(tmp_path, capsys):
+    """`bench train --defense pgd-at --arch package.module:factory`: trained by our trainer, the sidecar
+    names the factory and the weights' sha256, and the checkpoint is evaluated as a --model (a file
+    never names code to import, so `--checkpoint` refuses and says how)."""
+    arch, out = "tests.user_models:small_mlp", tmp_path / "mine.pt"
+    assert main(["train", "--defense", "pgd-at", "--arch", arch, "--epochs", "1", "--attack-steps", "2",
+                 "--max-train-points", "256", "--out", str(out), "--quiet"]) == 0
+    sidecar = read_json(out.with_suffix(".json"))
+    assert sidecar["arch"] == arch and sidecar["arch_factory"]["spec"] == arch
+    assert sidecar["sha256"] == checkpoints.sha256_file(out) and sidecar["recipe"]["arch"] == arch
+    capsys.readouterr()
+    assert main(["run", "--model", arch, "--weights", str(out), "--label", "my-mlp", "--attack", "fgsm", "--n", "20",
+                 "--results-dir", str(tmp_path / "runs"), "--quiet"]) == 0
+    assert "my-mlp" in capsys.readouterr().out
+    assert main(["run", "--checkpoint", str(out), "--attack", "fgsm", "--n", "5",
+                 "--results-dir", str(tmp_path / "runs")]) == 2
+    assert f"evaluate it with --model {arch} --weights {out}" in capsys.readouterr().err
+    assert main(["train", "--defense", "ancra", "--arch", arch, "--out", str(tmp_path / "a.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "ancra needs a reverse-attention architecture" in err and "pgd-at" in err and not (tmp_path / "a.pt").exists()

@@ -36,6 +36,11 @@ def normalized_smallcnn() -> nn.Module:
     return ExpectsNormalized(DATASETS.get("fashion-mnist"))
 
 
+def small_mlp() -> nn.Module:
+    """A researcher's own architecture for `bench train --arch`: takes [0, 1] Fashion-MNIST images."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
 NOT_A_FACTORY = 3
 
 

@@ -17,6 +17,7 @@ TRAIN_EXAMPLES = """examples:
   bench train --defense pgd-at --resume                      # continue after an interruption
   bench train --defense ancra-mart --param beta=6,zeta=2     # the method's own hyper-parameters
   bench train --defense afd --init runs/my-natural.pt        # fine-tune another natural checkpoint
+  bench train --defense trades --arch mynets:wide_cnn --out mine.pt   # your own architecture
   bench train --defense trades --budget full --device cuda   # every training point, 5x the epochs (GPU)
   torchrun --nproc-per-node 2 -m bench train --defense trades --out /tmp/trades.pt   # data-parallel
 """
@@ -40,8 +41,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "resume is exact on CPU, close on CUDA (its kernels are not bit-deterministic)")
     p.add_argument("--max-train-points", type=positive_int, help="train on fewer points (smoke tests)")
     recipe = p.add_argument_group("recipe overrides (any field; `bench train --list` shows the recipes)")
+    helps = _recipe_help()
     for flag, kind in RECIPE_FLAGS:
-        recipe.add_argument(f"--{flag}", type=kind)
+        recipe.add_argument(f"--{flag}", type=kind, help=helps.get(flag))
     recipe.add_argument("--param", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                         help="the method's own hyper-parameters, e.g. --param beta=5 (repeatable)")
     p.set_defaults(func=_cmd_train)
@@ -51,6 +53,15 @@ RECIPE_FLAGS: tuple[tuple[str, Callable[[str], Any]], ...] = (
     ("arch", str), ("epochs", positive_int), ("batch-size", positive_int), ("lr", finite_float),
     ("momentum", non_negative_float), ("weight-decay", non_negative_float), ("eps", finite_float),
     ("attack-steps", positive_int), ("train-points", positive_int), ("init", str), ("seed", seed_value))
+
+
+def _recipe_help() -> dict[str, str]:
+    from defenses import DEFENSES
+
+    takers = ", ".join(name for name, d in DEFENSES.items() if not d.arch_needs)
+    return {"arch": "a registered architecture, or package.module:factory of your own (called with no arguments, it "
+                    "returns an nn.Module mapping [0, 1] images to logits; the defenses that need nothing more of it "
+                    f"train it: {takers}). Evaluate the result with --model package.module:factory --weights OUT"}
 
 
 def _parse_params(items: list[str]) -> dict[str, str] | None:

@@ -213,16 +213,16 @@ def _cwd_importable() -> Iterator[None]:
             sys.path.remove(cwd)
 
 
-def import_factory(text: str) -> Callable[[], Any]:
+def import_factory(text: str, flag: str = "--model") -> Callable[[], Any]:
     module_name, _, attr = text.partition(":")
     with _cwd_importable():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            raise BenchError(f"cannot import {module_name!r} for --model {text}: no module {exc.name!r} "
+            raise BenchError(f"cannot import {module_name!r} for {flag} {text}: no module {exc.name!r} "
                              "(run from the folder that holds it, or install its package)") from None
         except Exception as exc:  # the user's module fails on import (syntax error, its own exception)
-            raise BenchError(f"importing {module_name!r} for --model {text} failed: "
+            raise BenchError(f"importing {module_name!r} for {flag} {text} failed: "
                              f"{type(exc).__name__}: {first_line(exc)}") from None
     obj: Any = module
     for part in attr.split("."):

@@ -27,6 +27,7 @@ from bench.reporting.rows import (
 from bench.reporting.text import markdown_text
 from bench.stats import Proportion, kendall_tau
 
+
 @dataclass(frozen=True)
 class Heading:
     level: int

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2

@@ -21,6 +21,8 @@ from bench.registry import Registry
 from defenses.nets.pooling import MaxPool2x2
 
 ArchFactory = Callable[[DatasetSpec], nn.Module]
+# what a method that reaches inside the network needs (`Defense.arch_needs`)
+BACKBONE_NEEDS = "a registered backbone architecture (trunk, embedding and linear head: smallcnn, resnet18, …)"
 ARCHS: Registry[ArchFactory] = Registry("architecture")
 
 
@@ -266,3 +268,37 @@ BACKBONES: dict[str, Callable[[DatasetSpec], Backbone]] = {
 for _name, _factory in BACKBONES.items():
     ARCHS.add(_name, _factory)
     ARCHS.add(f"{_name}-cos", with_cosine_head(_factory))
+
+
+def is_user_factory(arch: str) -> bool:
+    """`package.module:factory`: an architecture of the user's, named on the command line (never by a file)."""
+    return ":" in arch
+
+
+def build_arch(arch: str, spec: DatasetSpec) -> nn.Module:
+    """A registered architecture for `spec`, or the user's factory called with no arguments; either
+    must map a batch of the dataset's [0, 1] images to one logit per class."""
+    if not is_user_factory(arch):
+        return ARCHS.get(arch)(spec)
+    from bench.errors import BenchError, first_line
+    from bench.loading.sources import import_factory
+
+    factory = import_factory(arch, "--arch")
+    try:
+        model = factory()
+    except Exception as exc:  # the user's own code failed: say where, in one line
+        raise BenchError(f"--arch {arch} raised {type(exc).__name__}: {first_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise BenchError(f"--arch {arch} gave a {type(model).__name__}, not a torch.nn.Module")
+    probe = torch.rand(2, *spec.shape, generator=torch.Generator().manual_seed(0))  # the init's RNG untouched
+    try:
+        with torch.no_grad():
+            out = model.eval()(probe)
+    except Exception as exc:
+        raise BenchError(f"--arch {arch} cannot take a batch of {spec.name} images {tuple(probe.shape)} "
+                         f"in [0, 1]: {type(exc).__name__}: {first_line(exc)}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, spec.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise BenchError(f"--arch {arch} maps a batch {tuple(probe.shape)} to {shape}, not (2, {spec.num_classes}) "
+                         "logits")
+    return model.train()

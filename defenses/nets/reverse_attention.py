@@ -19,6 +19,8 @@ from torch import nn
 from bench.data import DatasetSpec
 from defenses.nets.archs import ARCHS, BACKBONES, Backbone, SmallCNN, global_pool
 
+RA_NEEDS = "a reverse-attention architecture (smallcnn-ra, resnet18-ra)"  # `Defense.arch_needs` of ANCRA
+
 
 class RAClassifier(nn.Module):
     """A backbone whose last-stage blocks are reverse-attention blocks sharing the head."""

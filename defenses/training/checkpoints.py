@@ -19,7 +19,7 @@ from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write, read_json_object, sha256_file
 from bench.loading.untrusted import load_tensors, readable_file
-from defenses.nets.archs import ARCHS
+from defenses.nets.archs import ARCHS, is_user_factory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_DIR = Path(os.environ.get("BENCH_CHECKPOINT_DIR", REPO_ROOT / "checkpoints"))
@@ -33,7 +33,7 @@ def default_path(dataset: str, defense: str, arch: str, budget: str = "recipe") 
     """checkpoints/<dataset>/ for the registered recipes, checkpoints/<dataset>-<budget>/ for another
     training budget (those never replace the committed recipe checkpoints)."""
     folder = dataset if budget == "recipe" else f"{dataset}-{budget}"
-    return CHECKPOINT_DIR / folder / f"{defense}-{arch}.pt"
+    return CHECKPOINT_DIR / folder / f"{defense}-{arch.replace(':', '.')}.pt"  # a user's package.module:factory
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -81,6 +81,9 @@ def load(path: Path, expected_sha256: str | None = None) -> tuple[nn.Module, dic
         if expected is not None and actual != expected:
             raise BenchError(f"{path} has sha256 {actual[:16]}… but the {source} expects "
                              f"{expected[:16]}…: the file is corrupt, truncated or not the one recorded")
+    if is_user_factory(meta["arch"]):
+        raise BenchError(f"{path} was trained on --arch {meta['arch']}, code of yours: a file never names code "
+                         f"to import, so evaluate it with --model {meta['arch']} --weights {path}")
     model = ARCHS.get(meta["arch"])(DATASETS.get(meta["dataset"]))
     try:
         model.load_state_dict(_load_state_dict(path), strict=True)

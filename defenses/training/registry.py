@@ -110,6 +110,9 @@ class Defense:
     # listed on the leaderboard: a committed checkpoint per recipe dataset, a row and a gate
     # baseline are required (and tested). A new defense starts unpublished: one module and its test.
     published: bool = False
+    # what the method needs of the architecture beyond a classifier of [0, 1] images ("": nothing, so
+    # it also trains a `--arch package.module:factory` of the user's)
+    arch_needs: str = ""
     # rank among the surrogates transfer attacks use (0: the one plain `transfer` uses; the next
     # stands in when the model under test is that defense itself); None: not a surrogate
     surrogate_rank: int | None = None

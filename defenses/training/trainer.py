@@ -28,11 +28,12 @@ from bench.attacks.gradient import pgd_iterates
 from bench.attacks.losses import Loss
 from bench.device import resolve_device
 from bench.errors import BenchError, first_line
+from bench.loading.sources import import_factory
 from bench.loading.untrusted import load_tensors
 from bench.progress import progress
 from bench.provenance import stamp
 from bench.threat import Norm
-from defenses.nets.archs import ARCHS
+from defenses.nets.archs import ARCHS, build_arch, is_user_factory
 from defenses.training import checkpoints
 from defenses.training.augment import crop_flip
 from defenses.training.method import Method, TrainContext
@@ -70,7 +71,14 @@ def resolve_job(defense: str, dataset: str, overrides: dict[str, Any], out: Path
     if dataset not in entry.recipes:
         raise BenchError(f"{defense} has no recipe for {dataset} (recipes: {', '.join(entry.recipes)})")
     recipe = BUDGETS.get(budget).apply(entry.recipes[dataset]).replace(**overrides)
-    ARCHS.get(recipe.arch)
+    if is_user_factory(recipe.arch):
+        if entry.arch_needs:
+            takers = ", ".join(name for name, d in DEFENSES.items() if not d.arch_needs)
+            raise BenchError(f"{defense} needs {entry.arch_needs}, so it cannot train --arch {recipe.arch}; "
+                             f"the defenses that train an architecture of your own: {takers}")
+        import_factory(recipe.arch, "--arch")  # a typo is refused before any data is read
+    else:
+        ARCHS.get(recipe.arch)
     for name in ("epochs", "batch_size", "train_points", "attack_steps"):
         value = getattr(recipe, name)
         if value is not None and value < 1:
@@ -146,7 +154,7 @@ def build_method(job: TrainJob) -> Method:
     spec = bench_data.DATASETS.get(job.dataset)
     init, init_sha = _load_init(recipe, job.dataset, job.budget)
     torch.manual_seed(recipe.seed)
-    model = ARCHS.get(recipe.arch)(spec)
+    model = build_arch(recipe.arch, spec)
     try:
         return defense.method(model, recipe, defense.make_params(recipe.params),
                               TrainContext(spec, init, init_sha))
@@ -216,6 +224,9 @@ def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, A
         "method": method.describe(), "command": " ".join(["bench", *sys.argv[1:]]),
         "seed": recipe.seed, "train_seconds": round(state["seconds"], 1), "history": state["history"],
         "lr_backoffs": state.get("backoffs", []),
+        **({"arch_factory": {"spec": recipe.arch, "note": "code of yours, never imported because a file names it: "
+                             f"evaluate with --model {recipe.arch} --weights FILE"}} if is_user_factory(recipe.arch)
+           else {}),
         "selection": {"metric": f"held-out {defense.selection_metric} accuracy", "epoch": state["best"]["epoch"],
                       "held_out_points": min(job.val_points, n_val),
                       "source": f"{recipe.holdout_fraction:.0%} of the training set (never the test set)"},
@@ -224,6 +235,34 @@ def _sidecar(job: TrainJob, defense: Defense, method: Method, state: dict[str, A
         "normalization": {"mean": list(spec.mean), "std": list(spec.std), "inside_model": True},
         "provenance": stamp(device),
     }
+
+
+def _epoch(job: TrainJob, method: Method, optimizer: torch.optim.Optimizer, full: bench_data.ImageSet,
+           order: np.ndarray, epoch: int, device: torch.device, rank: int, world: int
+           ) -> tuple[list[float], tuple[int, float] | None]:
+    """One epoch's steps: the batch losses, and (batch, loss) of a non-finite loss, which is never
+    stepped on (training stops there; the saved state stays the last finished epoch's)."""
+    recipe = job.recipe
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    batches = list(range(0, len(order), recipe.batch_size))[: job.max_batches]
+    losses: list[float] = []
+    for b, lo in enumerate(progress(batches, desc=f"{job.defense} epoch {epoch + 1}/{recipe.epochs}",
+                                    disable=job.quiet or rank != 0)):
+        gen = _generator(recipe, epoch, b, rank)
+        x, y = (t.to(device) for t in full.batch(order[lo:lo + recipe.batch_size][rank::world]))
+        if recipe.augment:
+            x = crop_flip(x, gen)
+        loss = method.loss(x, y, gen, epoch)
+        if not torch.isfinite(loss.detach()):
+            return losses, (b + 1, float(loss.detach()))
+        if loss.requires_grad:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            distributed.average_gradients(trained)
+            optimizer.step()
+        method.after_step()
+        losses.append(float(loss.detach()))
+    return losses, None
 
 
 def _payload(job: TrainJob, method: Method, optimizer: torch.optim.Optimizer,
@@ -287,7 +326,6 @@ def train(job: TrainJob) -> dict[str, Any]:
     distributed.barrier()
 
     metric = defense.selection_metric
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
     last_good = copy.deepcopy(_payload(job, method, optimizer, scheduler, state))
     while state["epoch"] < recipe.epochs:
         epoch = state["epoch"]
@@ -295,26 +333,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         method.train()
         method.before_epoch(epoch)
         order = np.random.default_rng([recipe.seed, epoch]).permutation(train_idx)
-        batches = list(range(0, len(order), recipe.batch_size))[: job.max_batches]
-        losses = []
-        diverged = None
-        for b, lo in enumerate(progress(batches, desc=f"{job.defense} epoch {epoch + 1}/{recipe.epochs}",
-                                        disable=job.quiet or rank != 0)):
-            gen = _generator(recipe, epoch, b, rank)
-            x, y = (t.to(device) for t in full.batch(order[lo:lo + recipe.batch_size][rank::world]))
-            if recipe.augment:
-                x = crop_flip(x, gen)
-            loss = method.loss(x, y, gen, epoch)
-            if not torch.isfinite(loss.detach()):  # before any step: the saved state stays the last good epoch
-                diverged = (b + 1, float(loss.detach()))
-                break
-            if loss.requires_grad:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                distributed.average_gradients(trained)
-                optimizer.step()
-            method.after_step()
-            losses.append(float(loss.detach()))
+        losses, diverged = _epoch(job, method, optimizer, full, order, epoch, device, rank, world)
         if diverged is not None:
             _back_off(job, epoch, *diverged, last_good, method, optimizer, scheduler, state, world)
             if rank == 0:
@@ -341,7 +360,7 @@ def train(job: TrainJob) -> dict[str, Any]:
 
     if state["best"] is None:
         raise BenchError(f"{job.defense}: no epoch could be selected (too few epochs for its stages?)")
-    final = ARCHS.get(recipe.arch)(spec)
+    final = build_arch(recipe.arch, spec)
     final.load_state_dict(state["best_state"])
     sidecar: dict[str, Any] = {}
     if rank == 0:
