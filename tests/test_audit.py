@@ -103,6 +103,7 @@ def test_the_audit_flags_a_masked_user_model_and_finds_its_true_robustness(maske
     report = next((root / "audits").glob("*.md")).read_text()
     assert "**Verdict: gradient masking**" in report and "broken only by adaptive" in report
     assert "## Binarization test" in report
+    assert "Standard attacks: `fgsm,pgd`; adaptive: `square-long:queries=300`" in report  # as typed, not reprs
     records = [json.loads(p.read_text()) for p in (root / "runs").glob("*.json")]
     assert any("audit: gradients:" in w for r in records for w in r["warnings"])  # marks in the records
 

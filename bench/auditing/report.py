@@ -93,8 +93,8 @@ def render(audit: Audit, cfg: AuditConfig) -> str:
     run = cfg.run
     lines = [f"# Audit: {audit.label} ({run.dataset}, {run.threat.norm.value} ε={run.threat.eps:g})", "",
              f"**Verdict: {audit.verdict.value}** — {audit.headline}", "",
-             f"Model sha256 `{audit.sha256}`. Standard attacks: `{cfg.standard}`; adaptive: `{cfg.adaptive}` "
-             f"(expanded below); baseline: `{cfg.baseline}`. Robust accuracy with 95% Wilson intervals on the same points.", ""]
+             f"Model sha256 `{audit.sha256}`. Standard attacks: `{format_attacks(cfg.standard)}`; adaptive: "
+             f"`{format_attacks(cfg.adaptive)}` (expanded below); baseline: `{format_attacks(cfg.baseline)}`. Robust accuracy with 95% Wilson intervals on the same points.", ""]
     if audit.standard:
         rows = [["standard", label, _cell(*v)] for label, v in audit.standard.items()]
         rows += [["adaptive", label, _cell(*v)] for label, v in audit.adaptive.items()]
