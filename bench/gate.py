@@ -524,7 +524,8 @@ def format_report(result: GateResult, dataset: str) -> str:
         lines += [f"RED {v.target.label} {m.name}: {m.problem()} (robust {m.baseline_count} → {m.count} of {m.n})"
                   for m in v.measures if m.problem()]
     lines += [f"RED {p}" for p in result.problems]
-    lines.append(f"{'FAIL' if result.failed else 'PASS'}: {len(result.verdicts)} checkpoints, {len(red)} red")
+    lines.append(f"{'FAIL' if result.failed else 'PASS'}: {len(result.verdicts)} checkpoints, {len(red)} red"
+                 + (f", {len(result.problems)} baselines not checked" if result.problems else ""))
     if red:
         lines.append("if a change is intended, re-bless only what it changed: "
                      + "; ".join(rebless_command(v.target, result.baselines) for v in red))
