@@ -177,11 +177,7 @@ def _restore(job: TrainJob, state_file: Path, method: Method, optimizer: torch.o
         raise BenchError(f"{state_file} belongs to a different training job (defense, dataset or "
                          "recipe differ); delete it or use the original settings")
     try:
-        method.load_state_dict(saved["method"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        for name, state in saved["aux_optimizers"].items():
-            method.aux_optimizers[name].load_state_dict(state)
+        _load_payload(saved, method, optimizer, scheduler)
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise BenchError(f"training state {state_file} does not fit this job ({first_line(exc)}): "
                          "delete it to start over") from None
@@ -273,6 +269,16 @@ def _payload(job: TrainJob, method: Method, optimizer: torch.optim.Optimizer,
             "aux_optimizers": {k: o.state_dict() for k, o in method.aux_optimizers.items()}}
 
 
+def _load_payload(saved: dict[str, Any], method: Method, optimizer: torch.optim.Optimizer,
+                  scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Put weights, optimizers and schedule back as `_payload` saved them."""
+    method.load_state_dict(saved["method"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    for name, state in saved["aux_optimizers"].items():
+        method.aux_optimizers[name].load_state_dict(state)
+
+
 def _back_off(job: TrainJob, epoch: int, batch: int, loss: float, last_good: dict[str, Any], method: Method,
               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
               state: dict[str, Any], world: int) -> None:
@@ -284,11 +290,7 @@ def _back_off(job: TrainJob, epoch: int, batch: int, loss: float, last_good: dic
         raise BenchError(f"{where}; the resume state after epoch {epoch} is kept "
                          + (f"(the learning rate was already halved {len(backoffs)} times): a smaller --lr, or report it"
                             if world == 1 else "(rolling back is single-process only): a smaller --lr, or report it"))
-    method.load_state_dict(last_good["method"])
-    optimizer.load_state_dict(last_good["optimizer"])
-    scheduler.load_state_dict(last_good["scheduler"])
-    for name, saved in last_good["aux_optimizers"].items():
-        method.aux_optimizers[name].load_state_dict(saved)
+    _load_payload(last_good, method, optimizer, scheduler)
     state.clear()
     state.update(copy.deepcopy(last_good["progress"]))
     state["lr_scale"] = state.get("lr_scale", 1.0) * BACKOFF
