@@ -117,6 +117,10 @@ class SmallCNN(Backbone):
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.features(self.normalize(x)), 1)
 
+    def layer_chain(self) -> nn.Sequential:
+        """The layers forward runs, in order: what `bench certify` bounds (it checks they agree)."""
+        return nn.Sequential(self.normalize, *self.features, *self.classifier)
+
     def last_blocks(self) -> list[nn.Module]:
         k = self._block
         return [self.classifier[1:1 + k], self.classifier[1 + k:1 + 2 * k]]

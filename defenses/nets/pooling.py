@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.certify.network import same_as
+
 
 def quarter_grids(x: torch.Tensor) -> list[torch.Tensor]:
     """The four strided views of `x` ([n, c, h, w]) holding each 2×2 window's entries, in window
@@ -45,3 +47,6 @@ class MaxPool2x2(nn.MaxPool2d):
         if needs_graph or captured or x.device.type != "cpu" or x.dim() != 4:
             return super().forward(x)
         return max_pool_values(x)
+
+
+same_as(MaxPool2x2, nn.MaxPool2d)  # the verifier bounds it as the stock 2×2 max-pool it equals

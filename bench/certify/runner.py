@@ -1,0 +1,131 @@
+"""Certify test points: per point, certified robust, refuted, or neither, by one method.
+
+Every method computes in float64 from the network's float32 weights; a point counts as certified
+only when its proven margin (logit of the label minus every other logit, over the whole ball)
+exceeds `ALLOWANCE` = 1e-4. Float64 rounding in these networks is below 1e-10, and the float32
+network that attacks run differs from the exact function by about 1e-5 at most, so a certificate
+holds for the network the attacks see, not only for its real-arithmetic idealisation. A point the
+float32 network misclassifies is refuted by itself, by every method.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.certify.exact import Decision, Dense, Outcome, decide, dense_layers
+from bench.certify.intervals import ibp_margins, input_box, margin_spec
+from bench.certify.linear import CROWN_NEURONS, backward, crown_margins, layer_bounds
+from bench.certify.network import Chain, check_equivalent
+
+ALLOWANCE = 1e-4
+TIME_LIMIT = 60.0  # seconds per point for milp
+
+
+class Method(str, enum.Enum):
+    IBP = "ibp"
+    CROWN = "crown"
+    MILP = "milp"
+
+    @property
+    def exact(self) -> bool:
+        """Decides robustness (certified or refuted) rather than bounding it from one side."""
+        return self is Method.MILP
+
+    @property
+    def proves(self) -> str:
+        return {Method.IBP: "interval bounds, layer by layer",
+                Method.CROWN: "linear bounds carried back from the margins (CROWN), IBP where layers are wide",
+                Method.MILP: "the exact minimum margin, by mixed-integer programming (HiGHS)"}[self]
+
+
+@dataclass(frozen=True)
+class Certificate:
+    method: Method
+    certified: np.ndarray  # bool [n]: no point of the ball is misclassified (proven)
+    refuted: np.ndarray  # bool [n]: a misclassified point of the ball was found (verified in float32)
+    margins: np.ndarray  # float [n]: certified: the proven minimum margin; refuted: the found point's margin
+    seconds: float
+    config: dict[str, float]
+
+    @property
+    def undecided(self) -> np.ndarray:
+        return ~(self.certified | self.refuted)
+
+
+def _margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    true = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], -math.inf).amax(dim=1)
+    return true - others
+
+
+def certify_points(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, method: Method, *,
+                   batch_size: int = 16, time_limit: float = TIME_LIMIT,
+                   crown_neurons: int = CROWN_NEURONS,
+                   progress: Callable[[int], None] | None = None) -> Certificate:
+    """`model` maps [0, 1] pixels to logits; the L∞ ball of radius `eps` (within [0, 1]) around each point."""
+    start = time.perf_counter()
+    model = model.eval()
+    chain = Chain.of(model, tuple(x.shape[1:]))
+    check_equivalent(model, chain, x[:64])
+    layers = dense_layers(chain) if method.exact else None
+    with torch.no_grad():
+        clean = _margin(model(x), y)
+    n = x.shape[0]
+    certified, refuted = np.zeros(n, dtype=bool), (clean <= 0).numpy()
+    margins = clean.double().numpy().copy()
+    todo = np.flatnonzero(~refuted)
+    classes = chain.out_shape[0]
+    for begin in range(0, todo.size, batch_size):
+        idx = torch.from_numpy(todo[begin:begin + batch_size])
+        box = input_box(x[idx].double(), eps)
+        spec = margin_spec(y[idx], classes, torch.float64)
+        with torch.no_grad():
+            if method is Method.IBP:
+                bound = ibp_margins(chain, box, spec)
+            elif method is Method.CROWN:
+                bound = crown_margins(chain, box, spec, crown_neurons)
+            else:
+                assert layers is not None
+                for j, i in enumerate(idx.tolist()):
+                    one = (box[0][j:j + 1], box[1][j:j + 1])
+                    decision = _exact(chain, layers, one, model, int(y[i]), classes, time_limit, crown_neurons)
+                    certified[i] = decision.outcome is Outcome.CERTIFIED
+                    refuted[i] = decision.outcome is Outcome.REFUTED
+                    margins[i] = decision.margin
+                if progress is not None:
+                    progress(min(begin + batch_size, todo.size))
+                continue
+        lowest = bound.min(dim=1).values.numpy()
+        certified[idx.numpy()] = lowest > ALLOWANCE
+        margins[idx.numpy()] = lowest
+        if progress is not None:
+            progress(min(begin + batch_size, todo.size))
+    config = {"allowance": ALLOWANCE, **({"crown_neurons": crown_neurons} if method is not Method.IBP else {}),
+              **({"time_limit": time_limit} if method.exact else {})}
+    return Certificate(method, certified, refuted, margins, time.perf_counter() - start, config)
+
+
+def _exact(chain: Chain, layers: list[Dense], box: tuple[torch.Tensor, torch.Tensor], model: nn.Module, label: int,
+           classes: int, time_limit: float, crown_neurons: int) -> Decision:
+    pre = layer_bounds(chain, box, crown_neurons)
+    spec = margin_spec(torch.tensor([label]), classes, torch.float64)
+    bound = torch.maximum(backward(chain.ops, pre, spec, box), ibp_margins(chain, box, spec))[0]
+    others = [j for j in range(classes) if j != label]
+    open_ = sorted((float(b), j) for b, j in zip(bound.tolist(), others, strict=True) if b <= ALLOWANCE)
+    proven = min((b for b in bound.tolist() if b > ALLOWANCE), default=math.inf)
+
+    def misclassified(point: np.ndarray) -> float | None:
+        with torch.no_grad():
+            m = float(_margin(model(torch.from_numpy(point).float()[None]), torch.tensor([label]))[0])
+        return m if m <= 0 else None
+
+    return decide(layers, box, [pre[i] for i in sorted(pre)], label, [j for _, j in open_], proven, time_limit,
+                  ALLOWANCE, misclassified)
