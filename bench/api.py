@@ -31,6 +31,8 @@ from bench import gate
 from bench.attacks import AttackSpec, format_attacks, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.auditing.runner import Audit, AuditConfig, run_audit
+from bench.certify.runner import TIME_LIMIT as CERTIFY_TIME_LIMIT
+from bench.certify.runner import Method
 from bench.data import DATASETS
 from bench.errors import BenchError, did_you_mean
 from bench.evaluation import harness
@@ -192,6 +194,7 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
              cascade: bool = False, allow_randomized: bool = False, draws: int = RANDOMIZED_DRAWS,
              precision: str = "fp32", channels_last: bool = False, compile: bool = False,
              save_adversarials: bool = False, resume: bool = False, quiet: bool = True,
+             certify: str | Sequence[str] = (), certify_time_limit: float = CERTIFY_TIME_LIMIT,
              **model_options: Any) -> Evaluation:
     """`bench run` as a call. `dataset` names a dataset (its test split, the first `n` points or
     `n` drawn with `sample_seed`), or is a pair of tensors `(x, y)` with `eps` given; then `model`
@@ -199,14 +202,17 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
     test-split points). `save_adversarials` keeps the worst case's adversarial examples
     (`Evaluation.adversarials`; with `save`, also a .pt beside the record); `resume` continues a
     saved run interrupted with the same settings (needs `save`). `precision`, `channels_last`,
-    `compile` and `draws` are `bench run`'s flags of those names. `model_options` go to
-    `bench.load` (weights, sha256, trust_checkpoint, ...)."""
+    `compile` and `draws` are `bench run`'s flags of those names. `certify` ("ibp,crown" or a list;
+    `milp` with `certify_time_limit` seconds per point) also bounds each point from below: the record
+    then holds certified flags beside the attacks'. `model_options` go to `bench.load` (weights,
+    sha256, trust_checkpoint, ...)."""
     purpose = RunPurpose.CASCADE if cascade else RunPurpose.EVALUATION
     return _evaluation(_run(model, dataset, _attack_specs(attacks), purpose, _Options(
         n=n, eps=eps, norm=norm, seed=seed, sample_seed=sample_seed, device=device, batch_size=batch_size,
         save=save, results_dir=Path(results_dir), data_dir=data_dir, allow_randomized=allow_randomized,
         draws=draws, speed=_speed(precision, channels_last, compile), keep_adversarials=save_adversarials,
-        resume=resume, quiet=quiet), model_options))
+        resume=resume, quiet=quiet, certify=Method.parse_list(certify) if certify else (),
+        certify_time_limit=certify_time_limit), model_options))
 
 
 def eps_sweep(model: Model, eps: Sequence[float | str], *, dataset: str | Points = "fashion-mnist",
@@ -257,6 +263,8 @@ class _Options:
     keep_adversarials: bool = False
     resume: bool = False
     quiet: bool = True
+    certify: tuple[Method, ...] = ()
+    certify_time_limit: float = CERTIFY_TIME_LIMIT
 
 
 def _run(model: Model, dataset: str | Points, attacks: tuple[AttackSpec, ...], purpose: RunPurpose, opt: _Options,
@@ -281,7 +289,8 @@ def _run(model: Model, dataset: str | Points, attacks: tuple[AttackSpec, ...], p
                     device=opt.device or "auto", speed=opt.speed, save_adv=opt.keep_adversarials,
                     results_dir=opt.results_dir, resume=opt.resume,
                     data_dir=Path(opt.data_dir) if opt.data_dir is not None else None,
-                    allow_randomized=opt.allow_randomized, draws=opt.draws, quiet=opt.quiet, purpose=purpose)
+                    allow_randomized=opt.allow_randomized, draws=opt.draws, quiet=opt.quiet, purpose=purpose,
+                    certify=opt.certify, certify_time_limit=opt.certify_time_limit)
     if given is None:
         return harness.evaluate(cfg, resolved, write=opt.save)
     built = cfg.attacks()

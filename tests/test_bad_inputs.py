@@ -825,6 +825,17 @@ CASES: list[tuple[str, list[str], str]] = [
                                     ("40-digits", "9" * 40, "too large"), ("41-digits", "9" * 41, "not a whole number"),
                                     ("exponent", "1e3", "not a whole number"))],
     ("run-seed-exponent", _run("--seed", "1e3"), "not a whole number"),
+    # certification: methods allow-listed, L∞ at one ε, a finite positive time limit, bounded models only
+    ("run-certify-unknown", _run("--certify", "ibpp"), "unknown certification method 'ibpp'. Did you mean: ibp"),
+    ("run-certify-empty", _run("--certify", ","), "name at least one certification method"),
+    ("run-certify-l2", _run("--certify", "ibp", "--norm", "l2", "--eps", "0.5"), "bounds L∞ balls only"),
+    ("run-certify-sweep", _run("--certify", "crown", "--eps-sweep", "0.1,0.2"), "certifies at one ε"),
+    *[(f"run-certify-time-{name}", _run("--certify", "milp", "--certify-time-limit", value), fragment)
+      for name, value, fragment in (("zero", "0", "must be positive"), ("negative", "-1", "must be positive"),
+                                    ("inf", "inf", "not a finite number"), ("nan", "nan", "not a finite number"))],
+    ("run-certify-residual", ["run", "--defense", "ancra", "--attack", "fgsm", "--n", "5", "--certify", "ibp",
+                              "--results-dir", "{tmp}/runs"], "cannot bound layer"),
+    ("run-certify-milp-maxpool", _run("--certify", "milp"), "is a max-pool (bound it with ibp or crown)"),
     *[(f"run-attack-{name}", _run("--attack", spec), fragment)
       for name, spec, fragment in (("steps-huge", "pgd:steps=" + "9" * 23, "is not a valid int"),
                                    ("steps-exponent", "pgd:steps=1e3", "is not a valid int"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ from bench.certify.exact import Decision, Dense, Outcome, decide, dense_layers
 from bench.certify.intervals import ibp_margins, input_box, margin_spec
 from bench.certify.linear import CROWN_NEURONS, backward, crown_margins, layer_bounds
 from bench.certify.network import Chain, check_equivalent
+from bench.errors import BenchError, did_you_mean
 
 ALLOWANCE = 1e-4
 TIME_LIMIT = 60.0  # seconds per point for milp
@@ -38,6 +39,19 @@ class Method(str, enum.Enum):
     def exact(self) -> bool:
         """Decides robustness (certified or refuted) rather than bounding it from one side."""
         return self is Method.MILP
+
+    @classmethod
+    def parse_list(cls, text: str | Sequence[str]) -> tuple[Method, ...]:
+        """`ibp,crown` (or a list of names) as methods, in the order given, each once."""
+        names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+        known = [m.value for m in cls]
+        for name in names:
+            if name not in known:
+                raise BenchError(f"unknown certification method {name!r}.{did_you_mean(name, known)} "
+                                 f"Available: {', '.join(known)}")
+        if not names:
+            raise BenchError(f"name at least one certification method ({', '.join(known)})")
+        return tuple(dict.fromkeys(cls(n) for n in names))
 
     @property
     def proves(self) -> str:

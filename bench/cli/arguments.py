@@ -69,6 +69,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
 def add_randomized_arguments(p: argparse.ArgumentParser, allow_help: str) -> None:
     """--allow-randomized and --draws, the same on every command that evaluates a model."""
     p.add_argument("--allow-randomized", action="store_true", help=f"a randomized model (two identical forwards "

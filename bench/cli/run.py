@@ -9,7 +9,15 @@ from pathlib import Path
 
 from bench import distributed
 from bench.attacks.specs import format_attacks
-from bench.cli.arguments import add_randomized_arguments, dataset_help, positive_int, seed_value
+from bench.certify.runner import TIME_LIMIT as CERTIFY_TIME_LIMIT
+from bench.certify.runner import Method
+from bench.cli.arguments import (
+    add_randomized_arguments,
+    dataset_help,
+    positive_float,
+    positive_int,
+    seed_value,
+)
 from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 from bench.evaluation.config import STANDARD_ATTACKS
@@ -77,6 +85,11 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="where the run record goes (default results/runs); results.csv is rebuilt beside a "
                         "folder named runs (results/), inside any other")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings")
+    p.add_argument("--certify", metavar="METHODS", help="also certify each point after the attacks: ibp, crown "
+                   "(lower bounds) or milp (exact, small ReLU networks), comma-separated; L∞ only; the record keeps "
+                   "certified flags beside the attacks' (docs/certify.md)")
+    p.add_argument("--certify-time-limit", type=positive_float, default=CERTIFY_TIME_LIMIT, metavar="SECONDS",
+                   help=f"milp's limit per point; an unfinished point is undecided (default {CERTIFY_TIME_LIMIT:.0f})")
     add_randomized_arguments(p, "evaluate it anyway (recorded as a warning); attack it with eot-pgd or aa-rand")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -107,6 +120,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                "save": True, "results_dir": cfg.results_dir, "data_dir": cfg.data_dir,
                "allow_randomized": cfg.allow_randomized, "draws": cfg.draws, "precision": cfg.speed.precision.value,
                "channels_last": cfg.speed.channels_last, "compile": cfg.speed.compile, "quiet": cfg.quiet}
+    if args.certify is not None:
+        if eps_list is not None:
+            raise BenchError("--certify certifies at one ε: drop --eps-sweep, or run once per ε")
+        options.update(certify=[m.value for m in Method.parse_list(args.certify)],
+                       certify_time_limit=args.certify_time_limit)
     model = resolve_model(cfg)
     if eps_list is not None:
         results = api.eps_sweep(model, eps_list, **options)

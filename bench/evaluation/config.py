@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from bench.attacks import Attack, AttackSpec, build_attacks, parse_attacks
+from bench.certify.runner import TIME_LIMIT, Method
 from bench.data import DATASETS, DEFAULT_DATASET
 from bench.device import resolve_device
 from bench.errors import BenchError
@@ -49,6 +50,8 @@ class RunConfig:
     extra_warnings: tuple[str, ...] = ()  # the audit's failed model checks, carried into the record
     selection: str | None = None  # how the points were chosen, when neither first-n nor a sample seed
     in_process: bool = False  # the model is an nn.Module handed to the Python API, not named here
+    certify: tuple[Method, ...] = ()  # verifiers to run on the same points after the attacks
+    certify_time_limit: float = TIME_LIMIT  # seconds per point for an exact method
 
     def __post_init__(self) -> None:
         if self.draws < 1:
@@ -62,6 +65,10 @@ class RunConfig:
                              "point is evaluated and the seed would change nothing)")
         if sum(x is not None for x in (self.defense, self.checkpoint, self.model)) + self.in_process != 1:
             raise BenchError("give exactly one of --defense NAME, --checkpoint PATH or --model SPEC")
+        if self.certify and self.threat.norm is not Norm.LINF:
+            raise BenchError("--certify bounds L∞ balls only: drop it, or evaluate --norm linf")
+        if not 0 < self.certify_time_limit < float("inf"):
+            raise BenchError("--certify-time-limit must be a positive number of seconds")
 
     @property
     def cascade(self) -> bool:

@@ -25,6 +25,7 @@ import torch
 from bench import data
 from bench.attacks import Attack, AttackOutput, format_attacks
 from bench.errors import BenchError
+from bench.evaluation.certified import certify_run, check_certifiable, refuse_contradictions
 from bench.evaluation.config import RunConfig
 from bench.evaluation.resolve import ResolvedModel, resolve_model
 from bench.files import ensure_writable_dir
@@ -279,6 +280,8 @@ def evaluate_on(cfg: RunConfig, attacks: list[Attack], resolved: ResolvedModel, 
         ensure_writable_dir(cfg.results_dir, "--results-dir")
     device = cfg.torch_device()
     check_input_range(x)
+    if cfg.certify:
+        check_certifiable(cfg.certify, resolved, x)
     cfg.check_speed(device)
     model = under_test(resolved, num_classes, device, cfg.speed)
     model.draws = cfg.draws
@@ -321,6 +324,10 @@ def _attack_and_record(cfg: RunConfig, resolved: ResolvedModel, attacks: list[At
     record = _build_record(cfg, resolved, attacks, indices, y, clean_correct, state.progress,
                            [*cfg.extra_warnings, *guard_warnings], device, state.resumed, shard.world,
                            model.draws if model.randomized else None)
+    if cfg.certify:
+        certified = certify_run(cfg.certify, resolved, x, y, cfg.threat.eps, cfg.certify_time_limit)
+        record = dataclasses.replace(record, certified=certified)
+        refuse_contradictions(record)
     if not writes:
         return RunResult(None, record, store)
     path = write_record(cfg.results_dir, record, f"{cfg.dataset}-{resolved.label}")

@@ -153,6 +153,9 @@ ATTACK = Obj(
                    {"forward": integer(lo=0), "backward": integer(lo=0)})},
     {"ci95": INTERVAL, "adaptive": boolean, "stages": list_of(nullable(string())), "stage_cost": json_object,
      "warnings": list_of(string())})
+CERTIFIED = Obj({"method": string(nonempty=True), "certified_accuracy": UNIT, "seconds": number(lo=0.0),
+                 "config": json_object},
+                {"exact": boolean, "count": integer(lo=0), "ci95": INTERVAL, "refuted": integer(lo=0)})
 RECORD = Obj({
     "schema_version": integer(lo=1),
     "purpose": string(choices=("evaluation", "eps-sweep", "worst-case")),
@@ -177,8 +180,9 @@ RECORD = Obj({
     "per_example": Obj({"index": list_of(integer(lo=0)), "clean_correct": flags, "robust": map_of(flags),
                         "worst_case": flags},
                        {"label": list_of(integer(lo=0)), "broken_first_by": list_of(nullable(string())),
-                        "margin": map_of(list_of(nullable(number())))}),
-}, {"warnings": list_of(string())})
+                        "margin": map_of(list_of(nullable(number()))), "certified": map_of(flags),
+                        "refuted": map_of(flags), "certified_margin": map_of(list_of(nullable(number())))}),
+}, {"warnings": list_of(string()), "certified": map_of(CERTIFIED)})
 
 TOLERANCE = 1e-9  # accuracies are count / n written by Python: equal up to float rounding
 
@@ -203,7 +207,9 @@ def _consistent(record: dict[str, Any]) -> None:
              "per_example.worst_case": pe["worst_case"],
              **{f"per_example.robust.{a}": f for a, f in pe["robust"].items()},
              **{f"per_example.{k}": pe[k] for k in ("label", "broken_first_by") if k in pe},
-             **{f"per_example.margin.{a}": m for a, m in pe.get("margin", {}).items()}}
+             **{f"per_example.margin.{a}": m for a, m in pe.get("margin", {}).items()},
+             **{f"per_example.{k}.{m}": v for k in ("certified", "refuted", "certified_margin")
+                for m, v in pe.get(k, {}).items()}}
     for where, values in sized.items():
         if len(values) != n:
             _fail(where, f"has {len(values)} entries but data.n is {n}")
@@ -228,6 +234,41 @@ def _consistent(record: dict[str, Any]) -> None:
     if pe["worst_case"] != "".join("1" if w else "0" for w in worst):
         _fail("per_example.worst_case", "is not robust-under-every-attack of the per-attack flags")
     _agree("worst_case", record["worst_case"], "robust_accuracy", pe["worst_case"])
+    _certificates_consistent(record)
+
+
+def _certificates_consistent(record: dict[str, Any]) -> None:
+    """A verifier's flags agree with its summary, certify only correctly classified points, never both
+    certify and refute one, and no attack of the run broke a certified point."""
+    pe, methods = record["per_example"], set(record.get("certified", {}))
+    for key in ("certified", "refuted", "certified_margin"):
+        if set(pe.get(key, {})) != methods:
+            _fail(f"per_example.{key}", "names other methods than the record's certified results")
+    for method in methods:
+        certified, refuted = pe["certified"][method], pe["refuted"][method]
+        _agree(f"certified.{method}", record["certified"][method], "certified_accuracy", certified)
+        if "refuted" in record["certified"][method] and record["certified"][method]["refuted"] != refuted.count("1"):
+            _fail(f"certified.{method}.refuted", "does not count the per-example refuted flags")
+        for i, (c, r, ok) in enumerate(zip(certified, refuted, pe["clean_correct"], strict=True)):
+            if c == "1" and (r == "1" or ok == "0"):
+                _fail(f"per_example.certified.{method}", f"point #{pe['index'][i]} is certified but "
+                      f"{'refuted' if r == '1' else 'misclassified'}")
+        broken = certified_but_broken(record, method)
+        if broken:
+            _fail(f"per_example.certified.{method}", broken)
+
+
+def certified_but_broken(record: dict[str, Any], method: str) -> str | None:
+    """A point `method` certifies that an attack of the run broke (a bug in the attack's verification or in
+    the verifier: never published), named with the attack; None when there is none."""
+    pe = record["per_example"]
+    for i, (c, w) in enumerate(zip(pe["certified"][method], pe["worst_case"], strict=True)):
+        if c == "1" and w == "0":
+            first = (pe.get("broken_first_by") or [None] * len(pe["index"]))[i]
+            attack = first or next(label for label, bits in pe["robust"].items() if bits[i] == "0")
+            return (f"point #{pe['index'][i]} is certified by {method} but broken by {attack}: a bug in the "
+                    "attack or the verifier")
+    return None
 
 
 def problems(record: Any) -> str | None:

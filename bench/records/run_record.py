@@ -11,8 +11,9 @@ fills a `RunRecord` and `RunRecord.to_json` writes it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,32 @@ class AttackResult:
                 "config": dict(self.config), "stages": list(self.stages),
                 **({"stage_cost": dict(self.stage_cost)} if self.stage_cost is not None else {}),
                 "seconds": self.seconds, "passes": passes, "warnings": list(self.warnings)}
+
+
+@dataclass(frozen=True)
+class CertifiedResult:
+    """One verifier's outcome per point (`bench.certify`): certified robust, refuted (a misclassified
+    point of the ball, found and checked), or neither. Bounding methods refute only misclassified clean
+    points; an exact method decides every point it finishes."""
+
+    method: str
+    exact: bool
+    certified: Proportion
+    flags: np.ndarray  # bool [n]: proven robust
+    refuted: np.ndarray  # bool [n]: proven not robust
+    margins: tuple[float | None, ...]  # proven minimum margin, the found point's, or the best bound (None: none)
+    seconds: float
+    config: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "exact": self.exact, "certified_accuracy": self.certified.value,
+                "count": self.certified.count, "ci95": list(self.certified.interval),
+                "refuted": int(self.refuted.sum()), "seconds": self.seconds, "config": dict(self.config)}
+
+
+def finite_or_none(values: np.ndarray, decimals: int) -> tuple[float | None, ...]:
+    """Per-point numbers as records store them: rounded, and None where there is no finite value."""
+    return tuple(round(float(v), decimals) if math.isfinite(v) else None for v in values.tolist())
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,7 @@ class RunRecord:
     clean_correct: np.ndarray  # bool [n]
     worst_flags: np.ndarray  # bool [n]: robust under every attack of the run
     broken_first_by: tuple[str | None, ...] | None
+    certified: Mapping[str, CertifiedResult] = field(default_factory=dict)  # by method, in the run's order
 
     @property
     def seed(self) -> int:
@@ -212,7 +240,11 @@ class RunRecord:
             "robust": {label: flag_text(a.flags) for label, a in self.attacks.items()},
             "worst_case": flag_text(self.worst_flags),
             **({"broken_first_by": list(self.broken_first_by)} if self.broken_first_by is not None else {}),
-            **({"margin": margins} if margins else {})}
+            **({"margin": margins} if margins else {}),
+            **({"certified": {m: flag_text(c.flags) for m, c in self.certified.items()},
+                "refuted": {m: flag_text(c.refuted) for m, c in self.certified.items()},
+                "certified_margin": {m: list(c.margins) for m, c in self.certified.items()}}
+               if self.certified else {})}
         return {
             "schema_version": self.schema_version, "config": self.settings.to_json(),
             "threat": {"norm": self.threat.norm.value, "eps": self.threat.eps}, "purpose": self.purpose.value,
@@ -225,7 +257,8 @@ class RunRecord:
             "attacks": {label: a.to_json() for label, a in self.attacks.items()},
             "worst_case": {"robust_accuracy": self.worst_case.value, "count": self.worst_case.count,
                            "ci95": list(self.worst_case.interval)},
-            "warnings": list(self.warnings), "per_example": per_example}
+            "warnings": list(self.warnings), "per_example": per_example,
+            **({"certified": {m: c.to_json() for m, c in self.certified.items()}} if self.certified else {})}
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> RunRecord:
@@ -249,6 +282,11 @@ class RunRecord:
                 tuple(margins[label]) if label in margins else None, passes.get("forward"), passes.get("backward"),
                 res.get("stage_cost"))
         clean, worst = _flags(per["clean_correct"]), _flags(per["worst_case"])
+        certified = {
+            method: CertifiedResult(method, bool(res.get("exact", False)), accuracy(_flags(per["certified"][method])),
+                                    _flags(per["certified"][method]), _flags(per["refuted"][method]),
+                                    tuple(per["certified_margin"][method]), float(res["seconds"]), res["config"])
+            for method, res in record.get("certified", {}).items()}
         config = record["config"]
         return cls(
             file=record.get("_file"), schema_version=int(record["schema_version"]),
@@ -270,7 +308,8 @@ class RunRecord:
             warnings=tuple(record.get("warnings", ())), index=np.asarray(per["index"], dtype=np.int64),
             labels=np.asarray(per["label"], dtype=np.int64) if "label" in per else None,
             clean_correct=clean, worst_flags=worst,
-            broken_first_by=tuple(per["broken_first_by"]) if "broken_first_by" in per else None)
+            broken_first_by=tuple(per["broken_first_by"]) if "broken_first_by" in per else None,
+            certified=certified)
 
 
 def load_run_records(directory: Path) -> list[RunRecord]:

@@ -28,6 +28,7 @@ def json_summary(r: RunRecord, record_path: Path | None) -> dict[str, Any]:
     return {"dataset": r.dataset, "defense": r.model.defense, "checkpoint": r.model.path, "n": r.n,
             "threat": {"norm": r.threat.norm.value, "eps": r.threat.eps}, "clean_accuracy": r.clean.value,
             "robust_accuracy": robust, "warnings": list(r.warnings), "record": str(record_path),
+            **({"certified_accuracy": {m: c.certified.value for m, c in r.certified.items()}} if r.certified else {}),
             **({"adversarial_examples": str(adv)} if record_path is not None
                and (adv := record_path.with_suffix(".adv.pt")).is_file() else {})}
 
@@ -39,6 +40,9 @@ def format_summary(r: RunRecord, record_path: Path | None) -> str:
                      f"{res.forward_per_example:.1f} / {res.backward_per_example:.1f}", f"{res.seconds:.1f}"])
     w = r.worst_case
     rows.append([WORST_CASE.replace("_", " "), "all of the above", _pct(w.value), _ci(w.interval), "", ""])
+    for method, cert in r.certified.items():  # the other side: proven robust
+        rows.append([f"certified ({method})", "exact" if cert.exact else "lower bound", _pct(cert.certified.value),
+                     _ci(cert.certified.interval), "", f"{cert.seconds:.1f}"])
     head = (f"{r.model.label} ({r.model.arch}, sha256 {r.model.sha256[:12]}) on {r.dataset} test, n={r.n} "
             f"({r.selection}), {r.threat.norm.value} ε={format_eps(r.threat.eps)}")
     table = tabulate(rows, headers=["attack", "protocol", "accuracy", "95% CI", "passes/ex (fwd / bwd)", "seconds"],
