@@ -7,6 +7,8 @@ import enum
 import torch
 import torch.nn.functional as F
 
+from bench.loading.model import class_margin
+
 
 class Loss(str, enum.Enum):
     CE = "ce"
@@ -14,10 +16,8 @@ class Loss(str, enum.Enum):
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.clone()
-    others.scatter_(1, y[:, None], float("-inf"))
-    return others.max(1).values - true
+    """The C&W margin, max_{j≠y} z_j − z_y: positive where the example is misclassified."""
+    return -class_margin(logits, y)
 
 
 def per_example(loss: Loss, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -106,8 +106,9 @@ def _tighten(ops: tuple[Op, ...], pre: dict[int, Box], box: Box, lo: torch.Tenso
     return (flat_lo.scatter(1, units, new_lo).reshape(n, *shape), flat_hi.scatter(1, units, new_hi).reshape(n, *shape))
 
 
-def crown_margins(chain: Chain, box: Box, spec: torch.Tensor, crown_neurons: int = CROWN_NEURONS) -> torch.Tensor:
-    """Lower bounds [n, s] on each margin spec · logits over the box (the better of CROWN and IBP)."""
+def crown_bounds(chain: Chain, box: Box, spec: torch.Tensor, crown_neurons: int = CROWN_NEURONS
+                 ) -> tuple[torch.Tensor, dict[int, Box]]:
+    """Lower bounds [n, s] on each margin spec · logits over the box (the better of CROWN and IBP), and
+    the nonlinearities' input bounds they rest on (what the exact method encodes)."""
     pre = layer_bounds(chain, box, crown_neurons)
-    crown = backward(chain.ops, pre, spec, box)
-    return torch.maximum(crown, ibp_margins(chain, box, spec))
+    return torch.maximum(backward(chain.ops, pre, spec, box), ibp_margins(chain, box, spec)), pre

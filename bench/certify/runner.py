@@ -22,9 +22,10 @@ from torch import nn
 
 from bench.certify.exact import Decision, Dense, Outcome, decide, dense_layers
 from bench.certify.intervals import ibp_margins, input_box, margin_spec
-from bench.certify.linear import CROWN_NEURONS, backward, crown_margins, layer_bounds
+from bench.certify.linear import CROWN_NEURONS, crown_bounds
 from bench.certify.network import Chain, check_equivalent
 from bench.errors import BenchError, did_you_mean
+from bench.loading.model import class_margin
 
 ALLOWANCE = 1e-4
 TIME_LIMIT = 60.0  # seconds per point for milp
@@ -74,12 +75,6 @@ class Certificate:
         return ~(self.certified | self.refuted)
 
 
-def _margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    true = logits.gather(1, labels[:, None])[:, 0]
-    others = logits.scatter(1, labels[:, None], -math.inf).amax(dim=1)
-    return true - others
-
-
 def certify_points(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, method: Method, *,
                    batch_size: int = 16, time_limit: float = TIME_LIMIT,
                    crown_neurons: int = CROWN_NEURONS,
@@ -91,35 +86,29 @@ def certify_points(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     check_equivalent(model, chain, x[:64])
     layers = dense_layers(chain) if method.exact else None
     with torch.no_grad():
-        clean = _margin(model(x), y)
+        clean = class_margin(model(x), y)
     n = x.shape[0]
     certified, refuted = np.zeros(n, dtype=bool), (clean <= 0).numpy()
     margins = clean.double().numpy().copy()
     todo = np.flatnonzero(~refuted)
     classes = chain.out_shape[0]
     for begin in range(0, todo.size, batch_size):
-        idx = torch.from_numpy(todo[begin:begin + batch_size])
+        idx = todo[begin:begin + batch_size]
         box = input_box(x[idx].double(), eps)
-        spec = margin_spec(y[idx], classes, torch.float64)
         with torch.no_grad():
-            if method is Method.IBP:
-                bound = ibp_margins(chain, box, spec)
-            elif method is Method.CROWN:
-                bound = crown_margins(chain, box, spec, crown_neurons)
-            else:
-                assert layers is not None
+            if layers is not None:  # exact: point by point
                 for j, i in enumerate(idx.tolist()):
                     one = (box[0][j:j + 1], box[1][j:j + 1])
-                    decision = _exact(chain, layers, one, model, int(y[i]), classes, time_limit, crown_neurons)
+                    decision = _exact(chain, layers, one, model, int(y[i]), time_limit, crown_neurons)
                     certified[i] = decision.outcome is Outcome.CERTIFIED
                     refuted[i] = decision.outcome is Outcome.REFUTED
                     margins[i] = decision.margin
-                if progress is not None:
-                    progress(min(begin + batch_size, todo.size))
-                continue
-        lowest = bound.min(dim=1).values.numpy()
-        certified[idx.numpy()] = lowest > ALLOWANCE
-        margins[idx.numpy()] = lowest
+            else:
+                spec = margin_spec(y[idx], classes, torch.float64)
+                bound = (ibp_margins(chain, box, spec) if method is Method.IBP
+                         else crown_bounds(chain, box, spec, crown_neurons)[0])
+                lowest = bound.min(dim=1).values.numpy()
+                certified[idx], margins[idx] = lowest > ALLOWANCE, lowest
         if progress is not None:
             progress(min(begin + batch_size, todo.size))
     config = {"allowance": ALLOWANCE, **({"crown_neurons": crown_neurons} if method is not Method.IBP else {}),
@@ -128,17 +117,17 @@ def certify_points(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
 
 
 def _exact(chain: Chain, layers: list[Dense], box: tuple[torch.Tensor, torch.Tensor], model: nn.Module, label: int,
-           classes: int, time_limit: float, crown_neurons: int) -> Decision:
-    pre = layer_bounds(chain, box, crown_neurons)
-    spec = margin_spec(torch.tensor([label]), classes, torch.float64)
-    bound = torch.maximum(backward(chain.ops, pre, spec, box), ibp_margins(chain, box, spec))[0]
+           time_limit: float, crown_neurons: int) -> Decision:
+    classes = chain.out_shape[0]
+    bounds, pre = crown_bounds(chain, box, margin_spec(torch.tensor([label]), classes, torch.float64), crown_neurons)
+    bound = bounds[0]
     others = [j for j in range(classes) if j != label]
     open_ = sorted((float(b), j) for b, j in zip(bound.tolist(), others, strict=True) if b <= ALLOWANCE)
     proven = min((b for b in bound.tolist() if b > ALLOWANCE), default=math.inf)
 
     def misclassified(point: np.ndarray) -> float | None:
         with torch.no_grad():
-            m = float(_margin(model(torch.from_numpy(point).float()[None]), torch.tensor([label]))[0])
+            m = float(class_margin(model(torch.from_numpy(point).float()[None]), torch.tensor([label]))[0])
         return m if m <= 0 else None
 
     return decide(layers, box, [pre[i] for i in sorted(pre)], label, [j for _, j in open_], proven, time_limit,

@@ -71,6 +71,13 @@ class PassCounter:
         return PassCounter(self.forward - start.forward, self.backward - start.backward)
 
 
+def class_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """z_y − max_{j≠y} z_j per example: negative where the example is misclassified."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return true - others.max(1).values
+
+
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std, so that the model takes raw [0,1] pixels."""
 
@@ -211,9 +218,7 @@ class ModelUnderTest(nn.Module):
         with self.full_precision():
             logits = self(x.to(self.device)).float()
         self.passes = saved
-        true = logits.gather(1, y.to(logits.device)[:, None]).squeeze(1)
-        others = logits.scatter(1, y.to(logits.device)[:, None], float("-inf"))
-        return (true - others.max(1).values).cpu()
+        return class_margin(logits, y.to(logits.device)).cpu()
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
