@@ -31,8 +31,6 @@ from bench import gate
 from bench.attacks import AttackSpec, format_attacks, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.auditing.runner import Audit, AuditConfig, run_audit
-from bench.certify.runner import TIME_LIMIT as CERTIFY_TIME_LIMIT
-from bench.certify.runner import Method
 from bench.data import DATASETS
 from bench.errors import BenchError, did_you_mean
 from bench.evaluation import harness
@@ -50,6 +48,8 @@ from bench.records.schema import WORST_CASE, RunPurpose
 from bench.reporting.derived import Derived, derived_root, rebuild
 from bench.stats import Proportion
 from bench.threat import Norm, ThreatModel, parse_eps
+from bench.verifier.runner import TIME_LIMIT as CERTIFY_TIME_LIMIT
+from bench.verifier.runner import Method
 
 Model = str | Path | nn.Module | ResolvedModel
 Points = tuple[torch.Tensor, torch.Tensor]
@@ -213,6 +213,16 @@ def evaluate(model: Model, *, dataset: str | Points = "fashion-mnist",
         draws=draws, speed=_speed(precision, channels_last, compile), keep_adversarials=save_adversarials,
         resume=resume, quiet=quiet, certify=Method.parse_list(certify) if certify else (),
         certify_time_limit=certify_time_limit), model_options))
+
+
+def certify(model: Model, *, methods: str | Sequence[str] = "ibp,crown", attacks: str | Sequence[str] = "pgd",
+            time_limit: float = CERTIFY_TIME_LIMIT, **options: Any) -> Evaluation:
+    """`bench certify` as a call: certified flags per point by `methods` (ibp, crown; milp decides exactly,
+    `time_limit` seconds per point), checked by `attacks` on the same points — a certified point they
+    break stops the run before anything is saved. `options` are `evaluate`'s (dataset, n, eps, save, …);
+    the result's record holds the certificates (`Evaluation.record.certified`)."""
+    return evaluate(model, attacks=attacks, certify=[m.value for m in Method.parse_list(methods)],
+                    certify_time_limit=time_limit, **options)
 
 
 def eps_sweep(model: Model, eps: Sequence[float | str], *, dataset: str | Points = "fashion-mnist",

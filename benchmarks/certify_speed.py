@@ -22,8 +22,8 @@ from tabulate import tabulate
 
 import bench
 from bench import data
-from bench.certify.runner import Method, certify_points
 from bench.evaluation.resolve import resolve
+from bench.verifier.runner import Method, certify_points
 from defenses.training import checkpoints
 
 

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 import bench
-from bench.certify.runner import Certificate, Method
 from bench.cli import main
 from bench.errors import BenchError
 from bench.records.rules import problems
 from bench.records.run_record import RunRecord
+from bench.verifier.runner import Certificate, Method
 
 
 def _mlp() -> nn.Module:
@@ -116,3 +116,68 @@ def test_methods_parse_in_order_once_each():
     assert Method.parse_list("crown, ibp,crown") == (Method.CROWN, Method.IBP)
     with pytest.raises(BenchError, match="Did you mean: milp"):
         Method.parse_list(["mlip"])
+
+
+def _board_record(eps: float, certify: str) -> RunRecord:
+    """A record as the board reads it (named as fashion-mnist test points)."""
+    model = _mlp()
+    stored = _as_stored(bench.evaluate(model, dataset=_points(model), eps=eps, attacks="fgsm,pgd",
+                                       certify=certify).record)
+    stored["provenance"]["date"] = "2026-12-07T00:00:00Z"
+    return RunRecord.of(stored)
+
+
+def test_the_board_brackets_each_row_and_measures_each_attacks_gap_to_the_exact_truth():
+    from bench.reporting.columns import bracket_text, certified_text
+    from bench.reporting.markdown import render
+    from bench.reporting.rows import build_rows
+
+    record = _board_record(0.1, "crown,milp")
+    ((_, (row,)),) = build_rows([record])[0].items()
+    assert row.certified is not None and row.certified.method == "milp" and row.certified.decides_all
+    milp = record.certified["milp"]
+    assert certified_text(row, row.worst.n) == f"{100 * milp.certified.value:.1f} milp"
+    assert bracket_text(row) == f"[{100 * milp.certified.value:.1f}, {100 * row.worst.accuracy:.1f}] exact"
+    gaps = {g.attack: g for g in row.exact_gaps}
+    for label in ("fgsm", "pgd", "worst case"):
+        gap = gaps[label]
+        assert gap.shared == len(record.index) and gap.truly_robust == milp.certified.count
+        assert gap.robust - gap.truly_robust == len(gap.missed)  # certified ⊆ robust: the rest is the miss
+    # the toy's known case: PGD leaves one point robust that the MILP refutes
+    assert gaps["pgd"].robust == 12 and gaps["pgd"].truly_robust == 11 and len(gaps["pgd"].missed) == 1
+    board, _ = render([record])
+    assert "exact robust accuracy (milp, 24 points decided, 0 undecided): **45.8**" in board
+    assert f"#{gaps['pgd'].missed[0]}" in board
+
+
+def test_a_certificate_contradicted_by_another_records_attack_stops_the_board_and_names_it():
+    import dataclasses
+
+    from bench.reporting.rows import build_rows
+
+    certified = _board_record(0.05, "milp")
+    proven = int(np.flatnonzero(certified.certified["milp"].flags)[0])
+    flags = certified.attacks["pgd"].flags.copy()
+    flags[proven] = False  # another run "broke" a point the MILP proved robust
+    attacked = dataclasses.replace(certified, certified={}, file="later.json",
+                                   attacks={"pgd": dataclasses.replace(certified.attacks["pgd"], flags=flags)})
+    with pytest.raises(BenchError, match=rf"point #{certified.index[proven]} is certified by milp but broken by pgd"):
+        build_rows([certified, attacked])
+
+
+def test_bench_certify_checks_its_certificates_with_an_attack_and_records_them(tmp_path, capsys):
+    assert main(["certify", "--defense", "pgd-at", "--n", "4", "--eps", "0.01", "--method", "ibp",
+                 "--results-dir", str(tmp_path / "runs"), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    (path,) = (tmp_path / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    assert list(record["certified"]) == ["ibp"] and list(record["attacks"]) == ["pgd"]
+    assert summary["certified_accuracy"]["ibp"] == record["certified"]["ibp"]["certified_accuracy"]
+
+
+def test_the_api_certify_is_bench_certify():
+    model = _mlp()
+    result = bench.certify(model, dataset=_points(model), eps=0.05, methods="milp")
+    assert list(result.record.certified) == ["milp"] and list(result.robust) == ["pgd"]
+    with pytest.raises(BenchError, match="name at least one certification method"):
+        bench.certify(model, dataset=_points(model), eps=0.05, methods="")

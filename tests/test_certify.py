@@ -13,13 +13,13 @@ from scipy import optimize
 from torch import nn
 
 import bench
-from bench.certify.exact import Outcome, _Encoding, dense_layers
-from bench.certify.intervals import ibp_margins, input_box, margin_spec
-from bench.certify.linear import crown_bounds, layer_bounds
-from bench.certify.network import Chain
-from bench.certify.runner import ALLOWANCE, Method, certify_points
 from bench.errors import BenchError
 from bench.loading.model import Normalize
+from bench.verifier.exact import Outcome, _Encoding, dense_layers
+from bench.verifier.intervals import ibp_margins, input_box, margin_spec
+from bench.verifier.linear import crown_bounds, layer_bounds
+from bench.verifier.network import Chain
+from bench.verifier.runner import ALLOWANCE, Method, certify_points
 from defenses.nets.pooling import MaxPool2x2
 
 
@@ -131,6 +131,27 @@ def test_the_milp_minimum_is_brute_force_enumerations(seed):
             proven, found, _ = encoding.minimise_margin(int(y[i]), other, 10.0)
             exact = _brute_force_minimum(model, x[i], int(y[i]), other, eps)
             assert proven == pytest.approx(exact, abs=1e-6) and found == pytest.approx(exact, abs=1e-6)
+            # the decision's cheaper question (can the margin fall to the allowance?) agrees with the minimum
+            possible, low, _ = encoding.search_below(int(y[i]), other, ALLOWANCE, 10.0)
+            assert possible is (exact <= ALLOWANCE) and (not possible or low == pytest.approx(exact, abs=1e-6)
+                                                         or low < 0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_milp_decisions_agree_with_enumeration_with_and_without_the_counterexample_search(seed, monkeypatch):
+    """The decision per point is the sign of the enumerated minimum over all classes, whether a refutation
+    comes from the gradient search or from the solver (the search switched off)."""
+    model, shape, eps = _mlp(seed), (1, 2, 3), 0.1
+    x, y = _points(model, shape, 6, seed)
+    truth = np.array([min(_brute_force_minimum(model, x[i], int(y[i]), j, eps) for j in range(3) if j != int(y[i]))
+                      for i in range(len(x))])
+    for search in (True, False):
+        if not search:
+            monkeypatch.setattr("bench.verifier.runner.search_counterexample", lambda *_: None)
+        cert = certify_points(model, x, y, eps, Method.MILP, time_limit=20)
+        decided = cert.certified | cert.refuted
+        assert decided[np.abs(truth) > 1e-3].all()
+        assert (cert.certified[decided] == (truth[decided] > ALLOWANCE)).all()
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -158,7 +179,8 @@ def test_a_misclassified_point_is_refuted_by_every_method():
         assert cert.refuted.all() and not cert.certified.any()
 
 
-def test_an_undecided_point_when_time_runs_out():
+def test_an_undecided_point_when_time_runs_out(monkeypatch):
+    monkeypatch.setattr("bench.verifier.runner.search_counterexample", lambda *_: None)  # the solver's time only
     model, shape = _mlp(1, (6, 40, 40, 3)), (1, 2, 3)
     x, y = _points(model, shape, 3, 1)
     cert = certify_points(model, x, y, 0.3, Method.MILP, time_limit=1e-4)

@@ -37,6 +37,7 @@ from bench.evaluation.harness import evaluate, under_test
 from bench.evaluation.resolve import ResolvedModel, resolve_model
 from bench.loading.guards import preflight
 from bench.loading.model import ModelUnderTest
+from bench.records.certificates import certificates, refuse_contradictions
 from bench.records.curves import eps_curves, strength_curves
 from bench.records.run_record import RunRecord, load_run_records
 from bench.records.schema import RunPurpose
@@ -317,6 +318,9 @@ def run_audit(cfg: AuditConfig) -> Audit:
     all_worst = np.logical_and.reduce([std_worst, ada_worst, *base_flags.values()])
     n = len(indices)
     chosen = {**standard, **adaptive, **baseline}
+    certified = [r for r in _records(run) if r.model.sha256 == resolved.sha256 and r.threat == base.threat]
+    refuse_contradictions(certificates(certified), {label: r.flags_by_index(label) for label, r in chosen.items()},
+                          resolved.label)
     record_checks = sanity.record_checks(history, chosen, base.threat.norm.value, base.threat.eps,
                                          math.prod(spec.shape))
     binarized, binarization = binarization_check(resolved, cfg, *test.batch(index_array), indices, probed.randomized)

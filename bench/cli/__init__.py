@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run.add(sub)
+    run.add_certify(sub)
     external.add(sub)
     train.add(sub)
     results.add_results(sub)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from bench import distributed
 from bench.attacks.specs import format_attacks
-from bench.certify.runner import TIME_LIMIT as CERTIFY_TIME_LIMIT
-from bench.certify.runner import Method
 from bench.cli.arguments import (
     add_randomized_arguments,
     dataset_help,
@@ -22,6 +20,8 @@ from bench.cli.model_options import add_model_arguments
 from bench.errors import BenchError
 from bench.evaluation.config import STANDARD_ATTACKS
 from bench.loading.model import Precision
+from bench.verifier.runner import TIME_LIMIT as CERTIFY_TIME_LIMIT
+from bench.verifier.runner import Method
 
 RUN_EXAMPLES = """examples:
   bench run --defense pgd-at --attack aa                    # committed checkpoint, AutoAttack
@@ -40,17 +40,18 @@ RUN_EXAMPLES = """examples:
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 -m bench run --defense pgd-at --attack aa
 """
 
+CERTIFY_EXAMPLES = """examples:
+  bench certify --defense ibp --n 1000                      # ibp and crown bounds, checked by pgd on the same points
+  bench certify --defense ibp --method crown --attack fgsm,pgd,cw,aa-fast --n 1000
+  bench certify --checkpoint checkpoints/fashion-mnist/pgd-at-mlp-2x64.pt --method milp --n 200 --time-limit 60
+"""
+CERTIFY_ATTACKS = "pgd"  # a certificate is always checked by at least one strong attack on the same points
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="evaluate a checkpoint with a set of attacks",
                        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(p)
-    p.add_argument("--dataset", default=None, help=dataset_help())
-    p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
-    p.add_argument("--attack", default=format_attacks(STANDARD_ATTACKS),
-                   help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "
-                        f"(default: {format_attacks(STANDARD_ATTACKS)}; `bench ls attacks` lists them)")
-    p.add_argument("--norm", "--threat", dest="norm", help="threat model: linf (Linf) or l2 (L2); default: the "
-                   "dataset's default. Also picks the RobustBench zoo (robustbench:NAME)")
+    _add_evaluation_arguments(p, format_attacks(STANDARD_ATTACKS), "default: the standard set, ")
     eps = p.add_mutually_exclusive_group()
     eps.add_argument("--eps", help="perturbation budget, e.g. 0.1 or 8/255")
     eps.add_argument("--eps-sweep", metavar="EPS,EPS,...",
@@ -63,13 +64,6 @@ def add(sub: argparse._SubParsersAction) -> None:
                       help="only the worst case: each attack runs on what the earlier ones left robust "
                            "(same flags as --individual, fewer passes; recorded as purpose worst-case, "
                            "whose per-attack columns are cumulative, so it feeds no per-attack table)")
-    p.add_argument("--n", "--points", dest="n", type=positive_int, help="number of test points (default: all); under "
-                   "torchrun write --points (torchrun takes --n for an abbreviation of its own options)")
-    p.add_argument("--sample-seed", type=seed_value, help="draw the --n points at random with this seed "
-                   "instead of taking the first n")
-    p.add_argument("--seed", type=seed_value, default=0, help="seed of the attacks' randomness (default 0)")
-    p.add_argument("--batch-size", type=positive_int, default=500)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--precision", choices=[p.value for p in Precision], default="fp32",
                    help="attack arithmetic: fp32 (default: IEEE fp32, TF32 off), tf32 (CUDA tensor cores for "
                         "fp32 convolutions and matmuls), bf16 or fp16 (CUDA) under autocast; losses in fp32 and "
@@ -81,19 +75,64 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "(verification stays eager fp32)")
     p.add_argument("--save-adv", action="store_true", help="also save the worst case's adversarial examples "
                    "(a .pt next to the record); otherwise they are not kept")
+    p.add_argument("--certify", metavar="METHODS", help="also certify each point after the attacks: ibp, crown "
+                   "(lower bounds) or milp (exact, small ReLU networks), comma-separated; L∞ only; the record keeps "
+                   "certified flags beside the attacks' (`bench certify`; docs/certify.md)")
+    p.add_argument("--certify-time-limit", type=positive_float, default=CERTIFY_TIME_LIMIT, metavar="SECONDS",
+                   help=f"milp's limit per point; an unfinished point is undecided (default {CERTIFY_TIME_LIMIT:.0f})")
+    p.set_defaults(func=_cmd_run)
+
+
+def add_certify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("certify", help="prove points robust (ibp, crown) or decide them exactly (milp), "
+                       "checked by attacks on the same points",
+                       description="Certified flags per test point at the threat model's ε (L∞), in a run record "
+                                   "beside the flags of the attacks that check them: `bench run --certify METHODS` "
+                                   "with attacks of your choice (default pgd). A point certified and broken stops "
+                                   "the run before anything is written (docs/certify.md).",
+                       epilog=CERTIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_evaluation_arguments(p, CERTIFY_ATTACKS, "the check on every certificate; default ")
+    p.add_argument("--eps", help="perturbation budget, e.g. 0.1 (default: the dataset's)")
+    p.add_argument("--method", default="ibp,crown", metavar="METHODS",
+                   help="ibp (interval bounds), crown (linear bounds) or milp (exact, small ReLU networks), "
+                        "comma-separated (default ibp,crown)")
+    p.add_argument("--time-limit", dest="certify_time_limit", type=positive_float, default=CERTIFY_TIME_LIMIT,
+                   metavar="SECONDS",
+                   help=f"milp's limit per point; an unfinished point is undecided (default {CERTIFY_TIME_LIMIT:.0f})")
+    p.set_defaults(func=_cmd_certify)
+
+
+def _add_evaluation_arguments(p: argparse.ArgumentParser, attack_default: str, attack_role: str) -> None:
+    """What `bench run` and `bench certify` share: the model, the data, the attacks and where records go."""
+    add_model_arguments(p)
+    p.add_argument("--dataset", default=None, help=dataset_help())
+    p.add_argument("--data-dir", type=Path, help="folder with the dataset files")
+    p.add_argument("--attack", default=attack_default,
+                   help="comma-separated attacks with optional parameters, e.g. pgd:steps=50,restarts=2 "
+                        f"({attack_role}{attack_default}; `bench ls attacks` lists them)")
+    p.add_argument("--norm", "--threat", dest="norm", help="threat model: linf (Linf) or l2 (L2); default: the "
+                   "dataset's default. Also picks the RobustBench zoo (robustbench:NAME)")
+    p.add_argument("--n", "--points", dest="n", type=positive_int, help="number of test points (default: all); under "
+                   "torchrun write --points (torchrun takes --n for an abbreviation of its own options)")
+    p.add_argument("--sample-seed", type=seed_value, help="draw the --n points at random with this seed "
+                   "instead of taking the first n")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the attacks' randomness (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=500)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"),
                    help="where the run record goes (default results/runs); results.csv is rebuilt beside a "
                         "folder named runs (results/), inside any other")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings")
-    p.add_argument("--certify", metavar="METHODS", help="also certify each point after the attacks: ibp, crown "
-                   "(lower bounds) or milp (exact, small ReLU networks), comma-separated; L∞ only; the record keeps "
-                   "certified flags beside the attacks' (docs/certify.md)")
-    p.add_argument("--certify-time-limit", type=positive_float, default=CERTIFY_TIME_LIMIT, metavar="SECONDS",
-                   help=f"milp's limit per point; an unfinished point is undecided (default {CERTIFY_TIME_LIMIT:.0f})")
     add_randomized_arguments(p, "evaluate it anyway (recorded as a warning); attack it with eot-pgd or aa-rand")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_certify(args: argparse.Namespace) -> int:
+    """`bench certify` is `bench run --certify METHODS` with its own defaults."""
+    args.certify = args.method
+    args.eps_sweep, args.cascade, args.save_adv = None, False, False
+    return _cmd_run(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -12,15 +12,15 @@ import copy
 import torch
 from torch import nn
 
-from bench.certify.exact import dense_layers
-from bench.certify.network import Chain, check_equivalent
-from bench.certify.runner import Method, certify_points
 from bench.errors import BenchError
 from bench.evaluation.resolve import ResolvedModel
 from bench.loading.model import Normalize
 from bench.records.rules import certified_but_broken
 from bench.records.run_record import CertifiedResult, RunRecord, finite_or_none
 from bench.stats import Proportion
+from bench.verifier.exact import dense_layers
+from bench.verifier.network import Chain, check_equivalent
+from bench.verifier.runner import Method, certify_points
 
 MARGIN_DECIMALS = 6  # proven margins: close calls (near the 1e-4 allowance) stay readable
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from bench.attacks import Attack, AttackSpec, build_attacks, parse_attacks
-from bench.certify.runner import TIME_LIMIT, Method
 from bench.data import DATASETS, DEFAULT_DATASET
 from bench.device import resolve_device
 from bench.errors import BenchError
@@ -17,6 +16,7 @@ from bench.loading.model import Precision, Speed
 from bench.loading.sources import ModelSpec
 from bench.records.schema import RunPurpose
 from bench.threat import Norm, ThreatModel, parse_eps
+from bench.verifier.runner import TIME_LIMIT, Method
 
 # What a run, a sweep, the API and the audit's standard list attack with unless told otherwise.
 STANDARD_ATTACKS = parse_attacks("fgsm,pgd,cw,aa")

@@ -66,7 +66,7 @@ class AttackResult:
 
 @dataclass(frozen=True)
 class CertifiedResult:
-    """One verifier's outcome per point (`bench.certify`): certified robust, refuted (a misclassified
+    """One verifier's outcome per point (`bench certify`): certified robust, refuted (a misclassified
     point of the ball, found and checked), or neither. Bounding methods refute only misclassified clean
     points; an exact method decides every point it finishes."""
 

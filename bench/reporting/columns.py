@@ -105,6 +105,38 @@ def worst_text(row: Row) -> str:
     return f"**{100 * row.worst.value:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{flag}"
 
 
+def certified_text(row: Row, n: int) -> str:
+    """The best certificate's share and method, e.g. `62.3 crown`; `–` where no verifier ran."""
+    cert = row.certified
+    if cert is None:
+        return "–"
+    share = cert.proportion
+    return f"{100 * share.value:.1f} {cert.method}" + (f" (n={share.n})" if share.n != n else "")
+
+
+def bracket_text(row: Row) -> str:
+    """Where the true robust accuracy lies: at least what is certified, at most the worst case."""
+    cert = row.certified
+    low = f"{100 * cert.proportion.value:.1f}" if cert else "0"
+    exact = " exact" if cert and cert.decides_all and cert.proportion.n == row.worst.n else ""
+    return f"[{low}, {100 * row.worst.accuracy:.1f}]{exact}"
+
+
+def exact_text(r: Ranked) -> str | None:
+    """Each attack's robust accuracy beside the exact one, on the points the exact method decided."""
+    row = r.row
+    if not row.exact_gaps:
+        return None
+    cert = next(c for c in row.certificates.values() if c.exact)
+    parts = [f"{g.attack} {100 * g.robust / g.shared:.1f} (+{len(g.missed)}"
+             + (f": #{', #'.join(map(str, g.missed[:5]))}{', …' if len(g.missed) > 5 else ''}" if g.missed else "")
+             + ")" for g in row.exact_gaps if g.shared]
+    gap = row.exact_gaps[0]
+    return (f"exact robust accuracy ({cert.method}, {gap.shared} points decided, {cert.undecided} undecided): "
+            f"**{100 * gap.truly_robust / max(gap.shared, 1):.1f}**; each attack there, with the points it "
+            f"leaves robust that are not: {', '.join(parts)}")
+
+
 def audit_link(audit: AuditSummary) -> str:
     return f"[{audit.verdict}]({audit.folder}/{audit.report})"
 
@@ -126,6 +158,9 @@ RANKING = (
     Column("autoattack", "AutoAttack",
            lambda r: cell.cell_text(r.n) if (cell := r.row.attacks.get(OFFICIAL)) else "–", _official),
     Column("worst", "worst case [95% CI]", lambda r: worst_text(r.row), lambda r: r.row.worst.accuracy),
+    Column("certified", "certified", lambda r: certified_text(r.row, r.n),
+           lambda r: cert.proportion.value if (cert := r.row.certified) else math.nan),
+    Column("bracket", "true robust ∈", lambda r: bracket_text(r.row)),
     Column("n", "n", lambda r: str(r.n), lambda r: r.n),
     Column("next", "vs next row", lambda r: paired_short(r.versus_next),
            lambda r: paired.p if (paired := r.versus_next) else math.nan, order_bound=True),
@@ -151,6 +186,10 @@ DETAILS: tuple[Callable[[Ranked], str | None], ...] = (
     lambda r: f"variant: {r.row.variant}" if r.row.variant else None,
     _robust_text,
     lambda r: f"worst case: {worst_text(r.row)} on {r.n} points; attacks on a subset: {subset_text(r.row)}",
+    lambda r: (f"certified (lower bounds, `bench certify`): "
+               f"{', '.join(f'{m} {100 * c.proportion.value:.1f}' for m, c in r.row.certificates.items())}"
+               if r.row.certificates else None),
+    exact_text,
     lambda r: f"vs next row: {paired_long(r.versus_next, r.below)}",
     lambda r: f"training budget: {budget_text(r.row.budget) or '–'}; last evaluated {r.row.date[:10]}",
     lambda r: f"sanity checks: {checks_text(r.row)}",

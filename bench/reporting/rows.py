@@ -20,6 +20,14 @@ from bench.attacks.base import Role, current_protocol, has_role, sole_attack
 from bench.auditing import checks as sanity
 from bench.auditing.report import AuditSummary
 from bench.data import DATASETS
+from bench.records.certificates import (
+    Certified,
+    ExactGap,
+    best,
+    certificates,
+    exact_gaps,
+    refuse_contradictions,
+)
 from bench.records.curves import class_share, eps_curves, strength_curves
 from bench.records.run_record import RunRecord
 from bench.records.schema import RunPurpose
@@ -92,6 +100,13 @@ class Row:
     audit: AuditSummary | None = None  # the newest `bench audit` summary of this checkpoint and threat
     external: list[str] = field(default_factory=list)  # external evaluations: label, file, sha256, source
     older: list[str] = field(default_factory=list)  # "label (protocol; now current)" for numbers from older versions
+    certificates: dict[str, Certified] = field(default_factory=dict)  # by verification method (`bench certify`)
+    exact_gaps: list[ExactGap] = field(default_factory=list)  # each attack against an exact decision, when one ran
+
+    @property
+    def certified(self) -> Certified | None:
+        """The best certificate: the lower end of the bracket the true robust accuracy lies in."""
+        return best(self.certificates)
 
 
 TableKey = tuple[str, str, float]  # dataset, norm, ε
@@ -172,6 +187,10 @@ def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord],
     checks = sanity.record_checks(all_records, chosen, norm, eps, math.prod(spec.shape))
     model = newest.model
     worst, beyond = _headline(chosen)
+    certs = certificates(table_records)
+    attack_flags = {label: r.flags_by_index(label) for label, r in sorted(chosen.items())}
+    refuse_contradictions(certs, attack_flags, f"{model.label} ({sha[:12]})")
+    exact = next((c for c in certs.values() if c.exact), None)
     official_vs_fast = (disagreement(chosen[OFFICIAL].flags_by_index(OFFICIAL), chosen[FAST].flags_by_index(FAST))
                         if OFFICIAL in chosen and FAST in chosen else None)
     external = [_external_text(label, r.attacks[label].config) for label, r in sorted(chosen.items())
@@ -180,7 +199,9 @@ def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord],
                variant=model.variant, arch=model.arch, budget=model.training_budget,
                date=newest.provenance.date, clean=clean, attacks=attacks,
                worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond,
-               official_vs_fast=official_vs_fast, checks=checks, external=external, older=_older_protocols(chosen))
+               official_vs_fast=official_vs_fast, checks=checks, external=external, older=_older_protocols(chosen),
+               certificates=certs,
+               exact_gaps=exact_gaps(exact, {**attack_flags, "worst case": worst}) if exact else [])
 
 
 def build_rows(records: list[RunRecord]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:

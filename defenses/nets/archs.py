@@ -9,6 +9,7 @@ BN+ReLU of pre-activation nets), `pool` (features → vector), `embed` (the penu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -260,6 +261,36 @@ def with_cosine_head(factory: Callable[[DatasetSpec], Backbone]) -> ArchFactory:
 
     return build
 
+
+def dm_small(spec: DatasetSpec) -> nn.Module:
+    """The "small" CNN of the IBP paper (Gowal et al. 2018): two strided convolutions and one hidden
+    dense layer, no pooling or normalization layers — a plain chain whose bounds stay tight, for
+    certified training and `bench certify`."""
+    c, h, w = spec.shape
+    side = ((h - 4) // 2 + 1 - 3, (w - 4) // 2 + 1 - 3)  # after conv 4×4 stride 2, then conv 4×4 stride 1
+    return nn.Sequential(Normalize(spec.mean, spec.std), nn.Conv2d(c, 16, 4, 2), nn.ReLU(), nn.Conv2d(16, 32, 4, 1),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(32 * side[0] * side[1], 100), nn.ReLU(),
+                         nn.Linear(100, spec.num_classes))
+
+
+def mlp(hidden: tuple[int, ...]) -> ArchFactory:
+    """A fully connected ReLU network: small enough (with `mlp-2x64`) for `bench certify --method milp`
+    to decide robustness exactly."""
+
+    def build(spec: DatasetSpec) -> nn.Module:
+        sizes = (math.prod(spec.shape), *hidden)
+        layers: list[nn.Module] = [Normalize(spec.mean, spec.std), nn.Flatten()]
+        for cin, cout in zip(sizes, sizes[1:], strict=False):
+            layers += [nn.Linear(cin, cout), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(sizes[-1], spec.num_classes))
+
+    return build
+
+
+# plain chains for verification (`bench.verifier`, `bench certify`): no backbone anatomy, so methods that reach inside
+# a network (ANCRA, SPAT, …) refuse them
+ARCHS.add("dm-small", dm_small)
+ARCHS.add("mlp-2x64", mlp((64, 64)))
 
 BACKBONES: dict[str, Callable[[DatasetSpec], Backbone]] = {
     "smallcnn": SmallCNN,

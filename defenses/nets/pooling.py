@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.certify.network import same_as
+from bench.verifier.network import same_as
 
 
 def quarter_grids(x: torch.Tensor) -> list[torch.Tensor]:

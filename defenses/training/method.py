@@ -29,6 +29,7 @@ class TrainContext:
     spec: DatasetSpec
     init: nn.Module | None = None  # the fine-tuning start (AFD), already loaded and verified
     init_sha256: str | None = None
+    steps_per_epoch: int = 0  # optimizer steps per epoch, for methods whose schedules move step by step
 
 
 class Method(nn.Module):

@@ -104,7 +104,7 @@ class Defense:
     recipes: dict[str, Recipe] = field(default_factory=dict)  # per dataset
     params: type | None = None  # frozen dataclass of the method's hyper-parameters
     variant: str = ""  # which published variant this is, e.g. "TRADES loss (released code)"
-    selection_metric: str = "robust"  # held-out metric that picks the checkpoint: robust | clean
+    selection_metric: str = "robust"  # held-out metric that picks the checkpoint: robust | clean | certified
     # attacks its structure calls for beyond the standard ones (`--attack adaptive` adds them)
     adaptive_attacks: tuple[str, ...] = ()
     # listed on the leaderboard: a committed checkpoint per recipe dataset, a row and a gate

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from bench.loading.untrusted import load_tensors
 from bench.progress import progress
 from bench.provenance import stamp
 from bench.threat import Norm
+from bench.verifier.runner import Method as CertifyMethod
+from bench.verifier.runner import certify_points
 from defenses.nets.archs import ARCHS, build_arch, is_user_factory
 from defenses.training import checkpoints
 from defenses.training.augment import crop_flip
@@ -96,8 +99,10 @@ def _generator(recipe: Recipe, epoch: int, batch: int, rank: int = 0) -> torch.G
     return torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch * 100_003 + batch + rank * 7_919_993)
 
 
-def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int) -> dict[str, float]:
-    """Clean and PGD-10 accuracy on the held-out split (the only data used to select checkpoints)."""
+def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int,
+             certify: bool = False) -> dict[str, float]:
+    """Clean and PGD-10 accuracy on the held-out split (the only data used to select checkpoints),
+    and with `certify` the IBP-certified accuracy (what a certifiably trained model is selected by)."""
     model.eval()
     device = next(model.parameters()).device
     x, y = (t.to(device) for t in val.batch(slice(0, points)))
@@ -111,6 +116,9 @@ def validate(model: nn.Module, val: bench_data.ImageSet, eps: float, points: int
         with torch.no_grad():
             robust = correct & (model(final).argmax(1) == y) & ~found
         metrics["robust"] = float(robust.float().mean())
+        if certify:
+            proof = certify_points(model, x.cpu(), y.cpu(), eps, CertifyMethod.IBP)
+            metrics["certified"] = float(proof.certified.mean())
     return metrics
 
 
@@ -148,7 +156,7 @@ def _load_init(recipe: Recipe, dataset: str, budget: str) -> tuple[nn.Module | N
     return model, str(meta["sha256"])
 
 
-def build_method(job: TrainJob) -> Method:
+def build_method(job: TrainJob, steps_per_epoch: int = 0) -> Method:
     defense = DEFENSES.get(job.defense)
     recipe = job.recipe
     spec = bench_data.DATASETS.get(job.dataset)
@@ -157,7 +165,7 @@ def build_method(job: TrainJob) -> Method:
     model = build_arch(recipe.arch, spec)
     try:
         return defense.method(model, recipe, defense.make_params(recipe.params),
-                              TrainContext(spec, init, init_sha))
+                              TrainContext(spec, init, init_sha, steps_per_epoch))
     except (TypeError, ValueError) as exc:
         raise BenchError(f"{job.defense} cannot train this recipe: {exc}") from None
 
@@ -315,7 +323,8 @@ def train(job: TrainJob) -> dict[str, Any]:
     val = full.subset(val_idx)
     val_eps = recipe.eps if recipe.eps > 0 else spec.default_threat(Norm.LINF).eps
 
-    method = build_method(job).to(device)
+    batches = math.ceil(len(train_idx) / recipe.batch_size)
+    method = build_method(job, min(batches, job.max_batches or batches)).to(device)
     optimizer = torch.optim.SGD(method.param_groups(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_state": None, "seconds": 0.0,
@@ -345,7 +354,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         scheduler.step()
         distributed.average_buffers(method)
         deployed = method.deployed()
-        scores = validate(deployed, val, val_eps, job.val_points)
+        scores = validate(deployed, val, val_eps, job.val_points, certify=metric == "certified")
         state["seconds"] += time.time() - start
         state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                                  "lr": optimizer.param_groups[0]["lr"], **{f"val_{k}": v for k, v in scores.items()}})

@@ -4,10 +4,12 @@ For each class j ≠ y the smallest margin logit_y − logit_j over the ball is 
 each hidden layer's affine map, and per ReLU whose input bounds [l, u] straddle zero a binary δ with
 a ≥ 0, a ≥ z, a ≤ z − l(1 − δ), a ≤ uδ (stable ReLUs are linear). The bounds come from CROWN; the
 tighter they are, the fewer binaries. SciPy's `milp` (HiGHS) solves it. Outcomes per point:
-certified (every class's proven minimum exceeds the allowance), refuted (the solver's minimiser,
-clipped into the ball, is misclassified by the float32 network itself) or undecided (the time limit,
-or an optimum too close to zero for the solver's tolerances to settle). Classes whose CROWN bound
-already proves them are skipped, the likeliest adversarial class first.
+certified (for every class the MILP with the margin held at most the allowance is infeasible),
+refuted (a solution of it, clipped into the ball, is misclassified by the float32 network itself) or
+undecided (the time limit, or a minimum too close to zero to settle). Asking whether the margin can
+fall below the allowance, not for its exact minimum, lets the solver cut every branch whose relaxation
+stays above it; `minimise_margin` computes the exact minimum (the tests compare it with enumeration).
+Classes whose CROWN bound already proves them are skipped, the likeliest adversarial class first.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import numpy as np
 import torch
 from scipy import optimize, sparse
 
-from bench.certify.intervals import Box
-from bench.certify.network import Affine, Chain, MaxPool, Relu
 from bench.errors import BenchError
+from bench.verifier.intervals import Box
+from bench.verifier.network import Affine, Chain, MaxPool, Relu
 
 MAX_DENSE = 4_000_000  # entries of the largest weight matrix the encoding materialises
 
@@ -143,12 +145,16 @@ class _Encoding:
         self.last = layers[-1]
         self.input_size = lo.size
 
-    def minimise_margin(self, label: int, other: int, seconds: float) -> tuple[float, float, np.ndarray | None]:
-        """(proven lower bound, best value found, its input) of logit_label − logit_other; nan where none."""
+    def _objective(self, label: int, other: int) -> tuple[np.ndarray, float]:
+        """logit_label − logit_other as c·variables + const."""
         c = np.zeros(self.n_var)
         start = self.offsets[-2]
         c[start:start + self.last.weight.shape[1]] = self.last.weight[label] - self.last.weight[other]
-        const = float(self.last.bias[label] - self.last.bias[other])
+        return c, float(self.last.bias[label] - self.last.bias[other])
+
+    def minimise_margin(self, label: int, other: int, seconds: float) -> tuple[float, float, np.ndarray | None]:
+        """(proven lower bound, best value found, its input) of logit_label − logit_other; nan where none."""
+        c, const = self._objective(label, other)
         res = optimize.milp(c, integrality=self.integrality, bounds=self.bounds, constraints=self.constraints,
                             options={"time_limit": max(seconds, 0.01), "mip_rel_gap": 1e-9, "disp": False})
         if res.x is None:
@@ -158,27 +164,98 @@ class _Encoding:
         lower = math.nan if proven is None or not math.isfinite(proven) else float(proven) + const
         return lower, float(res.fun) + const, res.x[:self.input_size]
 
+    def search_below(self, label: int, other: int, ceiling: float, seconds: float
+                     ) -> tuple[bool | None, float, np.ndarray | None]:
+        """Whether the margin logit_label − logit_other can be at most `ceiling` in the ball: False when the
+        solver proves it cannot (the MILP with that constraint is infeasible), True with the lowest such
+        margin found and its input, None at the time limit. Cheaper than the exact minimum: branches whose
+        relaxation stays above the ceiling are cut at once."""
+        c, const = self._objective(label, other)
+        below = optimize.LinearConstraint(sparse.csr_matrix(c[None]), -np.inf, ceiling - const)
+        for objective in (np.zeros_like(c), c):  # any point first (the solver stops there), then the lowest
+            started = time.perf_counter()
+            res = optimize.milp(objective, integrality=self.integrality, bounds=self.bounds,
+                                constraints=[*self.constraints, below],
+                                options={"time_limit": max(seconds, 0.01), "disp": False})
+            seconds -= time.perf_counter() - started
+            if res.status == 2:  # infeasible: the margin exceeds the ceiling everywhere in the ball
+                return False, math.nan, None
+            if res.x is None:
+                return None, math.nan, None
+            found = float(c @ res.x) + const
+            if found < 0 or seconds <= 0:
+                break
+        return True, found, res.x[:self.input_size]
 
-def decide(layers: list[Dense], box: Box, pre: list[Box], label: int, order: list[int], proven: float,
-           seconds: float, allowance: float, misclassified: Callable[[np.ndarray], float | None]) -> Decision:
-    """One point: `order` lists the classes to refute, likeliest first, the others' margins proven to be at
-    least `proven` already; `misclassified(x)` is the float32 network's margin at x when it misclassifies
-    x, else None."""
+
+def tighten(layers: list[Dense], box: NpBox, pre: list[NpBox], seconds: float) -> list[NpBox]:
+    """Bounds of each hidden layer after the first, tightened by linear programming: the LP relaxation of
+    the encoding of the layers before it, minimised and maximised for each unit the given bounds leave
+    unstable (Tjeng et al.'s progressive LP bounds). Tighter bounds mean fewer binaries and a tighter
+    relaxation for every later MILP; an LP that does not finish leaves its bound as it was."""
+    start = time.perf_counter()
+    pre = list(pre)
+    for k in range(1, len(layers) - 1):
+        enc = _Encoding(layers[:k] + [Dense(np.zeros((1, layers[k].weight.shape[1])), np.zeros(1))], box, pre[:k])
+        low, high = pre[k][0].copy(), pre[k][1].copy()
+        offset = int(enc.offsets[k])
+        for i in np.flatnonzero((low < 0) & (high > 0)):
+            if time.perf_counter() - start > seconds:
+                break
+            c = np.zeros(enc.n_var)
+            c[offset:offset + layers[k].weight.shape[1]] = layers[k].weight[i]
+            for sign in (1.0, -1.0):
+                res = optimize.linprog(sign * c, bounds=list(zip(enc.bounds.lb, enc.bounds.ub, strict=True)),
+                                       A_ub=_stack_upper(enc), b_ub=_upper_limits(enc), method="highs")
+                if res.status == 0:
+                    value = sign * float(res.fun) + layers[k].bias[i]
+                    if sign > 0:
+                        low[i] = max(low[i], value)
+                    else:
+                        high[i] = min(high[i], value)
+        pre[k] = (low, high)
+    return pre
+
+
+def _stack_upper(enc: _Encoding) -> sparse.csr_matrix:
+    """The encoding's two-sided rows as A x ≤ b rows (each finite side once)."""
+    (con,) = enc.constraints
+    a = sparse.csr_matrix(con.A)
+    hi_rows, lo_rows = np.isfinite(con.ub), np.isfinite(con.lb)
+    return sparse.vstack([a[hi_rows], -a[lo_rows]]).tocsr()
+
+
+def _upper_limits(enc: _Encoding) -> np.ndarray:
+    (con,) = enc.constraints
+    return np.concatenate([con.ub[np.isfinite(con.ub)], -con.lb[np.isfinite(con.lb)]])
+
+
+def decide(layers: list[Dense], box: Box, pre: list[Box], label: int, order: list[tuple[float, int]],
+           proven: float, seconds: float, allowance: float,
+           misclassified: Callable[[np.ndarray], float | None]) -> Decision:
+    """One point: `order` lists (CROWN's bound, class) for the classes to refute, likeliest first, the others'
+    margins proven to be at least `proven` already; `misclassified(x)` is the float32 network's margin at x
+    when it misclassifies x, else None. A class is settled when the margin provably cannot fall to the
+    allowance; its proven margin is then the larger of the allowance and CROWN's bound."""
     start = time.perf_counter()
     lo, hi = (t[0].numpy() for t in box)
-    encoding = _Encoding(layers, (lo.reshape(-1), hi.reshape(-1)),
-                         [(pl[0].flatten().numpy(), pu[0].flatten().numpy()) for pl, pu in pre])
-    for other in order:
+    flat = (lo.reshape(-1), hi.reshape(-1))
+    bounds = tighten(layers, flat, [(pl[0].flatten().numpy(), pu[0].flatten().numpy()) for pl, pu in pre],
+                     seconds / 4)
+    encoding = _Encoding(layers, flat, bounds)
+    for bound, other in order:
         left = seconds - (time.perf_counter() - start)
         if left <= 0:
-            return Decision(Outcome.UNDECIDED, proven, time.perf_counter() - start)
-        lower, found, x = encoding.minimise_margin(label, other, left)
+            return Decision(Outcome.UNDECIDED, min(proven, bound), time.perf_counter() - start)
+        possible, found, x = encoding.search_below(label, other, allowance, left)
+        if possible is False:
+            proven = min(proven, max(bound, allowance))
+            continue
         if x is not None and found < 0:
             margin = misclassified(np.clip(x, lo.reshape(-1), hi.reshape(-1)).reshape(lo.shape))
             if margin is not None:
                 return Decision(Outcome.REFUTED, margin, time.perf_counter() - start, x.reshape(lo.shape))
-        if not lower > allowance:  # nan (no bound) included
-            return Decision(Outcome.UNDECIDED, lower if math.isfinite(lower) else -math.inf,
-                            time.perf_counter() - start)
-        proven = min(proven, lower)
+        # the time limit, a minimum within the allowance of zero, or a solver point the float32 network
+        # classifies correctly: not settled either way
+        return Decision(Outcome.UNDECIDED, min(proven, bound), time.perf_counter() - start)
     return Decision(Outcome.CERTIFIED, proven, time.perf_counter() - start)

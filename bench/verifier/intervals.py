@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.certify.network import Affine, Chain, Op, Relu
+from bench.verifier.network import Affine, Chain, Op, Relu
 
 Box = tuple[torch.Tensor, torch.Tensor]
 

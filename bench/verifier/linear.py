@@ -17,8 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.certify.intervals import Box, ibp_margins, through
-from bench.certify.network import Affine, Chain, MaxPool, Op, Relu
+from bench.verifier.intervals import Box, ibp_margins, through
+from bench.verifier.network import Affine, Chain, MaxPool, Op, Relu
 
 CROWN_NEURONS = 1024  # widest layer whose input bounds come from CROWN rather than IBP
 
