@@ -836,6 +836,19 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-certify-residual", ["run", "--defense", "ancra", "--attack", "fgsm", "--n", "5", "--certify", "ibp",
                               "--results-dir", "{tmp}/runs"], "cannot bound layer"),
     ("run-certify-milp-maxpool", _run("--certify", "milp"), "is a max-pool (bound it with ibp or crown)"),
+    *[(f"certify-{name}", ["certify", "--defense", defense, "--n", "5", "--results-dir", "{tmp}/runs", *extra],
+       fragment)
+      for name, defense, extra, fragment in (
+          ("unknown-method", "ibp", ["--method", "crwon"], "unknown certification method 'crwon'. Did you mean: crown"),
+          ("empty-method", "ibp", ["--method", ""], "name at least one certification method"),
+          ("time-zero", "ibp", ["--method", "milp", "--time-limit", "0"], "must be positive"),
+          ("time-nan", "ibp", ["--method", "milp", "--time-limit", "nan"], "not a finite number"),
+          ("l2", "ibp", ["--norm", "l2", "--eps", "0.5"], "bounds L∞ balls only"),
+          ("no-attack", "ibp", ["--attack", ""], "attack"),
+          ("unknown-attack", "ibp", ["--attack", "pgdd"], "Did you mean: pgd"),
+          ("cosine-head", "spat", [], "cannot bound layer"),
+          ("milp-wide", "ibp", ["--method", "milp"], "too large for milp"),
+          ("eps-sweep", "ibp", ["--eps-sweep", "0.1,0.2"], "unrecognized arguments"))],
     *[(f"run-attack-{name}", _run("--attack", spec), fragment)
       for name, spec, fragment in (("steps-huge", "pgd:steps=" + "9" * 23, "is not a valid int"),
                                    ("steps-exponent", "pgd:steps=1e3", "is not a valid int"),
