@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
+import bench
 from bench import data
 from bench.attacks import build_attack, parse_attacks
 from bench.evaluation.committed import committed_checkpoint, committed_defenses
@@ -53,7 +54,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATASET = "fashion-mnist"
 LINF = ThreatModel(Norm.LINF, 0.1)
 L2 = ThreatModel(Norm.L2, 1.5)
-SECTIONS = ("single", "apgd", "aa_fast", "aa_fast_large", "masked", "cascade", "shards", "overhead", "rss", "resnet")
+SECTIONS = ("single", "apgd", "aa_fast", "aa_fast_large", "masked", "cascade", "shards", "overhead", "rss", "resnet",
+            "certify")
+MILP_NET = REPO / "checkpoints" / DATASET / "pgd-at-mlp-2x64.pt"  # the exactly decidable network
 FAST_PROTOCOL = "aa-fast/v5"
 
 
@@ -416,6 +419,42 @@ def section_resnet(n: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ report
 
+def section_certify(n: int, crown_n: int, milp_n: int) -> list[dict[str, Any]]:
+    """`ibp` and `crown` beside a forward pass and PGD-10 on the same points: on the certified `ibp`
+    network (n points) and the SmallCNN of `pgd-at` (CROWN on crown_n: seconds per point there); `milp` per
+    point on the MLP (milp_n points, 60 s limit)."""
+    from bench.verifier.runner import Method, certify_points
+
+    test = data.load(DATASET, data.Split.TEST)
+    rows = []
+    for defense, points in (("ibp", {"ibp": n, "crown": n}), ("pgd-at", {"ibp": n, "crown": crown_n})):
+        model, _ = checkpoints.load(committed_checkpoint(DATASET, defense))
+        model.eval()
+        x, y = test.batch(slice(0, n))
+        start = time.perf_counter()
+        with torch.no_grad():
+            model(x)
+        forward = time.perf_counter() - start
+        start = time.perf_counter()
+        found = bench.attack(model, x, y, "pgd:steps=10", eps=LINF.eps)
+        pgd = time.perf_counter() - start
+        for method, m in (("ibp", Method.IBP), ("crown", Method.CROWN)):
+            k = points[method]
+            cert = certify_points(model, x[:k], y[:k], LINF.eps, m)
+            rows.append({"model": defense, "method": method, "points": k, "s": cert.seconds,
+                         "ms_per_point": 1e3 * cert.seconds / k, "vs_forward": (cert.seconds / k) / (forward / n),
+                         "vs_pgd": (cert.seconds / k) / (pgd / n), "certified": int(cert.certified.sum()),
+                         "pgd_robust": int((~found.success & found.clean_correct)[:k].sum())})
+    model, _ = checkpoints.load(MILP_NET)
+    x, y = test.batch(slice(0, milp_n))
+    cert = certify_points(model.eval(), x, y, LINF.eps, Method.MILP, batch_size=1)
+    rows.append({"model": MILP_NET.stem, "method": "milp", "points": milp_n, "s": cert.seconds,
+                 "ms_per_point": 1e3 * cert.seconds / milp_n, "vs_forward": None, "vs_pgd": None,
+                 "certified": int(cert.certified.sum()), "pgd_robust": None,
+                 "refuted": int(cert.refuted.sum()), "undecided": int(cert.undecided.sum())})
+    return rows
+
+
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """columns: (key, header, format)."""
     body = [[("" if r.get(k) is None else format(r[k], f) if f else r[k]) for k, _, f in columns] for r in rows]
@@ -526,6 +565,14 @@ def render(results: dict[str, Any], command: str) -> str:
         if key in results:
             out += [f"## {title}", "", _table([results[key]], [(k, k, ".3f" if isinstance(v, float) else "")
                                                                for k, v in results[key].items()]), ""]
+    if "certify" in results:
+        out += ["## Certification: `ibp`, `crown` and `milp` beside a forward pass and PGD-10 (same points, "
+                "1 thread, float64 bounds)", "",
+                _table(results["certify"], [("model", "model", ""), ("method", "method", ""), ("points", "points", ""),
+                                            ("s", "s", ".2f"), ("ms_per_point", "ms/point", ".1f"),
+                                            ("vs_forward", "× a forward pass", ".0f"), ("vs_pgd", "× PGD-10", ".1f"),
+                                            ("certified", "certified", ""), ("pgd_robust", "PGD-10 robust", ""),
+                                            ("refuted", "refuted", ""), ("undecided", "undecided", "")]), ""]
     return "\n".join(out)
 
 
@@ -625,6 +672,8 @@ def main() -> None:
             ("overhead", lambda: section_overhead(min(100, args.aa_n), tmp / "overhead")),
             ("rss", lambda: section_rss(args.rss_n, tmp / "rss")),
             ("resnet", lambda: section_resnet(32 if not args.quick else 8)),
+            ("certify", lambda: section_certify(1000 if not args.quick else 100, 100 if not args.quick else 10,
+                                                50 if not args.quick else 5)),
         ]
         for key, step in steps:
             if key in sections:

@@ -19,6 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "checkpoints" / "fashion-mnist"
 
 
+def board_labels() -> list[str]:
+    """The rows the committed board ranks at ε = 0.1: every published defense (by name) and every other
+    committed checkpoint (by its file's stem: the exactly decidable `pgd-at-mlp-2x64`)."""
+    from defenses import DEFENSES, published
+
+    own = {checkpoints.default_path("fashion-mnist", name, DEFENSES.get(name).recipes["fashion-mnist"].arch).name: name
+           for name in published("fashion-mnist")}
+    return sorted(own.get(path.name, path.stem) for path in COMMITTED.glob("*.pt"))
+
+
 def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -8,7 +8,7 @@ from bench.records.run_record import load_run_records
 from bench.reporting import markdown as leaderboard
 from bench.reporting import rows as board_rows
 from defenses import published
-from tests.conftest import COMMITTED, leaderboard_of_committed
+from tests.conftest import COMMITTED, board_labels, leaderboard_of_committed
 from tests.synthetic import attack, record, typed
 
 
@@ -45,12 +45,16 @@ def test_every_committed_checkpoint_has_a_short_row_and_details_with_every_attac
     text = (committed / "LEADERBOARD.md").read_text()
     section = text.split("## fashion-mnist — L∞ ε = 0.1")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if re.match(r"\| \d+ ", line)]
-    defenses = published("fashion-mnist")
-    assert sorted(re.search(r"`([^`]+)`", row).group(1) for row in rows) == sorted(defenses)
+    assert sorted(re.search(r"`([^`]+)`", row).group(1) for row in rows) == board_labels()
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 9, row  # #, checkpoint, arch, clean, AutoAttack, worst case, n, vs next row, audit
-        assert cells[3] != "–" and cells[4] != "–" and "**" in cells[5] and int(cells[6]) >= 1000, row
+        # #, checkpoint, arch, clean, AutoAttack, worst case, certified, true robust ∈, n, vs next row, audit
+        assert len(cells) == 11, row
+        assert cells[3] != "–" and cells[4] != "–" and "**" in cells[5] and int(cells[8]) >= 1000, row
+        worst = float(re.search(r"\*\*([\d.]+)\*\*", cells[5]).group(1))
+        low = float(cells[6].split()[0]) if cells[6] != "–" else 0.0
+        assert cells[7].startswith(f"[{cells[6].split()[0] if cells[6] != '–' else '0'}, {worst:.1f}]"), row
+        assert low <= worst, row
         label = re.search(r"`([^`]+)`", cells[1]).group(1)
         details = _details(section, label)
         assert all(re.search(rf"{name} \d+\.\d", details) for name in ("FGSM", "PGD", "C&W", "AutoAttack")), label

@@ -17,8 +17,7 @@ from bench.reporting import markdown as board_markdown
 from bench.reporting import rows as board_rows
 from bench.reporting import text
 from bench.reporting.document import Sources
-from defenses import published
-from tests.conftest import leaderboard_of_committed
+from tests.conftest import board_labels, leaderboard_of_committed
 
 
 class Page(HTMLParser):
@@ -64,7 +63,7 @@ def page_file(tmp_path_factory, committed):
 def test_the_page_is_self_contained_with_every_published_row_and_its_details(page_file, committed):
     page = _page(page_file)
     assert page.resources and all(r.startswith("data:image/png;base64,") for r in page.resources)
-    assert len(page.rows) == len(published("fashion-mnist")) == len(page.sections)
+    assert len(page.rows) == len(board_labels()) == len(page.sections)
     assert page.values["worst"] == sorted(page.values["worst"], reverse=True)  # ranked as LEADERBOARD.md
     text = page_file.read_text()
     for row in re.findall(r"\| \d+ +\| `([^`]+)`", (committed / "LEADERBOARD.md").read_text()):
@@ -158,7 +157,7 @@ def _rendered(page_file, fragment: str, tmp_path) -> Page:
 def test_a_real_browser_sorts_the_ranking_by_any_column(page_file, tmp_path, fragment, key, descending):
     page = _rendered(page_file, fragment, tmp_path)
     values = page.values[key]
-    assert len(values) == len(published("fashion-mnist"))
+    assert len(values) == len(board_labels())
     assert values == sorted(values, reverse=descending)
     assert page.rows != sorted(page.rows, key=lambda r: int(r.split("-")[1]))  # the script moved rows: no ranking
     # order has these columns sorted ascending (worst) or descending (clean, AutoAttack) as asked
