@@ -212,16 +212,17 @@ def official_vs_fast(rows: list[Row]) -> list[Block]:
 def budget_comparison(groups: dict[str, list[Row]]) -> list[Block]:
     """Per larger budget: each defense's change from its recipe checkpoint, on the points both were
     evaluated on (exact McNemar), and Kendall's τ between the two rankings of the defenses in both."""
-    recipe = {row.defense: row for row in groups.get("recipe", []) if row.defense}
+    # the same defense on the same architecture (pgd-at also trains the milp MLP at the recipe budget)
+    recipe = {(row.defense, row.arch): row for row in groups.get("recipe", []) if row.defense}
     blocks: list[Block] = []
     for budget, rows in groups.items():
-        both = [row for row in rows if budget != "recipe" and row.defense in recipe]
+        both = [row for row in rows if budget != "recipe" and (row.defense, row.arch) in recipe]
         if not both:
             continue
         body = []
         for row in both:
             assert row.defense is not None
-            base = recipe[row.defense]
+            base = recipe[(row.defense, row.arch)]
             test = paired(row, base)
             if test is None:
                 body.append((f"`{row.defense}`", "–", "–", "–", "no shared points", "–"))
@@ -231,7 +232,8 @@ def budget_comparison(groups: dict[str, list[Row]]) -> list[Block]:
             body.append((f"`{row.defense}`", f"{before:.1f}", f"{now:.1f}", f"{now - before:+.1f}",
                          f"{test.here}:{test.there} of {test.shared}", f"{test.p:.2g}"))
         ranked_here = [row.defense for row in both]
-        ranked_there = [row.defense for row in groups["recipe"] if row.defense in set(ranked_here)]
+        pairs = {(row.defense, row.arch) for row in both}
+        ranked_there = [row.defense for row in groups["recipe"] if (row.defense, row.arch) in pairs]
         tau = (f" Kendall's τ between the two rankings of these {len(both)} defenses: "
                f"{kendall_tau(ranked_here, ranked_there):.2f}." if len(both) > 1 else "")
         blocks += [Paragraph(f"Recipe → `{budget}` budget, per defense: worst case on the points both checkpoints "
