@@ -199,14 +199,15 @@ def tighten(layers: list[Dense], box: NpBox, pre: list[NpBox], seconds: float) -
         enc = _Encoding(layers[:k] + [Dense(np.zeros((1, layers[k].weight.shape[1])), np.zeros(1))], box, pre[:k])
         low, high = pre[k][0].copy(), pre[k][1].copy()
         offset = int(enc.offsets[k])
+        relaxed = np.zeros_like(enc.integrality)  # the encoding's LP relaxation
         for i in np.flatnonzero((low < 0) & (high > 0)):
             if time.perf_counter() - start > seconds:
                 break
             c = np.zeros(enc.n_var)
             c[offset:offset + layers[k].weight.shape[1]] = layers[k].weight[i]
             for sign in (1.0, -1.0):
-                res = optimize.linprog(sign * c, bounds=list(zip(enc.bounds.lb, enc.bounds.ub, strict=True)),
-                                       A_ub=_stack_upper(enc), b_ub=_upper_limits(enc), method="highs")
+                res = optimize.milp(sign * c, integrality=relaxed, bounds=enc.bounds, constraints=enc.constraints,
+                                    options={"disp": False})
                 if res.status == 0:
                     value = sign * float(res.fun) + layers[k].bias[i]
                     if sign > 0:
@@ -215,19 +216,6 @@ def tighten(layers: list[Dense], box: NpBox, pre: list[NpBox], seconds: float) -
                         high[i] = min(high[i], value)
         pre[k] = (low, high)
     return pre
-
-
-def _stack_upper(enc: _Encoding) -> sparse.csr_matrix:
-    """The encoding's two-sided rows as A x ≤ b rows (each finite side once)."""
-    (con,) = enc.constraints
-    a = sparse.csr_matrix(con.A)
-    hi_rows, lo_rows = np.isfinite(con.ub), np.isfinite(con.lb)
-    return sparse.vstack([a[hi_rows], -a[lo_rows]]).tocsr()
-
-
-def _upper_limits(enc: _Encoding) -> np.ndarray:
-    (con,) = enc.constraints
-    return np.concatenate([con.ub[np.isfinite(con.ub)], -con.lb[np.isfinite(con.lb)]])
 
 
 def decide(layers: list[Dense], box: Box, pre: list[Box], label: int, order: list[tuple[float, int]],
