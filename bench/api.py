@@ -31,6 +31,9 @@ from bench import gate
 from bench.attacks import AttackSpec, format_attacks, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.auditing.runner import Audit, AuditConfig, run_audit
+from bench.cluster.options import JobOptions
+from bench.cluster.status import Cell
+from bench.cluster.submit import JobView, Submitted
 from bench.data import DATASETS
 from bench.errors import BenchError, did_you_mean
 from bench.evaluation import harness
@@ -582,14 +585,14 @@ class Sweep:
     derived: Derived
 
 
-def sweep_models(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, dataset: str,
-                 attacks: str | Sequence[str] = DEFAULT_ATTACKS, eps: float | str | None = None,
-                 eps_sweep: Sequence[float] | None = None, norm: str | None = None, n: int | None = None,
-                 sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
-                 data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
-                 sha256: str | None = None, force: bool = False, quiet: bool = True,
-                 on_outcome: Callable[[SweepOutcome], None] | None = None) -> Sweep:
-    """`sweep` with the models already sorted (what the CLI's --checkpoints-dir and --model give)."""
+def sweep_targets(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, dataset: str,
+                  attacks: str | Sequence[str] = DEFAULT_ATTACKS, eps: float | str | None = None,
+                  eps_sweep: Sequence[float] | None = None, norm: str | None = None, n: int | None = None,
+                  sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
+                  data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
+                  sha256: str | None = None, quiet: bool = True) -> list[RunConfig]:
+    """One run configuration per model and ε of a sweep (models already sorted, as the CLI's
+    --checkpoints-dir and --model give them), every option checked before anything runs."""
     from bench.evaluation import sweep as planner
 
     DATASETS.get(dataset)
@@ -615,6 +618,14 @@ def sweep_models(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mo
         target.attacks()  # a bad attack list fails before anything runs
     ensure_writable_dir(Path(results_dir), "results_dir")  # and a folder the records and tables cannot go to
     ensure_writable_dir(derived_root(Path(results_dir)), "the folder of the derived files")
+    return targets
+
+
+def sweep_in_process(targets: Sequence[RunConfig], force: bool = False,
+                     on_outcome: Callable[[SweepOutcome], None] | None = None) -> Sweep:
+    """The sweep's checkpoints one after another in this process, then the derived files rebuilt."""
+    from bench.evaluation import sweep as planner
+
     outcomes: list[SweepOutcome] = []
 
     def collect(item: planner.SweepItem, result: RunResult | None) -> None:
@@ -622,8 +633,25 @@ def sweep_models(defenses: Sequence[str], checkpoints: Sequence[Path], model: Mo
         if on_outcome is not None:
             on_outcome(outcomes[-1])
 
-    planner.run(planner.plan(targets, force), collect)
-    return Sweep(tuple(outcomes), rebuild(Path(results_dir), with_leaderboard=True))
+    planner.run(list(targets), force, collect)
+    return Sweep(tuple(outcomes), rebuild(targets[0].results_dir if targets else Path("results/runs"),
+                                          with_leaderboard=True))
+
+
+def sweep_jobs(targets: Sequence[RunConfig], jobs: JobOptions, force: bool = False,
+               on_job: Callable[[JobView], None] | None = None) -> Submitted:
+    """The sweep as one job per checkpoint with cells left (`jobs.executor`: local or slurm); waits
+    for them unless `jobs.wait` is False. The last job to end rebuilds the derived files."""
+    from bench.cluster.submit import submit
+
+    return submit(targets, force, jobs, on_job or (lambda view: None))
+
+
+def sweep_status(targets: Sequence[RunConfig]) -> list[Cell]:
+    """Each cell of the sweep: done (recorded), queued, running, failed (with its job's log), or not submitted."""
+    from bench.cluster.status import cells
+
+    return cells(targets)
 
 
 def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
@@ -639,10 +667,10 @@ def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
     Models are specs (defenses, checkpoint files, one user model with its qualifiers: weights,
     trust_checkpoint, mean, std, input_range, model_dir); `on_outcome` sees each as it finishes."""
     defenses, files, spec = _sorted_models(models, qualifiers, "sweep")
-    return sweep_models(defenses, files, spec, dataset=dataset, attacks=attacks, eps=eps, eps_sweep=eps_sweep,
-                        norm=norm, n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device,
-                        data_dir=data_dir, results_dir=results_dir, sha256=sha256, force=force, quiet=quiet,
-                        on_outcome=on_outcome)
+    targets = sweep_targets(defenses, files, spec, dataset=dataset, attacks=attacks, eps=eps, eps_sweep=eps_sweep,
+                            norm=norm, n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device,
+                            data_dir=data_dir, results_dir=results_dir, sha256=sha256, quiet=quiet)
+    return sweep_in_process(targets, force, on_outcome)
 
 
 def leaderboard(results_dir: Path | str = Path("results/runs"), *, write: bool = False) -> str:

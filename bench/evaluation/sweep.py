@@ -4,14 +4,24 @@ A (checkpoint sha256, attack label and protocol, threat model, points, seed) alr
 is skipped unless forced; what is left for a checkpoint runs as one `bench run`. An interrupted
 checkpoint resumes from its saved progress when the sweep is started again. The sweep ends by
 rebuilding results.csv and the leaderboard.
+
+Each checkpoint is planned and run while its sweep lock is held (a file lock in the results
+folder's .state/, which holds across processes and across nodes sharing the folder), so two
+sweeps of the same checkpoint — in one process, as cluster jobs, or both — never run the same cells
+twice: the second waits, then finds them recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import fcntl
+import hashlib
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench import data
 from bench.errors import BenchError
@@ -20,6 +30,8 @@ from bench.evaluation.config import RunConfig
 from bench.evaluation.harness import RunResult, evaluate
 from bench.evaluation.resolve import resolve_model
 from bench.records.run_record import RunRecord, load_run_records
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ def registered_checkpoints(dataset: str) -> list[str]:
     return names
 
 
-def _identity(cfg: RunConfig) -> tuple[str, str]:
+def identity(cfg: RunConfig) -> tuple[str, str]:
     """(label, sha256) of the configured model; a user model spec is loaded to learn them."""
     if cfg.model is not None:
         resolved = resolve_model(cfg)
@@ -70,25 +82,64 @@ def _done(records: list[RunRecord], sha: str, cfg: RunConfig, index_sha: str) ->
     return done
 
 
+def _conditions(cfg: RunConfig) -> str:
+    """The digest of the data points of `cfg`'s run (dataset, count, sample seed)."""
+    total = len(data.load(cfg.dataset, data.Split.TEST, cfg.data_dir))
+    return data.hash_indices(data.select_indices(total, cfg.n, cfg.sample_seed))
+
+
+def conditions_key(cfg: RunConfig) -> str:
+    """What besides the checkpoint decides whether a record answers a cell (as `_done` compares)."""
+    key = [_conditions(cfg), cfg.threat.norm.value, cfg.threat.eps, cfg.seed]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def _item(cfg: RunConfig, identity: tuple[str, str], records: list[RunRecord], index_sha: str,
+          force: bool) -> SweepItem:
+    label, sha = identity
+    done = set() if force else _done(records, sha, cfg, index_sha)
+    attacks = cfg.attacks()
+    todo = tuple(a.spec for a in attacks if (a.label, a.protocol) not in done)
+    skipped = [a.label for a in attacks if (a.label, a.protocol) in done]
+    return SweepItem(label, dataclasses.replace(cfg, attack_specs=todo) if todo else None, skipped)
+
+
+def _records(results_dir: Path) -> list[RunRecord]:
+    return load_run_records(results_dir) if results_dir.is_dir() else []
+
+
 def plan(targets: list[RunConfig], force: bool) -> list[SweepItem]:
     """`targets`: one config per checkpoint, all with the same dataset, points and results folder."""
     if not targets:
         return []
-    base = targets[0]
-    records = load_run_records(base.results_dir) if base.results_dir.is_dir() else []
-    total = len(data.load(base.dataset, data.Split.TEST, base.data_dir))
-    index_sha = data.hash_indices(data.select_indices(total, base.n, base.sample_seed))
-    items = []
+    records, index_sha = _records(targets[0].results_dir), _conditions(targets[0])
+    return [_item(cfg, identity(cfg), records, index_sha, force) for cfg in targets]
+
+
+@contextlib.contextmanager
+def checkpoint_lock(results_dir: Path, sha256: str) -> Iterator[None]:
+    """Held while one checkpoint is planned and run: a second sweep of it waits here."""
+    folder = results_dir / ".state"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"sweep-{sha256[:16]}.lock", "w")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise BenchError(f"cannot write the sweep lock in {folder} ({exc.strerror})") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes or the process dies
+        yield
+
+
+def run_one(cfg: RunConfig, force: bool, run: Callable[[RunConfig], T]) -> tuple[SweepItem, T | None]:
+    """One checkpoint of a sweep: planned against the records as they are once its lock is held,
+    then what is left run by `run` (`evaluate` in this process; a cluster job may shard it)."""
+    known = identity(cfg)
+    with checkpoint_lock(cfg.results_dir, known[1]):
+        item = _item(cfg, known, _records(cfg.results_dir), _conditions(cfg), force)
+        return item, (run(item.todo) if item.todo is not None else None)
+
+
+def run(targets: list[RunConfig], force: bool,
+        on_result: Callable[[SweepItem, RunResult | None], None]) -> None:
     for cfg in targets:
-        label, sha = _identity(cfg)
-        done = set() if force else _done(records, sha, cfg, index_sha)
-        attacks = cfg.attacks()
-        todo = tuple(a.spec for a in attacks if (a.label, a.protocol) not in done)
-        skipped = [a.label for a in attacks if (a.label, a.protocol) in done]
-        items.append(SweepItem(label, dataclasses.replace(cfg, attack_specs=todo) if todo else None, skipped))
-    return items
-
-
-def run(items: list[SweepItem], on_result: Callable[[SweepItem, RunResult | None], None]) -> None:
-    for item in items:
-        on_result(item, evaluate(item.todo) if item.todo is not None else None)
+        on_result(*run_one(cfg, force, evaluate))
