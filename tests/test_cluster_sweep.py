@@ -18,6 +18,8 @@ from defenses.training import checkpoints
 from tests import slurm
 from tests.conftest import COMMITTED
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(300)]
+
 CHECKPOINTS = ("standard-smallcnn", "pgd-at-smallcnn", "trades-smallcnn")
 SMALL = ["--n", "24", "--batch-size", "8", "--quiet"]
 
@@ -57,15 +59,14 @@ def _sweep(folder: Path, runs: Path, attack: str, *extra: str) -> int:
 
 
 def _flags(runs: Path) -> dict[str, dict]:
-    """label → (attack → per-point flags), over every record; a label recorded twice fails."""
+    """label → its per-point flags (clean, per attack, worst case); a label with two records fails."""
     seen: dict[str, dict] = {}
     for path in sorted(runs.glob("*.json")):
         record = json.loads(path.read_text())
         label = record["model"]["label"]
         per = record["per_example"]
-        flags = {k: v for k, v in per.items() if k not in ("index", "label")}
-        assert not set(flags) & set(seen.get(label, {})), f"{label}: a cell recorded twice"
-        seen.setdefault(label, {}).update(flags)
+        assert label not in seen, f"{label}: recorded twice"
+        seen[label] = {k: per[k] for k in ("index", "clean_correct", "robust", "worst_case", "broken_first_by")}
     return seen
 
 
@@ -170,3 +171,15 @@ def test_local_executor_records_the_in_process_sweeps_flags(tmp_path, capsys, mo
     assert _sweep(folder, tmp_path / "a" / "runs", "fgsm") == 0
     assert _sweep(folder, tmp_path / "b" / "runs", "fgsm", "--executor", "local") == 0
     assert _flags(tmp_path / "b" / "runs") == _flags(tmp_path / "a" / "runs")
+
+
+def test_gpus_per_job_shards_the_points_under_torchrun(tmp_path, capsys, monkeypatch):
+    """Two ranks per job (gloo on CPU here, NCCL on GPUs): the same flags as one process."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    folder = _folder(tmp_path, CHECKPOINTS[1:2])
+    assert _sweep(folder, tmp_path / "a" / "runs", "fgsm,pgd:steps=2") == 0
+    assert _sweep(folder, tmp_path / "b" / "runs", "fgsm,pgd:steps=2", "--executor", "local", "--gpus-per-job", "2",
+                  "--device", "cpu") == 0
+    assert _flags(tmp_path / "b" / "runs") == _flags(tmp_path / "a" / "runs")
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "b" / "runs").glob("*.json")]
+    assert record["config"]["world_size"] == 2
