@@ -16,6 +16,7 @@ point is the CLI's for the same seed.
 from __future__ import annotations
 
 import dataclasses
+import inspect as introspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,9 @@ from bench import gate
 from bench.attacks import AttackSpec, format_attacks, parse_attacks
 from bench.attacks.base import ADAPTIVE
 from bench.auditing.runner import Audit, AuditConfig, run_audit
-from bench.cluster.options import JobOptions
+from bench.cluster.options import ExecutorKind, JobOptions  # noqa: F401 (bench.ExecutorKind)
 from bench.cluster.status import Cell
-from bench.cluster.submit import JobView, Submitted
+from bench.cluster.submit import JobView
 from bench.data import DATASETS
 from bench.errors import BenchError, did_you_mean
 from bench.evaluation import harness
@@ -579,10 +580,14 @@ class SweepOutcome:
 
 @dataclass(frozen=True)
 class Sweep:
-    """What a sweep did per model and ε, and the derived files it rebuilt from all the records."""
+    """What a sweep did per model and ε, and the derived files it rebuilt from all the records.
+    Run as jobs (`jobs=`): no outcomes, the jobs as they ended (or as submitted, without waiting),
+    and `derived` None where the last job rebuilt the files itself."""
 
     outcomes: tuple[SweepOutcome, ...]
-    derived: Derived
+    derived: Derived | None
+    jobs: tuple[JobView, ...] = ()
+    nothing_to_do: tuple[str, ...] = ()  # with jobs: the models whose cells were all recorded
 
 
 def sweep_targets(defenses: Sequence[str], checkpoints: Sequence[Path], model: ModelSpec | None, *, dataset: str,
@@ -639,19 +644,24 @@ def sweep_in_process(targets: Sequence[RunConfig], force: bool = False,
 
 
 def sweep_jobs(targets: Sequence[RunConfig], jobs: JobOptions, force: bool = False,
-               on_job: Callable[[JobView], None] | None = None) -> Submitted:
+               on_job: Callable[[JobView], None] | None = None) -> Sweep:
     """The sweep as one job per checkpoint with cells left (`jobs.executor`: local or slurm); waits
     for them unless `jobs.wait` is False. The last job to end rebuilds the derived files."""
     from bench.cluster.submit import submit
 
-    return submit(targets, force, jobs, on_job or (lambda view: None))
+    done = submit(targets, force, jobs, on_job or (lambda view: None))
+    return Sweep((), done.derived, done.jobs, done.nothing_to_do)
 
 
-def sweep_status(targets: Sequence[RunConfig]) -> list[Cell]:
-    """Each cell of the sweep: done (recorded), queued, running, failed (with its job's log), or not submitted."""
+def sweep_status(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist", **options: Any) -> list[Cell]:
+    """Each cell (model × attack) of the sweep `bench.sweep(models, **options)` would run: done
+    (recorded), queued, running, failed (with its job's log), or not submitted."""
     from bench.cluster.status import cells
 
-    return cells(targets)
+    planning = set(introspect.signature(sweep_targets).parameters)
+    qualifiers = {k: options.pop(k) for k in list(options) if k not in planning}
+    defenses, files, spec = _sorted_models(models, qualifiers, "sweep_status")
+    return cells(sweep_targets(defenses, files, spec, dataset=dataset, **options))
 
 
 def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
@@ -660,16 +670,21 @@ def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
           sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
           data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
           sha256: str | None = None, force: bool = False, quiet: bool = True,
-          on_outcome: Callable[[SweepOutcome], None] | None = None, **qualifiers: Any) -> Sweep:
+          on_outcome: Callable[[SweepOutcome], None] | None = None, jobs: JobOptions | None = None,
+          on_job: Callable[[JobView], None] | None = None, **qualifiers: Any) -> Sweep:
     """`bench sweep`: the attacks over each model (default: every committed checkpoint of the
     dataset), at `eps` or at each ε of `eps_sweep`, running only what no record in `results_dir`
     has (`force=True` reruns it), then rebuilding results.csv and the leaderboard beside it.
     Models are specs (defenses, checkpoint files, one user model with its qualifiers: weights,
-    trust_checkpoint, mean, std, input_range, model_dir); `on_outcome` sees each as it finishes."""
+    trust_checkpoint, mean, std, input_range, model_dir); `on_outcome` sees each as it finishes.
+    `jobs=JobOptions(ExecutorKind.SLURM, ...)` runs each model with cells left as a job instead
+    (docs/cluster.md); `on_job` sees each job as it ends."""
     defenses, files, spec = _sorted_models(models, qualifiers, "sweep")
     targets = sweep_targets(defenses, files, spec, dataset=dataset, attacks=attacks, eps=eps, eps_sweep=eps_sweep,
                             norm=norm, n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device,
                             data_dir=data_dir, results_dir=results_dir, sha256=sha256, quiet=quiet)
+    if jobs is not None:
+        return sweep_jobs(targets, jobs, force, on_job)
     return sweep_in_process(targets, force, on_outcome)
 
 

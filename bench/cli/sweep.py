@@ -94,7 +94,8 @@ def _job_options(args: argparse.Namespace) -> JobOptions | None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.api import SweepOutcome, sweep_in_process, sweep_jobs, sweep_status, sweep_targets
+    from bench.api import SweepOutcome, sweep_in_process, sweep_jobs, sweep_targets
+    from bench.cluster.status import cells
     from bench.cluster.submit import JobView
     from bench.evaluation.sweep import checkpoints_in
     from bench.reporting.run_summary import format_summary
@@ -121,13 +122,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, device=args.device, data_dir=args.data_dir,
                             results_dir=args.results_dir, sha256=args.sha256, quiet=args.quiet)
     if args.status:
-        for cell in sweep_status(targets):
+        for cell in cells(targets):
             print(f"{cell.label} {cell.attack}: {cell.state}" + (f" (job {cell.job_id})" if cell.job_id else "")
                   + (f": {cell.detail}" if cell.detail and cell.state == "failed" else "")
                   + (f" log: {cell.log}" if cell.state == "failed" else ""))
         return 0
     if jobs is None:
-        done = sweep_in_process(targets, args.force, report).derived
+        derived = sweep_in_process(targets, args.force, report).derived
     else:
         submitted = sweep_jobs(targets, jobs, args.force, report_job)
         for label in submitted.nothing_to_do:
@@ -138,11 +139,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             print("follow them with the same options and --status; the last job rebuilds the derived files")
             return 0
         failed = [v for v in submitted.jobs if v.state == "failed"]
-        if submitted.derived is not None:
-            done = submitted.derived
-            print(f"rebuilt {done.table} and {done.leaderboard} from {done.records} records")
-        else:
+        if submitted.derived is None:
             print("the last job rebuilt the derived files")
-        return 1 if failed else 0
-    print(f"rebuilt {done.table} and {done.leaderboard} from {done.records} records")
-    return 0
+            return 1 if failed else 0
+        derived = submitted.derived
+    assert derived is not None
+    print(f"rebuilt {derived.table} and {derived.leaderboard} from {derived.records} records")
+    return 1 if jobs is not None and any(v.state == "failed" for v in submitted.jobs) else 0
