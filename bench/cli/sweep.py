@@ -127,6 +127,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                   + (f": {cell.detail}" if cell.detail and cell.state == "failed" else "")
                   + (f" log: {cell.log}" if cell.state == "failed" else ""))
         return 0
+    failed = False
     if jobs is None:
         derived = sweep_in_process(targets, args.force, report).derived
     else:
@@ -138,11 +139,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 print(f"{view.label} [{','.join(view.cells)}]: submitted as job {view.job_id} (log: {view.log})")
             print("follow them with the same options and --status; the last job rebuilds the derived files")
             return 0
-        failed = [v for v in submitted.jobs if v.state == "failed"]
+        failed = any(v.state == "failed" for v in submitted.jobs)
         if submitted.derived is None:
             print("the last job rebuilt the derived files")
             return 1 if failed else 0
         derived = submitted.derived
     assert derived is not None
     print(f"rebuilt {derived.table} and {derived.leaderboard} from {derived.records} records")
-    return 1 if jobs is not None and any(v.state == "failed" for v in submitted.jobs) else 0
+    return 1 if failed else 0
