@@ -123,17 +123,20 @@ def bracket_text(row: Row) -> str:
 
 
 def exact_text(r: Ranked) -> str | None:
-    """Each attack's robust accuracy beside the exact one, on the points the exact method decided."""
+    """Each attack's robust accuracy beside the exact one, on the points the exact method decided
+    (an attack run on fewer points is compared on those, with its count)."""
     row = r.row
     if not row.exact_gaps:
         return None
     cert = next(c for c in row.certificates.values() if c.exact)
-    parts = [f"{g.attack} {100 * g.robust / g.shared:.1f} (+{len(g.missed)}"
+    decided = [i for i in cert.certified if cert.certified[i] or cert.refuted[i]]
+    truly = sum(cert.certified[i] for i in decided)
+    parts = [f"{g.attack} {100 * g.robust / g.shared:.1f}" + (f" of {g.shared}" if g.shared != len(decided) else "")
+             + f" (+{len(g.missed)}"
              + (f": #{', #'.join(map(str, g.missed[:5]))}{', …' if len(g.missed) > 5 else ''}" if g.missed else "")
              + ")" for g in row.exact_gaps if g.shared]
-    gap = row.exact_gaps[0]
-    return (f"exact robust accuracy ({cert.method}, {gap.shared} points decided, {cert.undecided} undecided): "
-            f"**{100 * gap.truly_robust / max(gap.shared, 1):.1f}**; each attack there, with the points it "
+    return (f"exact robust accuracy ({cert.method}, {len(decided)} points decided, {cert.undecided} undecided): "
+            f"**{100 * truly / max(len(decided), 1):.1f}**; each attack there, with the points it "
             f"leaves robust that are not: {', '.join(parts)}")
 
 
