@@ -137,8 +137,9 @@ points they broke that the attacks run on every point had left robust (`+0 of 20
 **Certified**: the share of the row's points a verifier proved robust (`bench certify`; the method
 that certified the most is named: ibp, crown, or milp, which decides exactly) — no attack can break
 them. **True robust ∈** brackets the true robust accuracy: at least the certified share, at most the
-worst case (`[0, …]` where no verifier ran or none can bound the network; "exact" where milp decided
-every point). For adversarially trained networks the certified side is near 0: their bounds are loose,
+worst case (`[0, …]` where no verifier ran or none can bound the network: "–" under certified, as
+for ANCRA's reverse attention and SPAT's cosine head, which the verifier refuses; "exact" where milp
+decided every point). For adversarially trained networks the certified side is near 0: their bounds are loose,
 not their robustness proven absent. A certified point that any attack broke stops the board.
 **vs next row**: an exact McNemar test on the per-example worst-case flags of the points this row
 and the next both evaluated; "yes" when p < 0.05 (uncorrected for the number of pairs), else the
