@@ -261,12 +261,26 @@ def _edited_baseline(baseline: Path, name: str) -> None:
     baseline.write_text(json.dumps(committed))
 
 
+def _damaged_ledgers(bad: Path) -> None:
+    """Sweep ledgers (bench/cluster/ledger.py) with a field missing, one too many, a wrong type, an unknown state."""
+    for name, entry in (("missing", b'{"label": "a"}'), ("extra", b'{"state": "done", "detail": "", "at": "", "x": "1"}'),
+                        ("type", b'{"state": 1, "detail": "", "at": ""}'), ("state", b'{"state": "won", "detail": "", "at": ""}')):
+        sweep = bad / f"ledger-{name}" / "runs" / ".sweeps" / "s1"
+        sweep.mkdir(parents=True)
+        submitted = (b'{"label": "a", "model_sha256": "0", "conditions": "0", "cells": ["fgsm"], "executor": "slurm", '
+                     b'"job_id": "1", "log": "l", "submitted": ""}')
+        (sweep / "a.submitted.json").write_bytes(entry if name == "missing" else submitted)
+        if name != "missing":
+            (sweep / "a.state.json").write_bytes(entry)
+
+
 def _hostile_files(bad: Path, natural_ckpt: Path) -> None:
     """What issue 29 found: FIFOs and devices where files belong, JSON beyond what we write,
     audits and sidecars that are not ours, data folders whose files disagree."""
     import os
 
     os.mkfifo(bad / "fifo.pt")
+    _damaged_ledgers(bad)
     os.symlink("/dev/zero", bad / "zero.pt")
     os.mkfifo(bad / "fifo.adv.pt")
     bigint = RECORD.read_bytes().replace(b'"n": ', b'"n": 1' + b"0" * 30, 1)  # a 33-digit data.n
@@ -875,6 +889,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("sweep-gpus-negative", ["sweep", "--executor", "local", "--gpus-per-job", "-1"], "-1"),
     ("sweep-parallelism-huge", ["sweep", "--executor", "slurm", "--array-parallelism", str(2**64)], "too large"),
     ("sweep-status-force", ["sweep", "--status", "--force"], "--status runs nothing"),
+    *[(f"sweep-status-ledger-{name}", ["sweep", "--status", "--attack", "fgsm", "--n", "5", "--results-dir",
+                                       f"{{bad}}/ledger-{name}/runs"], fragment)
+      for name, fragment in (("missing", "not a sweep ledger entry"), ("extra", "not a sweep ledger entry"),
+                             ("type", "has the wrong type"), ("state", "unknown job state 'won'"))],
     ("sweep-eps-overflow", ["sweep", "--eps", "1e309"], "invalid ε"),
     ("check-n-huge", ["check", "--n", str(2**64)], "too large"),
     ("audit-n-huge", ["audit", "--defense", "standard", "--n", str(2**64)], "too large"),

@@ -19,7 +19,6 @@ from bench.files import atomic_write, read_json_object
 from bench.provenance import now_iso
 
 JOB_STATES = ("running", "done", "failed")  # what a job writes about itself
-NAME = re.compile(r"[\w.-]{1,120}")
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,11 @@ class JobState:
 
 
 def _read(path: Path, shape: type[Any]) -> Any:
+    """One ledger file, admitted only with exactly the fields `shape` writes, each of the written type."""
     raw = read_json_object(path, "sweep ledger entry", BenchError)
-    names = {f.name: f.type for f in fields(shape)}
-    if set(raw) != set(names) and not set(raw) <= set(names):
-        raise BenchError(f"{path}: not a sweep ledger entry (fields {sorted(set(raw) - set(names))})")
+    names = {f.name for f in fields(shape)}
+    if set(raw) != names:
+        raise BenchError(f"{path}: not a sweep ledger entry (fields {sorted(set(raw) ^ names)} differ)")
     for key, value in raw.items():
         ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) if key == "cells" \
             else isinstance(value, str)

@@ -30,11 +30,10 @@ def cells(targets: Sequence[RunConfig]) -> list[Cell]:
     views = views_of(entries)
     found = []
     for cfg, item in zip(targets, sweep.plan(list(targets), force=False), strict=True):
-        _, sha = sweep.identity(cfg)
         conditions = sweep.conditions_key(cfg)
         found += [Cell(item.label, label, "done") for label in item.skipped]
         for attack in item.todo.attacks() if item.todo is not None else []:
-            jobs = [v for e, v in zip(entries, views, strict=True) if e.submission.model_sha256 == sha
+            jobs = [v for e, v in zip(entries, views, strict=True) if e.submission.model_sha256 == item.sha256
                     and e.submission.conditions == conditions and attack.label in e.submission.cells]
             if not jobs:
                 found.append(Cell(item.label, attack.label, "not submitted"))

@@ -35,7 +35,7 @@ class JobView:
 
 @dataclass(frozen=True)
 class Submitted:
-    folder: Path  # the sweep's ledger folder (submitit's files too)
+    folder: Path | None  # the sweep's ledger folder (submitit's files too); None: nothing was submitted
     nothing_to_do: tuple[str, ...]  # labels whose cells are all recorded
     jobs: tuple[JobView, ...]  # as submitted, or as they ended when waited for
     derived: Derived | None  # rebuilt by the submitter when it waited and no job was last to end
@@ -47,27 +47,26 @@ def submit(targets: Sequence[RunConfig], force: bool, options: JobOptions,
 
     targets = [_absolute(cfg) for cfg in targets]
     items = sweep.plan(list(targets), force)
-    folder = ledger.new_sweep(targets[0].results_dir) if targets else Path()
-    todo = [(i, item) for i, item in enumerate(items) if item.todo is not None]
+    nothing = tuple(item.label for item in items if item.todo is None)
+    todo = [(cfg, item) for cfg, item in zip(targets, items, strict=True) if item.todo is not None]
+    if not todo:
+        return Submitted(None, nothing, (), rebuild(targets[0].results_dir) if targets else None)
+    folder = ledger.new_sweep(targets[0].results_dir)
     executor = submitit.AutoExecutor(folder=folder, cluster=options.executor.value)
     executor.update_parameters(name="bench-sweep", **options.submitit_parameters())
-    names = [ledger.job_name(item.label, i) for i, item in todo]
-    calls = [SweepJob(targets[i], force, folder, name, options.gpus_per_job) for (i, _), name in zip(todo, names, strict=True)]
+    names = [ledger.job_name(item.label, i) for i, (_, item) in enumerate(todo)]
+    calls = [SweepJob(cfg, force, folder, name, options.gpus_per_job) for (cfg, _), name in zip(todo, names, strict=True)]
     try:
         with executor.batch():
             handles = [executor.submit(call) for call in calls]
     except Exception as exc:  # submitit's FailedJobError, sbatch's messages
         raise BenchError(f"the {options.executor.value} executor refused the sweep's jobs: {first_line(exc)}") from None
-    for (i, item), name, handle in zip(todo, names, handles, strict=True):
+    for (cfg, item), name, handle in zip(todo, names, handles, strict=True):
         assert item.todo is not None
-        identity = sweep.identity(targets[i])
         ledger.record_submission(folder, name, ledger.Submission(
-            item.label, identity[1], sweep.conditions_key(targets[i]), tuple(a.label for a in item.todo.attacks()),
+            item.label, item.sha256, sweep.conditions_key(cfg), tuple(a.label for a in item.todo.attacks()),
             options.executor.value, str(handle.job_id), str(handle.paths.stdout), now_iso()))
     ledger.seal(folder)
-    nothing = tuple(item.label for item in items if item.todo is None)
-    if not todo:
-        return Submitted(folder, nothing, (), rebuild(targets[0].results_dir) if targets else None)
     views = views_of(ledger.sweep_entries(folder))
     if not options.wait:
         return Submitted(folder, nothing, tuple(views), None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ class SweepItem:
     label: str
     todo: RunConfig | None  # the attacks still to run for this checkpoint; None when all are recorded
     skipped: list[str]  # attack labels already recorded
+    sha256: str  # the checkpoint's, as the records name it
 
 
 def checkpoints_in(folder: Path) -> list[Path]:
@@ -56,7 +58,7 @@ def registered_checkpoints(dataset: str) -> list[str]:
     return names
 
 
-def identity(cfg: RunConfig) -> tuple[str, str]:
+def _identity(cfg: RunConfig) -> tuple[str, str]:
     """(label, sha256) of the configured model; a user model spec is loaded to learn them."""
     if cfg.model is not None:
         resolved = resolve_model(cfg)
@@ -84,8 +86,14 @@ def _done(records: list[RunRecord], sha: str, cfg: RunConfig, index_sha: str) ->
 
 def _conditions(cfg: RunConfig) -> str:
     """The digest of the data points of `cfg`'s run (dataset, count, sample seed)."""
-    total = len(data.load(cfg.dataset, data.Split.TEST, cfg.data_dir))
-    return data.hash_indices(data.select_indices(total, cfg.n, cfg.sample_seed))
+    return _index_sha256(cfg.dataset, cfg.data_dir, cfg.n, cfg.sample_seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _index_sha256(dataset: str, data_dir: Path | None, n: int | None, sample_seed: int | None) -> str:
+    """Cached: a sweep asks once per checkpoint, and the test set does not change under a process."""
+    total = len(data.load(dataset, data.Split.TEST, data_dir))
+    return data.hash_indices(data.select_indices(total, n, sample_seed))
 
 
 def conditions_key(cfg: RunConfig) -> str:
@@ -101,7 +109,7 @@ def _item(cfg: RunConfig, identity: tuple[str, str], records: list[RunRecord], i
     attacks = cfg.attacks()
     todo = tuple(a.spec for a in attacks if (a.label, a.protocol) not in done)
     skipped = [a.label for a in attacks if (a.label, a.protocol) in done]
-    return SweepItem(label, dataclasses.replace(cfg, attack_specs=todo) if todo else None, skipped)
+    return SweepItem(label, dataclasses.replace(cfg, attack_specs=todo) if todo else None, skipped, sha)
 
 
 def _records(results_dir: Path) -> list[RunRecord]:
@@ -113,7 +121,7 @@ def plan(targets: list[RunConfig], force: bool) -> list[SweepItem]:
     if not targets:
         return []
     records, index_sha = _records(targets[0].results_dir), _conditions(targets[0])
-    return [_item(cfg, identity(cfg), records, index_sha, force) for cfg in targets]
+    return [_item(cfg, _identity(cfg), records, index_sha, force) for cfg in targets]
 
 
 @contextlib.contextmanager
@@ -133,7 +141,7 @@ def checkpoint_lock(results_dir: Path, sha256: str) -> Iterator[None]:
 def run_one(cfg: RunConfig, force: bool, run: Callable[[RunConfig], T]) -> tuple[SweepItem, T | None]:
     """One checkpoint of a sweep: planned against the records as they are once its lock is held,
     then what is left run by `run` (`evaluate` in this process; a cluster job may shard it)."""
-    known = identity(cfg)
+    known = _identity(cfg)
     with checkpoint_lock(cfg.results_dir, known[1]):
         item = _item(cfg, known, _records(cfg.results_dir), _conditions(cfg), force)
         return item, (run(item.todo) if item.todo is not None else None)
