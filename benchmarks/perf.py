@@ -57,7 +57,7 @@ L2 = ThreatModel(Norm.L2, 1.5)
 SECTIONS = ("single", "apgd", "aa_fast", "aa_fast_large", "masked", "cascade", "shards", "overhead", "rss", "resnet",
             "certify")
 MILP_NET = REPO / "checkpoints" / DATASET / "pgd-at-mlp-2x64.pt"  # the exactly decidable network
-FAST_PROTOCOL = "aa-fast/v5"
+FAST_PROTOCOL = build_attack("aa-fast").protocol  # the current one: older records are not reused
 
 
 # ------------------------------------------------------------------ measuring

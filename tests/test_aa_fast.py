@@ -6,6 +6,7 @@ from bench.attacks import build_attack
 from bench.attacks.aa_fast import (
     BOUNDARY_TARGETS,
     CLEAN_TARGETS,
+    EXTRA_STARTS,
     SQUARE_QUERIES,
     SQUARE_RESTARTS,
     SWEEP_STEPS,
@@ -19,6 +20,8 @@ from bench.attacks.aa_fast import (
 from bench.attacks.apgd import logit_ranked_targets
 from bench.loading.model import ModelUnderTest
 from bench.threat import Norm, ThreatModel
+from defenses.training import checkpoints
+from tests.conftest import COMMITTED
 
 LINF = ThreatModel(Norm.LINF, 0.1)
 
@@ -100,9 +103,9 @@ def test_a_shorter_square_run_is_a_prefix_of_a_longer_one(natural_model, points)
     assert bool(long[short].all())  # every short success is a long success
 
 
-def test_aa_fast_v5_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
+def test_aa_fast_v6_is_a_separate_protocol_and_breaks_a_natural_model(natural_model, points):
     attack = build_attack("aa-fast")
-    assert attack.protocol == "aa-fast/v5"
+    assert attack.protocol == "aa-fast/v6"
     assert [getattr(s, "component", s.label) for s in attack.stages()] == ["apgd", "sweep", "square"]
     assert attack.independent_of_batch(LINF) and not attack.independent_of_batch(ThreatModel(Norm.L2, 1.0))
     assert not build_attack("aa").independent_of_batch(LINF)  # the official one stays as it is
@@ -112,7 +115,41 @@ def test_aa_fast_v5_is_a_separate_protocol_and_breaks_a_natural_model(natural_mo
         out = attack.stages()[0].run(natural_model, x, y, LINF, seed=0)
     assert bool(out.success.all())
     assert out.broken_by is not None
-    assert set(out.broken_by) <= {"apgd-ce"} | {f"apgd-t/target{k}" for k in range(1, TARGETS + BOUNDARY_TARGETS + CLEAN_TARGETS + 1)}
+    assert set(out.broken_by) <= ({"apgd-ce"} | {f"apgd-ce/start{k}" for k in range(2, EXTRA_STARTS + 2)}
+                                  | {f"apgd-t/target{k}" for k in range(1, TARGETS + BOUNDARY_TARGETS + CLEAN_TARGETS + 1)})
+
+
+def test_afd_209_falls_to_a_further_start_that_v5_never_made(fmnist_test):
+    """Issue 30: torchattacks' APGD-CE (seed 0, batch position 209) broke afd #209, which v5 left
+    robust. One start ends a hair from the boundary (margin 0.58 of a clean 2.12); the ninth breaks it."""
+    module, _ = checkpoints.load(COMMITTED / "afd-smallcnn.pt")
+    model = ModelUnderTest(module, 10)
+    x, y = fmnist_test.batch(slice(209, 210))
+    outcome = {}
+    for extra in (0, EXTRA_STARTS):
+        with model.attack_mode():
+            outcome[extra] = GradientStage(TARGETS, BOUNDARY_TARGETS, CLEAN_TARGETS, extra_starts=extra).run(
+                model, x, y, LINF, seed=0)
+    assert not bool(outcome[0].success.any())  # v5's white-box stage
+    assert outcome[EXTRA_STARTS].broken_by == ["apgd-ce/start9"]
+    assert float(model.true_class_margin(outcome[EXTRA_STARTS].x_adv, y)) < 0  # and it holds in fp32
+
+
+def test_further_starts_only_add_to_what_one_start_breaks(natural_model, points):
+    """The extra starts run only on survivors near the boundary, and the APGD-T targets stay
+    those of the first start's best point: per example v6 breaks every point v5 breaks. (The
+    natural CNN at ε = 0.02 with 5 steps leaves survivors at the boundary that other starts break.)"""
+    x, y = _clean_correct(natural_model, points, 120)
+    small = ThreatModel(Norm.LINF, 0.02)
+    with natural_model.attack_mode():
+        one, more = (_short(GradientStage(TARGETS, BOUNDARY_TARGETS, CLEAN_TARGETS, extra_starts=k,
+                                          near_boundary=0.5), 5).run(natural_model, x, y, small, seed=0)
+                     for k in (0, 3))
+    assert bool(more.success[one.success].all())
+    assert int(more.success.sum()) > int(one.success.sum())
+    assert any(name and name.startswith("apgd-ce/start") for name in more.broken_by or [])
+    same = torch.tensor([not (name or "").startswith("apgd-ce/start") for name in more.broken_by]) & one.success
+    assert torch.equal(more.x_adv[same], one.x_adv[same])  # elsewhere nothing moved
 
 
 def test_on_a_hard_argmax_model_only_the_square_runs_break_anything(natural_ckpt, points):

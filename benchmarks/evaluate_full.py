@@ -1,0 +1,91 @@
+"""Evaluate every finished full-budget checkpoint as a published defense is evaluated, resumably.
+
+Issue 30's evidence: each checkpoint in checkpoints/fashion-mnist-full/ gets, in this order,
+1. `board`: FGSM, PGD, C&W, aa-fast and `adaptive` (the defense's own adaptive attacks, a transfer
+   attack and the 10 000-query Square) on the first 1000 test points — the leaderboard's row;
+2. `official`: the official AutoAttack (`aa`) on the first 200;
+3. `curves`: the worst-case ε-curve, FGSM, PGD, aa-fast and the defense's own adaptive attacks at
+   ε ∈ {0.05, 0.1, 0.15, 0.2} on the first 500;
+4. `audit`: `bench audit` (200 points; it reuses 1 and 2, and runs the binarization test).
+Steps 1–3 are `bench.sweep` calls, so whatever the records already hold is skipped and a run that
+was stopped continues from the progress saved after its last batch; an audit is skipped when one
+exists for the checkpoint's sha256. Run it again after any stop. Gated checkpoints come first, then
+the order they finish training in. One thread (two torch processes at most on the 2-core machine).
+
+Usage: python benchmarks/evaluate_full.py [--only pgd-at,ancra] [--steps board,official,curves,audit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import bench  # noqa: E402
+from bench.auditing.report import load_audits  # noqa: E402
+from bench.files import sha256_file  # noqa: E402
+from defenses.training import checkpoints  # noqa: E402
+from defenses.training.registry import DEFENSES  # noqa: E402
+
+DATASET = "fashion-mnist"
+RESULTS = REPO / "results" / "runs"
+AUDITS = REPO / "results" / "audits"
+ORDER = ("pgd-at", "trades", "ancra", "standard", "afd", "ancra-pgd", "ascl", "mart", "ancra-mart", "spat", "claf")
+CURVE_EPS = (0.05, 0.1, 0.15, 0.2)
+
+
+def full_checkpoint(defense: str) -> Path:
+    return checkpoints.default_path(DATASET, defense, DEFENSES.get(defense).recipes[DATASET].arch, "full")
+
+
+def own_adaptive(defense: str) -> tuple[str, ...]:
+    """The attacks the defense's structure calls for (none for most: then the curve is FGSM, PGD, aa-fast)."""
+    return DEFENSES.get(defense).adaptive_attacks
+
+
+def audited(path: Path) -> bool:
+    digest = sha256_file(path)
+    return any(a.sha256 == digest for a in load_audits(AUDITS))
+
+
+def steps(defense: str, path: Path) -> dict[str, Callable[[], object]]:
+    sweep = dict(dataset=DATASET, results_dir=RESULTS, quiet=True)
+    return {
+        "board": lambda: bench.sweep([path], attacks="fgsm,pgd,cw,aa-fast,adaptive", n=1000, **sweep),
+        "official": lambda: bench.sweep([path], attacks="aa", n=200, **sweep),
+        "curves": lambda: bench.sweep([path], attacks=",".join(("fgsm", "pgd", "aa-fast", *own_adaptive(defense))),
+                                      eps_sweep=CURVE_EPS, n=500, **sweep),
+        "audit": lambda: None if audited(path) else bench.audit(path, dataset=DATASET, results_dir=RESULTS),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated defenses (default: every finished one)")
+    parser.add_argument("--steps", default="board,official,curves,audit")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    wanted = args.only.split(",") if args.only else list(ORDER)
+    chosen = args.steps.split(",")
+    for defense in wanted:
+        path = full_checkpoint(defense)
+        if not path.is_file():
+            print(f"{defense}: not trained yet ({path})", flush=True)
+            continue
+        todo = steps(defense, path)
+        for step in chosen:
+            start = time.time()
+            todo[step]()
+            print(f"{defense}: {step} done ({time.time() - start:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
