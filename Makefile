@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg requirements/constraints.txt 
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: publish install data browser slurm demo test test-quick test-durations test-slow lint typecheck check leaderboard checkpoints checkpoints-full curves bench-overhead perf clean-venv \
+.PHONY: publish install data browser slurm demo test test-quick test-durations test-slow lint typecheck check leaderboard checkpoints checkpoints-full evaluate-full claims curves bench-overhead perf clean-venv \
         gpu-campaign gpu-campaign-pack gpu-campaign-dry-run
 
 install: $(STAMP)
@@ -90,6 +90,16 @@ checkpoints: data
 # cores): two queues, one thread each, exact resume after every epoch. Rerun to continue after a stop.
 checkpoints-full: data
 	$(BIN)/python benchmarks/train_full.py
+
+# Every finished full-budget checkpoint evaluated as a published defense is (1000-point board row,
+# official AutoAttack on 200, worst-case ε-curve with the adaptive attacks, audit), skipping what is
+# recorded; one thread. Rerun to continue after a stop. `make claims` afterwards.
+evaluate-full: data
+	$(BIN)/python benchmarks/evaluate_full.py
+
+# docs/claims.md from the committed records (each paper's claim against its baseline, by a fixed rule).
+claims: install
+	$(BIN)/python -m bench.reporting.claims
 
 # Everything a published defense needs (CONTRIBUTING: "Adding a defense"), in order: its committed
 # checkpoint, the 1000-point records with its adaptive attacks, the official AutoAttack on 200, its

@@ -102,6 +102,8 @@ class Row:
     older: list[str] = field(default_factory=list)  # "label (protocol; now current)" for numbers from older versions
     certificates: dict[str, Certified] = field(default_factory=dict)  # by verification method (`bench certify`)
     exact_gaps: list[ExactGap] = field(default_factory=list)  # each attack against an exact decision, when one ran
+    attack_flags: dict[str, dict[int, bool]] = field(default_factory=dict)  # attack label → test index → robust
+    sources: dict[str, str] = field(default_factory=dict)  # attack label → the record file its number comes from
 
     @property
     def certified(self) -> Certified | None:
@@ -201,7 +203,8 @@ def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord],
                worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond,
                official_vs_fast=official_vs_fast, checks=checks, external=external, older=_older_protocols(chosen),
                certificates=certs,
-               exact_gaps=exact_gaps(exact, {**attack_flags, "worst case": worst}) if exact else [])
+               exact_gaps=exact_gaps(exact, {**attack_flags, "worst case": worst}) if exact else [],
+               attack_flags=attack_flags, sources={label: r.file or "" for label, r in sorted(chosen.items())})
 
 
 def build_rows(records: list[RunRecord]) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[Row]]]:
@@ -228,11 +231,16 @@ def build_rows(records: list[RunRecord]) -> tuple[dict[TableKey, list[Row]], dic
     return current, superseded
 
 
-def by_budget(rows: list[Row]) -> dict[str, list[Row]]:
-    """Rows per training budget, ranked apart (`bench train --budget`): the larger registered
-    budgets first (they answer how robust a recipe makes a network), the recipes last."""
+def budget_order() -> list[str]:
+    """The registered training budgets, the larger first (they answer how robust a recipe makes a
+    network), the recipes last."""
     larger_first = sorted(BUDGETS.items(), key=lambda item: (item[1].epoch_factor, item[1].all_points), reverse=True)
-    groups: dict[str, list[Row]] = {name: [] for name, _ in larger_first}
+    return [name for name, _ in larger_first]
+
+
+def by_budget(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows per training budget (`bench train --budget`), in `budget_order`, ranked apart."""
+    groups: dict[str, list[Row]] = {name: [] for name in budget_order()}
     for row in rows:
         groups.setdefault((row.budget or {}).get("name") or "recipe", []).append(row)
     return {name: group for name, group in groups.items() if group}
