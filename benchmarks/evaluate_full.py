@@ -12,7 +12,12 @@ was stopped continues from the progress saved after its last batch; an audit is 
 exists for the checkpoint's sha256. Run it again after any stop. Gated checkpoints come first, then
 the order they finish training in. One thread (two torch processes at most on the 2-core machine).
 
-Usage: python benchmarks/evaluate_full.py [--only pgd-at,ancra] [--steps board,official,curves,audit]
+`--budget recipe` does the same for the committed recipe checkpoints (checkpoints/fashion-mnist/):
+their records exist, so only what a newer protocol or a new step asks for runs (aa-fast v6, the
+ε-curves with adaptive attacks).
+
+Usage: python benchmarks/evaluate_full.py [--budget full|recipe] [--only pgd-at,ancra]
+                                          [--steps board,official,curves,audit]
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ ORDER = ("pgd-at", "trades", "ancra", "standard", "afd", "ancra-pgd", "ascl", "m
 CURVE_EPS = (0.05, 0.1, 0.15, 0.2)
 
 
-def full_checkpoint(defense: str) -> Path:
-    return checkpoints.default_path(DATASET, defense, DEFENSES.get(defense).recipes[DATASET].arch, "full")
+def checkpoint(defense: str, budget: str) -> Path:
+    return checkpoints.default_path(DATASET, defense, DEFENSES.get(defense).recipes[DATASET].arch, budget)
 
 
 def own_adaptive(defense: str) -> tuple[str, ...]:
@@ -55,14 +60,15 @@ def audited(path: Path) -> bool:
     return any(a.sha256 == digest for a in load_audits(AUDITS))
 
 
-def steps(defense: str, path: Path) -> dict[str, Callable[[], object]]:
+def steps(defense: str, path: Path, budget: str) -> dict[str, Callable[[], object]]:
+    model: str | Path = defense if budget == "recipe" else path  # `--defense NAME` is the committed recipe one
     sweep = dict(dataset=DATASET, results_dir=RESULTS, quiet=True)
     return {
-        "board": lambda: bench.sweep([path], attacks="fgsm,pgd,cw,aa-fast,adaptive", n=1000, **sweep),
-        "official": lambda: bench.sweep([path], attacks="aa", n=200, **sweep),
-        "curves": lambda: bench.sweep([path], attacks=",".join(("fgsm", "pgd", "aa-fast", *own_adaptive(defense))),
+        "board": lambda: bench.sweep([model], attacks="fgsm,pgd,cw,aa-fast,adaptive", n=1000, **sweep),
+        "official": lambda: bench.sweep([model], attacks="aa", n=200, **sweep),
+        "curves": lambda: bench.sweep([model], attacks=",".join(("fgsm", "pgd", "aa-fast", *own_adaptive(defense))),
                                       eps_sweep=CURVE_EPS, n=500, **sweep),
-        "audit": lambda: None if audited(path) else bench.audit(path, dataset=DATASET, results_dir=RESULTS),
+        "audit": lambda: None if audited(path) else bench.audit(model, dataset=DATASET, results_dir=RESULTS),
     }
 
 
@@ -70,16 +76,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated defenses (default: every finished one)")
     parser.add_argument("--steps", default="board,official,curves,audit")
+    parser.add_argument("--budget", default="full", choices=("full", "recipe"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     wanted = args.only.split(",") if args.only else list(ORDER)
     chosen = args.steps.split(",")
     for defense in wanted:
-        path = full_checkpoint(defense)
+        path = checkpoint(defense, args.budget)
         if not path.is_file():
             print(f"{defense}: not trained yet ({path})", flush=True)
             continue
-        todo = steps(defense, path)
+        todo = steps(defense, path, args.budget)
         for step in chosen:
             start = time.time()
             todo[step]()
