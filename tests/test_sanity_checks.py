@@ -1,7 +1,7 @@
 """Each leaderboard sanity check fires on the pattern it exists for and tolerates noise."""
 
 from bench.auditing import checks as sanity
-from tests.synthetic import attack, run
+from tests.synthetic import attack, record, run, typed
 
 INPUT_DIM = 28 * 28
 
@@ -107,3 +107,21 @@ def test_attacks_must_reach_every_point_where_every_image_is_reachable():
     assert sanity.unbounded([stuck, _pgd("0" * 100, 1.0, file="b.json")], "linf", INPUT_DIM).passed  # strongest
     assert sanity.unbounded([_pgd("0" * 100, 0.5)], "linf", INPUT_DIM) is None  # ε = 0.5 is not unbounded
     assert sanity.unbounded([_pgd("0" * 100, 28.0, norm="l2")], "l2", INPUT_DIM).passed
+
+
+def test_a_larger_attack_set_swept_at_fewer_eps_gets_its_own_worst_case_curve():
+    """fgsm+pgd swept at 3 ε, then fgsm+pgd+adaptive at 2 ε on the same points: the worst case of
+    the 3-ε set stays the checked one, and the adaptive set's worst case is a curve of its own."""
+    from bench.records.curves import eps_curves
+
+    two = [record({"fgsm": attack(f, "fgsm"), "pgd": attack(p, "pgd")}, eps=e, purpose="eps-sweep", file=f"a{e}.json",
+                  date=f"2026-01-01T00:00:0{i}Z")
+           for i, (e, f, p) in enumerate([(0.1, "1111", "1110"), (0.2, "1100", "1100"), (0.3, "1000", "0000")])]
+    three = [record({"fgsm": attack(f, "fgsm"), "pgd": attack(p, "pgd"), "ra-sum": attack(a, "ra-sum")}, eps=e,
+                    purpose="eps-sweep", file=f"b{e}.json", date=f"2026-01-02T00:00:0{i}Z")
+             for i, (e, f, p, a) in enumerate([(0.1, "1111", "1110", "0110"), (0.2, "1100", "1100", "0100")])]
+    curves = {c.attack: [round(p.accuracy, 2) for p in c.points] for c in eps_curves(typed(*two, *three), "linf")}
+    assert curves["worst_case"] == [0.75, 0.5, 0.0]  # fgsm+pgd at 0.1, 0.2, 0.3
+    assert curves["worst case of 3 attacks"] == [0.5, 0.25]
+    assert curves["pgd"] == [0.75, 0.5, 0.0]  # the newest record at each ε, the same points
+    assert eps_curves(typed(*two), "linf")[-1].attack == "worst_case"  # one set: no second curve

@@ -61,24 +61,35 @@ def _newest(records: list[RunRecord]) -> list[RunRecord]:
 def eps_curves(records: list[RunRecord], norm: str) -> list[Curve]:
     """Per default-configuration attack, and for the worst case over a run's attacks: robust
     accuracy over ε on the set of points measured at the most ε values (the newest record wins
-    at each ε). Curves with fewer than two ε are dropped."""
-    by_group: dict[tuple[str, str], dict[float, Point]] = {}
+    at each ε). The worst case is that of one attack set, comparable across ε: the set swept at
+    the most ε values; where another set has more attacks (the adaptive ones, swept at fewer ε),
+    its worst case is a curve of its own, `worst case of N attacks`. Curves with fewer than two ε
+    are dropped."""
+    by_group: dict[tuple[str, str, tuple[str, ...]], dict[float, Point]] = {}
     for r in _newest(records):
         if r.threat.norm.value != norm:
             continue
         eps, index = r.threat.eps, r.index_sha256 or ""
         for label, res in r.attacks.items():
             if label == res.attack:
-                by_group.setdefault((label, index), {})[eps] = Point(eps, r, label)
+                by_group.setdefault((label, index, ()), {})[eps] = Point(eps, r, label)
         if len(r.attacks) > 1:  # the worst case of one attack set, comparable across ε
-            by_group.setdefault((WORST_CASE, index + "+".join(sorted(r.attacks))), {})[eps] = Point(
-                eps, r, WORST_CASE)
+            by_group.setdefault((WORST_CASE, index, tuple(sorted(r.attacks))), {})[eps] = Point(eps, r, WORST_CASE)
     best: dict[str, dict[float, Point]] = {}
-    for (label, _), points in sorted(by_group.items()):
+    for (label, _, _), points in sorted(by_group.items()):
         if len(points) > len(best.get(label, {})):
             best[label] = points
-    return [Curve(label, f"n={next(iter(points.values())).n}", [points[e] for e in sorted(points)])
-            for label, points in sorted(best.items()) if len(points) >= 2]
+    curves = [Curve(label, f"n={next(iter(points.values())).n}", [points[e] for e in sorted(points)])
+              for label, points in sorted(best.items()) if len(points) >= 2]
+    sets = [(len(attacks), len(points), points) for (label, _, attacks), points in sorted(by_group.items())
+            if label == WORST_CASE and len(points) >= 2]
+    if sets:
+        size, _, points = max(sets, key=lambda item: item[:2])
+        chosen = best.get(WORST_CASE)
+        if chosen is not None and points is not chosen:
+            curves.append(Curve(f"worst case of {size} attacks", f"n={next(iter(points.values())).n}",
+                                [points[e] for e in sorted(points)]))
+    return curves
 
 
 def strength(config: Mapping[str, Any]) -> int:
