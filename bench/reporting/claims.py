@@ -48,7 +48,7 @@ CLAIMS = (
           "mask) count in the worst case."),
     Claim("ANCRA (PGD-AT variant)", "arXiv:2310.03358", "ancra-pgd", "pgd-at",
           "ANCRA-PGD on a ResNet-18, CIFAR-10, L∞ 8/255: 85.10% clean and 59.15% under AutoAttack standard, "
-          "against ≈ 43.7–48% for PGD-AT on that architecture.",
+          "against 43.7% (AFD's table) to ≈ 48–50% (well-tuned, early-stopped) for PGD-AT on that architecture.",
           "As for the TRADES variant."),
     Claim("ANCRA (MART variant)", "arXiv:2310.03358", "ancra-mart", "mart",
           "ANCRA-MART on a ResNet-18, CIFAR-10, L∞ 8/255: 84.88% clean and 59.60% under AutoAttack standard, "
