@@ -109,9 +109,9 @@ def test_attacks_must_reach_every_point_where_every_image_is_reachable():
     assert sanity.unbounded([_pgd("0" * 100, 28.0, norm="l2")], "l2", INPUT_DIM).passed
 
 
-def test_a_larger_attack_set_swept_at_fewer_eps_gets_its_own_worst_case_curve():
-    """fgsm+pgd swept at 3 ε, then fgsm+pgd+adaptive at 2 ε on the same points: the worst case of
-    the 3-ε set stays the checked one, and the adaptive set's worst case is a curve of its own."""
+def test_an_attack_set_swept_at_fewer_eps_gets_its_own_worst_case_curve():
+    """fgsm+pgd swept at 3 ε, then a set with an adaptive attack at 2 ε on the same points: the
+    worst case of the 3-ε set stays the checked one, and the other set's is a curve of its own."""
     from bench.records.curves import eps_curves
 
     two = [record({"fgsm": attack(f, "fgsm"), "pgd": attack(p, "pgd")}, eps=e, purpose="eps-sweep", file=f"a{e}.json",
@@ -122,6 +122,11 @@ def test_a_larger_attack_set_swept_at_fewer_eps_gets_its_own_worst_case_curve():
              for i, (e, f, p, a) in enumerate([(0.1, "1111", "1110", "0110"), (0.2, "1100", "1100", "0100")])]
     curves = {c.attack: [round(p.accuracy, 2) for p in c.points] for c in eps_curves(typed(*two, *three), "linf")}
     assert curves["worst_case"] == [0.75, 0.5, 0.0]  # fgsm+pgd at 0.1, 0.2, 0.3
-    assert curves["worst case of 3 attacks"] == [0.5, 0.25]
+    assert curves["worst case: fgsm+pgd+ra-sum"] == [0.5, 0.25]
     assert curves["pgd"] == [0.75, 0.5, 0.0]  # the newest record at each ε, the same points
     assert eps_curves(typed(*two), "linf")[-1].attack == "worst_case"  # one set: no second curve
+    pgd_and_ra = [record({"pgd": attack(p, "pgd"), "ra-sum": attack(a, "ra-sum")}, eps=e, purpose="eps-sweep",
+                         file=f"c{e}.json", date=f"2026-01-03T00:00:0{i}Z")
+                  for i, (e, p, a) in enumerate([(0.1, "1110", "0110"), (0.2, "1100", "0100")])]
+    named = [c.attack for c in eps_curves(typed(*two, *pgd_and_ra), "linf")]
+    assert "worst case: pgd+ra-sum" in named  # as many attacks as the checked set, but others

@@ -62,9 +62,9 @@ def eps_curves(records: list[RunRecord], norm: str) -> list[Curve]:
     """Per default-configuration attack, and for the worst case over a run's attacks: robust
     accuracy over ε on the set of points measured at the most ε values (the newest record wins
     at each ε). The worst case is that of one attack set, comparable across ε: the set swept at
-    the most ε values; where another set has more attacks (the adaptive ones, swept at fewer ε),
-    its worst case is a curve of its own, `worst case of N attacks`. Curves with fewer than two ε
-    are dropped."""
+    the most ε values; where a set with attacks beyond it (the adaptive ones, swept at fewer ε)
+    has a curve too, the largest such set's worst case is a curve of its own, `worst case: A+B+…`.
+    Curves with fewer than two ε are dropped."""
     by_group: dict[tuple[str, str, tuple[str, ...]], dict[float, Point]] = {}
     for r in _newest(records):
         if r.threat.norm.value != norm:
@@ -81,13 +81,14 @@ def eps_curves(records: list[RunRecord], norm: str) -> list[Curve]:
             best[label] = points
     curves = [Curve(label, f"n={next(iter(points.values())).n}", [points[e] for e in sorted(points)])
               for label, points in sorted(best.items()) if len(points) >= 2]
-    sets = [(len(attacks), len(points), points) for (label, _, attacks), points in sorted(by_group.items())
-            if label == WORST_CASE and len(points) >= 2]
-    if sets:
-        size, _, points = max(sets, key=lambda item: item[:2])
-        chosen = best.get(WORST_CASE)
-        if chosen is not None and points is not chosen:
-            curves.append(Curve(f"worst case of {size} attacks", f"n={next(iter(points.values())).n}",
+    chosen = best.get(WORST_CASE)
+    if chosen is not None:
+        within = {attacks for (label, _, attacks), points in by_group.items() if points is chosen}.pop()
+        others = [(len(attacks), len(points), attacks, points) for (label, _, attacks), points in sorted(by_group.items())
+                  if label == WORST_CASE and len(points) >= 2 and not set(attacks) <= set(within)]
+        if others:
+            _, _, attacks, points = max(others, key=lambda item: item[:2])
+            curves.append(Curve(f"worst case: {'+'.join(attacks)}", f"n={next(iter(points.values())).n}",
                                 [points[e] for e in sorted(points)]))
     return curves
 
