@@ -137,7 +137,11 @@ def test_the_projects_folder_must_hold_a_baseline_for_every_committed_checkpoint
     assert {t.label for t in found} == set(committed_defenses("fashion-mnist")) and not problems
     result = gate.run_gate(found[:1], tmp_path, gate.ProtocolChoice(), problems)
     assert result.failed and "no baseline at" in result.verdicts[0].identity[0]
-    assert gate.default_targets("fashion-mnist", BASELINES) == (found, [])  # the committed folder: one each
+    ours, problems = gate.default_targets("fashion-mnist", BASELINES)
+    assert [t for t in ours if t.defense] == found and not problems  # the committed folder: one each
+    beyond = [t for t in ours if not t.defense]  # and the full-budget checkpoints it gates by path
+    assert beyond and all(t.checkpoint is not None and t.checkpoint.parent.name == "fashion-mnist-full"
+                          and t.checkpoint.is_file() for t in beyond)
 
 
 def _readme_commands(path):
