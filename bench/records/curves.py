@@ -75,22 +75,23 @@ def eps_curves(records: list[RunRecord], norm: str) -> list[Curve]:
                 by_group.setdefault((label, index, ()), {})[eps] = Point(eps, r, label)
         if len(r.attacks) > 1:  # the worst case of one attack set, comparable across ε
             by_group.setdefault((WORST_CASE, index, tuple(sorted(r.attacks))), {})[eps] = Point(eps, r, WORST_CASE)
-    best: dict[str, dict[float, Point]] = {}
-    for (label, _, _), points in sorted(by_group.items()):
-        if len(points) > len(best.get(label, {})):
-            best[label] = points
-    curves = [Curve(label, f"n={next(iter(points.values())).n}", [points[e] for e in sorted(points)])
-              for label, points in sorted(best.items()) if len(points) >= 2]
-    chosen = best.get(WORST_CASE)
-    if chosen is not None:
-        within = {attacks for (label, _, attacks), points in by_group.items() if points is chosen}.pop()
-        others = [(len(attacks), len(points), attacks, points) for (label, _, attacks), points in sorted(by_group.items())
-                  if label == WORST_CASE and len(points) >= 2 and not set(attacks) <= set(within)]
-        if others:
-            _, _, attacks, points = max(others, key=lambda item: item[:2])
-            curves.append(Curve(f"worst case: {'+'.join(attacks)}", f"n={next(iter(points.values())).n}",
-                                [points[e] for e in sorted(points)]))
+    best: dict[str, tuple[tuple[str, ...], dict[float, Point]]] = {}  # label → (attack set, points)
+    for (label, _, attacks), points in sorted(by_group.items()):
+        if len(points) > len(best.get(label, ((), {}))[1]):
+            best[label] = attacks, points
+    curves = [_curve(label, points) for label, (_, points) in sorted(best.items()) if len(points) >= 2]
+    if WORST_CASE in best:
+        checked = set(best[WORST_CASE][0])
+        beyond = [(len(attacks), len(points), attacks, points) for (label, _, attacks), points in sorted(by_group.items())
+                  if label == WORST_CASE and len(points) >= 2 and not set(attacks) <= checked]
+        if beyond:
+            _, _, attacks, points = max(beyond, key=lambda item: item[:2])
+            curves.append(_curve(f"worst case: {'+'.join(attacks)}", points))
     return curves
+
+
+def _curve(label: str, points: dict[float, Point]) -> Curve:
+    return Curve(label, f"n={next(iter(points.values())).n}", [points[e] for e in sorted(points)])
 
 
 def strength(config: Mapping[str, Any]) -> int:
