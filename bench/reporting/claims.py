@@ -18,8 +18,7 @@ from bench.records.run_record import load_run_records
 from bench.records.schema import REPO_ROOT
 from bench.reporting.document import Block, Bullets, Heading, Paragraph, Table
 from bench.reporting.markdown import block_text
-from bench.reporting.rows import OFFICIAL, Row, TableKey, budget_order, by_budget, prepare
-from bench.stats import mcnemar_exact
+from bench.reporting.rows import OFFICIAL, Row, TableKey, budget_order, by_budget, paired_flags, prepare
 from defenses.training.registry import DEFENSES
 
 DATASET = "fashion-mnist"
@@ -106,13 +105,12 @@ class Comparison:
 
 
 def compare(measure: str, mine: dict[int, bool], theirs: dict[int, bool]) -> Comparison | None:
-    shared = sorted(mine.keys() & theirs.keys())
-    if not shared:
+    test = paired_flags(mine, theirs)
+    if test is None:
         return None
-    b = sum(mine[i] and not theirs[i] for i in shared)
-    c = sum(theirs[i] and not mine[i] for i in shared)
-    return Comparison(measure, Side(sum(mine[i] for i in shared), len(shared)),
-                      Side(sum(theirs[i] for i in shared), len(shared)), b, c, mcnemar_exact(b, c))
+    shared = mine.keys() & theirs.keys()
+    return Comparison(measure, Side(sum(mine[i] for i in shared), test.shared),
+                      Side(sum(theirs[i] for i in shared), test.shared), test.here, test.there, test.p)
 
 
 def comparisons(defense: Row, baseline: Row) -> list[Comparison]:

@@ -269,14 +269,19 @@ class Paired:
         return self.p < 0.05
 
 
-def paired(upper: Row, lower: Row) -> Paired | None:
-    """An exact McNemar test on the worst-case flags of the points both rows evaluated (None: none)."""
-    shared = upper.worst_flags.keys() & lower.worst_flags.keys()
+def paired_flags(upper: dict[int, bool], lower: dict[int, bool]) -> Paired | None:
+    """An exact McNemar test on two sets of per-point robust flags, on the points both have (None: none)."""
+    shared = upper.keys() & lower.keys()
     if not shared:
         return None
-    b = sum(upper.worst_flags[i] and not lower.worst_flags[i] for i in shared)
-    c = sum(lower.worst_flags[i] and not upper.worst_flags[i] for i in shared)
+    b = sum(upper[i] and not lower[i] for i in shared)
+    c = sum(lower[i] and not upper[i] for i in shared)
     return Paired(b, c, len(shared), mcnemar_exact(b, c))
+
+
+def paired(upper: Row, lower: Row) -> Paired | None:
+    """An exact McNemar test on the worst-case flags of the points both rows evaluated (None: none)."""
+    return paired_flags(upper.worst_flags, lower.worst_flags)
 
 
 def versus_next(row: Row, below: Row | None) -> Paired | None:
