@@ -595,7 +595,7 @@ def sweep_targets(defenses: Sequence[str], checkpoints: Sequence[Path], model: M
                   eps_sweep: Sequence[float] | None = None, norm: str | None = None, n: int | None = None,
                   sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
                   data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
-                  sha256: str | None = None, quiet: bool = True) -> list[RunConfig]:
+                  sha256: str | None = None, precision: str = "fp32", quiet: bool = True) -> list[RunConfig]:
     """One run configuration per model and ε of a sweep (models already sorted, as the CLI's
     --checkpoints-dir and --model give them), every option checked before anything runs."""
     from bench.evaluation import sweep as planner
@@ -614,10 +614,11 @@ def sweep_targets(defenses: Sequence[str], checkpoints: Sequence[Path], model: M
     else:
         threats = [(RunConfig.resolve_threat(dataset, norm, None if eps is None else str(eps)), RunPurpose.EVALUATION)]
     specs = _attack_specs(attacks)
+    speed = _speed(precision, channels_last=False, compile=False)
     targets = [RunConfig(dataset=dataset, threat=threat, purpose=purpose, attack_specs=specs, n=n,
                          sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device or "auto",
                          data_dir=Path(data_dir) if data_dir is not None else None, results_dir=Path(results_dir),
-                         resume=None, quiet=quiet, sha256=sha256, **chosen)
+                         resume=None, quiet=quiet, sha256=sha256, speed=speed, **chosen)
                for chosen in models for threat, purpose in threats]
     for target in targets:
         target.attacks()  # a bad attack list fails before anything runs
@@ -669,12 +670,14 @@ def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
           eps_sweep: Sequence[float] | None = None, norm: str | None = None, n: int | None = None,
           sample_seed: int | None = None, seed: int = 0, batch_size: int = 500, device: str | None = None,
           data_dir: Path | str | None = None, results_dir: Path | str = Path("results/runs"),
-          sha256: str | None = None, force: bool = False, quiet: bool = True,
+          sha256: str | None = None, precision: str = "fp32", force: bool = False, quiet: bool = True,
           on_outcome: Callable[[SweepOutcome], None] | None = None, jobs: JobOptions | None = None,
           on_job: Callable[[JobView], None] | None = None, **qualifiers: Any) -> Sweep:
     """`bench sweep`: the attacks over each model (default: every committed checkpoint of the
     dataset), at `eps` or at each ε of `eps_sweep`, running only what no record in `results_dir`
     has (`force=True` reruns it), then rebuilding results.csv and the leaderboard beside it.
+    `precision` is `bench run`'s (bf16 attacks, successes verified in fp32); a record counts as done
+    whatever arithmetic made it.
     Models are specs (defenses, checkpoint files, one user model with its qualifiers: weights,
     trust_checkpoint, mean, std, input_range, model_dir); `on_outcome` sees each as it finishes.
     `jobs=JobOptions(ExecutorKind.SLURM, ...)` runs each model with cells left as a job instead
@@ -682,7 +685,8 @@ def sweep(models: Sequence[str | Path] = (), *, dataset: str = "fashion-mnist",
     defenses, files, spec = _sorted_models(models, qualifiers, "sweep")
     targets = sweep_targets(defenses, files, spec, dataset=dataset, attacks=attacks, eps=eps, eps_sweep=eps_sweep,
                             norm=norm, n=n, sample_seed=sample_seed, seed=seed, batch_size=batch_size, device=device,
-                            data_dir=data_dir, results_dir=results_dir, sha256=sha256, quiet=quiet)
+                            data_dir=data_dir, results_dir=results_dir, sha256=sha256, precision=precision,
+                            quiet=quiet)
     if jobs is not None:
         return sweep_jobs(targets, jobs, force, on_job)
     return sweep_in_process(targets, force, on_outcome)

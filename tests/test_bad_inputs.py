@@ -659,6 +659,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("sweep-seed-negative", ["sweep", "--seed", "-1"], "outside the seed range"),
     ("sweep-sample-seed-alone", ["sweep", "--sample-seed", "1", "--results-dir", "{tmp}/runs"], "give --n too"),
     ("sweep-norm", ["sweep", "--norm", "l1"], "l1"),
+    ("sweep-precision-unknown", ["sweep", "--precision", "fp8"], "invalid choice: 'fp8'"),
+    ("sweep-fp16-cpu", ["sweep", "--precision", "fp16", "--device", "cpu", "--attack", "fgsm", "--n", "5",
+                        "--results-dir", "{tmp}/runs"], "fp16 needs CUDA"),
     ("sweep-results-dir-file", ["sweep", "--attack", "fgsm", "--n", "5", "--results-dir", "{bad}/a-file"],
      "is a file, not a folder"),
     # bench check

@@ -113,3 +113,21 @@ def test_a_user_model_spec_is_swept_and_skipped_by_its_sha256(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     assert "plain_smallcnn: nothing to do (already recorded: fgsm)" in capsys.readouterr().out
+
+
+def test_a_bf16_sweep_is_recorded_as_bf16_and_counts_as_done_in_fp32(natural_ckpt, tmp_path, capsys):
+    folder, runs = _folder(natural_ckpt, tmp_path), tmp_path / "runs"
+    assert _sweep(folder, runs, "fgsm,pgd:steps=3", "--precision", "bf16") == 0
+    records = [json.loads(p.read_text()) for p in _records(runs)]
+    assert {r["provenance"]["precision"] for r in records} == {"bf16"} and len(records) == 2
+    natural = next(r for r in records if r["model"]["label"] == "a")
+    assert natural["worst_case"]["count"] < natural["clean"]["count"]  # successes held in fp32
+    capsys.readouterr()
+    assert _sweep(folder, runs, "fgsm,pgd:steps=3") == 0
+    assert capsys.readouterr().out.count("nothing to do") == 2
+
+
+def test_a_sweep_in_arithmetic_the_device_lacks_is_one_line(natural_ckpt, tmp_path, capsys):
+    assert _sweep(_folder(natural_ckpt, tmp_path), tmp_path / "runs", "fgsm", "--precision", "fp16",
+                  "--device", "cpu") == 2
+    assert "fp16 needs CUDA" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from bench.loading.model import Precision, Speed
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The model flags, dataset (from a checkpoint's sidecar when not given), threat model and run
-    options; `--precision` and friends exist on `bench run` only."""
+    options; `--channels-last` and `--compile` exist on `bench run` only
+    (`--precision` on `bench run` and `bench sweep`)."""
     dataset = RunConfig.resolve_dataset(args.dataset, args.checkpoint)
     cfg = RunConfig(dataset=dataset, threat=RunConfig.resolve_threat(dataset, args.norm, args.eps),
                      attack_specs=parse_attacks(args.attack), defense=args.defense, checkpoint=args.checkpoint,

@@ -12,6 +12,7 @@ from bench.cluster.options import ExecutorKind, JobOptions, parse_extra
 from bench.data import DEFAULT_DATASET
 from bench.errors import BenchError
 from bench.evaluation.config import STANDARD_ATTACKS
+from bench.loading.model import Precision
 
 SWEEP_EXAMPLES = """examples:
   bench sweep                                          # fgsm,pgd,cw,aa over every committed fashion-mnist checkpoint
@@ -50,6 +51,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
+    p.add_argument("--precision", choices=[p.value for p in Precision], default="fp32",
+                   help="attack arithmetic, as `bench run --precision` (every success verified in IEEE fp32); "
+                        "a recorded cell is skipped whatever arithmetic recorded it")
     p.add_argument("--force", action="store_true", help="rerun attacks that are already recorded")
     p.add_argument("--quiet", action="store_true")
     jobs = p.add_argument_group("jobs (each checkpoint with cells left becomes one job; sbatch option in brackets)")
@@ -120,7 +124,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                             eps_sweep=None if args.eps_sweep is None else parse_eps_list(args.eps_sweep),
                             norm=args.norm, n=args.n, sample_seed=args.sample_seed, seed=args.seed,
                             batch_size=args.batch_size, device=args.device, data_dir=args.data_dir,
-                            results_dir=args.results_dir, sha256=args.sha256, quiet=args.quiet)
+                            results_dir=args.results_dir, sha256=args.sha256, precision=args.precision,
+                            quiet=args.quiet)
     if args.status:
         for cell in cells(targets):
             print(f"{cell.label} {cell.attack}: {cell.state}" + (f" (job {cell.job_id})" if cell.job_id else "")
