@@ -152,6 +152,19 @@ def test_a_number_from_an_older_version_of_its_attack_says_so_in_the_details():
     assert "fgsm (" not in details
 
 
+def test_a_number_from_attacks_in_bf16_is_flagged_in_the_details():
+    """bf16 attacks miss points fp32 breaks (benchmarks/bf16_check.py): a row never shows such a
+    number without saying so; fp32 numbers beside it are not named."""
+    flags = "1" * 8 + "0" * 2
+    fp32 = record({"fgsm": attack(flags, "fgsm")}, label="m", file="1.json")
+    bf16 = record({"pgd": attack(flags, "pgd")}, label="m", file="2.json")
+    bf16["provenance"]["precision"] = "bf16"
+    details = _details(leaderboard.render(typed(fp32, bf16))[0], "m")
+    assert "- ⚠ attacks not run in IEEE fp32, whose numbers may be too high" in details
+    assert "docs/performance.md): pgd (bf16)\n" in details
+    assert "attacks not run in IEEE fp32" not in _details(leaderboard.render(typed(fp32))[0], "m")
+
+
 def _budgeted(defense: str, flags: str, budget: str) -> dict:
     """A record of `defense`'s checkpoint trained under `budget` (its own file and sha256)."""
     full = budget != "recipe"

@@ -68,7 +68,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="attack arithmetic: fp32 (default: IEEE fp32, TF32 off), tf32 (CUDA tensor cores for "
                         "fp32 convolutions and matmuls), bf16 or fp16 (CUDA) under autocast; losses in fp32 and "
                         "every success re-verified in IEEE fp32 (one that does not hold counts as robust, "
-                        "with a warning)")
+                        "with a warning). bf16 attacks miss points fp32 breaks (docs/performance.md): its "
+                        "numbers may be too high")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (pays on GPUs "
                    "with tensor cores; measure with benchmarks/gpu_perf.py)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for the attacks "

@@ -52,8 +52,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--results-dir", type=Path, default=Path("results/runs"))
     p.add_argument("--precision", choices=[p.value for p in Precision], default="fp32",
-                   help="attack arithmetic, as `bench run --precision` (every success verified in IEEE fp32); "
-                        "a recorded cell is skipped whatever arithmetic recorded it")
+                   help="attack arithmetic, as `bench run --precision` (every success verified in IEEE fp32, "
+                        "but bf16 attacks miss points fp32 breaks); a recorded cell is skipped whatever "
+                        "arithmetic recorded it")
     p.add_argument("--force", action="store_true", help="rerun attacks that are already recorded")
     p.add_argument("--quiet", action="store_true")
     jobs = p.add_argument_group("jobs (each checkpoint with cells left becomes one job; sbatch option in brackets)")

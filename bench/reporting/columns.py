@@ -198,6 +198,9 @@ DETAILS: tuple[Callable[[Ranked], str | None], ...] = (
     lambda r: f"sanity checks: {checks_text(r.row)}",
     _curves_text,
     lambda r: f"from an older protocol version: {', '.join(r.row.older)}" if r.row.older else None,
+    lambda r: (f"⚠ attacks not run in IEEE fp32, whose numbers may be too high (bf16 attacks were measured to "
+               f"miss points fp32 breaks: docs/performance.md): {', '.join(r.row.reduced)}"
+               if r.row.reduced else None),
     lambda r: (f"external evaluations (re-verified by `bench verify-adv`): {'; '.join(r.row.external)}"
                if r.row.external else None),
 )

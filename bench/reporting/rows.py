@@ -100,6 +100,7 @@ class Row:
     audit: AuditSummary | None = None  # the newest `bench audit` summary of this checkpoint and threat
     external: list[str] = field(default_factory=list)  # external evaluations: label, file, sha256, source
     older: list[str] = field(default_factory=list)  # "label (protocol; now current)" for numbers from older versions
+    reduced: list[str] = field(default_factory=list)  # "label (bf16)" for numbers from attacks not run in IEEE fp32
     certificates: dict[str, Certified] = field(default_factory=dict)  # by verification method (`bench certify`)
     exact_gaps: list[ExactGap] = field(default_factory=list)  # each attack against an exact decision, when one ran
     attack_flags: dict[str, dict[int, bool]] = field(default_factory=dict)  # attack label → test index → robust
@@ -178,6 +179,18 @@ def _older_protocols(chosen: sanity.Chosen) -> list[str]:
     return older
 
 
+def _reduced_arithmetic(chosen: sanity.Chosen) -> list[str]:
+    """The attacks whose number comes from a run in other arithmetic than eager IEEE fp32: its
+    successes were verified in fp32, but bf16 attacks were measured to miss points fp32 breaks
+    (docs/performance.md), so such a number may be too high."""
+    reduced = []
+    for label, r in sorted(chosen.items()):
+        prov = r.provenance
+        if prov.precision != "fp32" or prov.compile:
+            reduced.append(f"{label} ({prov.precision}{', compiled' if prov.compile else ''})")
+    return reduced
+
+
 def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord], key: TableKey) -> Row:
     dataset, norm, eps = key
     chosen = _choose(table_records)
@@ -202,6 +215,7 @@ def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord],
                date=newest.provenance.date, clean=clean, attacks=attacks,
                worst=Cell(sum(worst.values()), len(worst)), worst_flags=worst, beyond=beyond,
                official_vs_fast=official_vs_fast, checks=checks, external=external, older=_older_protocols(chosen),
+               reduced=_reduced_arithmetic(chosen),
                certificates=certs,
                exact_gaps=exact_gaps(exact, {**attack_flags, "worst case": worst}) if exact else [],
                attack_flags=attack_flags, sources={label: r.file or "" for label, r in sorted(chosen.items())})
