@@ -48,7 +48,8 @@ def test_the_dry_run_passes_every_job_and_sends_back_few_files(dry_run):
 def test_import_validates_merges_and_is_idempotent(dry_run, tmp_path, capsys):
     results = committed_results(tmp_path)
     runs, ckpts = results / "runs", tmp_path / "checkpoints"
-    before = len(list(runs.glob("*.json")))
+    committed = set(runs.glob("*.json"))
+    before = len(committed)
     archives = [str(dry_run / "campaign-results.tar.gz"), str(dry_run / "campaign-checkpoints.tar.gz")]
     assert main(["campaign", "import", *archives, "--results-dir", str(runs), "--checkpoint-dir", str(ckpts)]) == 0
     first = capsys.readouterr().out
@@ -57,8 +58,9 @@ def test_import_validates_merges_and_is_idempotent(dry_run, tmp_path, capsys):
     assert added == 10, first
     trained = sorted(p.name for p in (ckpts / "fashion-mnist-full").glob("*.pt"))
     assert trained == ["ancra-smallcnn-ra.pt", "pgd-at-smallcnn.pt", "standard-smallcnn.pt"]
-    records = load_records(runs)
-    full = [r for r in records if r["model"]["path"].startswith(str(ckpts)) or "fashion-mnist-full" in r["model"]["path"]]
+    load_records(runs)  # every record, the imported ones among them, validates
+    imported = [json.loads(p.read_text()) for p in set(runs.glob("*.json")) - committed]
+    full = [r for r in imported if r["model"]["path"].startswith(str(ckpts)) or "fashion-mnist-full" in r["model"]["path"]]
     assert len(full) == 3 and all(r["model"]["training_budget"]["name"] == "full" for r in full)
     assert (results / "gpu" / "perf-gpu.json").is_file() and (results / "gpu" / "manifest.json").is_file()
     assert "### Training budget `full`" in (results / "LEADERBOARD.md").read_text()

@@ -210,14 +210,24 @@ def official_vs_fast(rows: list[Row]) -> list[Block]:
                       "meant never to be weaker):"), Bullets(tuple(_official_vs_fast(row) for row in compared))]
 
 
+def _best_per_model(rows: list[Row]) -> dict[tuple[str, str | None], Row]:
+    """The best-ranked row of each (defense, architecture), in rank order: a board may hold two
+    checkpoints of one defense at one budget (yours beside the committed one, a GPU campaign's)."""
+    best: dict[tuple[str, str | None], Row] = {}
+    for row in rows:
+        if row.defense:
+            best.setdefault((row.defense, row.arch), row)
+    return best
+
+
 def budget_comparison(groups: dict[str, list[Row]]) -> list[Block]:
     """Per larger budget: each defense's change from its recipe checkpoint, on the points both were
     evaluated on (exact McNemar), and Kendall's τ between the two rankings of the defenses in both."""
     # the same defense on the same architecture (pgd-at also trains the milp MLP at the recipe budget)
-    recipe = {(row.defense, row.arch): row for row in groups.get("recipe", []) if row.defense}
+    recipe = _best_per_model(groups.get("recipe", []))
     blocks: list[Block] = []
     for budget, rows in groups.items():
-        both = [row for row in rows if budget != "recipe" and (row.defense, row.arch) in recipe]
+        both = [row for key, row in _best_per_model(rows).items() if budget != "recipe" and key in recipe]
         if not both:
             continue
         body = []
@@ -232,9 +242,8 @@ def budget_comparison(groups: dict[str, list[Row]]) -> list[Block]:
             now, before = (100 * sum(r.worst_flags[i] for i in shared) / len(shared) for r in (row, base))
             body.append((f"`{row.defense}`", f"{before:.1f}", f"{now:.1f}", f"{now - before:+.1f}",
                          f"{test.here}:{test.there} of {test.shared}", f"{test.p:.2g}"))
-        ranked_here = [row.defense for row in both]
-        pairs = {(row.defense, row.arch) for row in both}
-        ranked_there = [row.defense for row in groups["recipe"] if (row.defense, row.arch) in pairs]
+        ranked_here = [(row.defense, row.arch) for row in both]
+        ranked_there = [key for key in recipe if key in set(ranked_here)]
         tau = (f" Kendall's τ between the two rankings of these {len(both)} defenses: "
                f"{kendall_tau(ranked_here, ranked_there):.2f}." if len(both) > 1 else "")
         blocks += [Paragraph(f"Recipe → `{budget}` budget, per defense: worst case on the points both checkpoints "
