@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect as introspect
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,11 +406,30 @@ def audit(model: str | Path, *, dataset: str = "fashion-mnist", n: int = 200, ep
     if binarization_points < 0:
         raise BenchError(f"binarization_points={binarization_points} must be at least 0")
     settings = BinarizationSettings(points=binarization_points) if binarization_points else None
-    return run_audit(AuditConfig(run, standard=run.attack_specs, adaptive=specs(adaptive, ADAPTIVE_ATTACKS),
-                                 baseline=specs(baseline, BASELINE_ATTACKS), strength=specs(strength, STRENGTH_LADDER),
-                                 audits_dir=Path(audits_dir) if audits_dir else derived_root(run.results_dir) / "audits",
-                                 binarization=settings,
-                                 binarization_attacks=specs(binarization_attacks, BINARIZATION_ATTACKS)))
+    return audit_and_publish(AuditConfig(run, standard=run.attack_specs, adaptive=specs(adaptive, ADAPTIVE_ATTACKS),
+                                         baseline=specs(baseline, BASELINE_ATTACKS),
+                                         strength=specs(strength, STRENGTH_LADDER),
+                                         audits_dir=Path(audits_dir) if audits_dir else derived_root(run.results_dir) / "audits",
+                                         binarization=settings,
+                                         binarization_attacks=specs(binarization_attacks, BINARIZATION_ATTACKS)))
+
+
+def audit_and_publish(cfg: AuditConfig) -> Audit:
+    """The audit, its report written to `cfg.audits_dir` (the leaderboard links it from there) and the
+    derived files rebuilt: `bench audit` and `bench.audit` both end here, so neither can skip the report."""
+    from bench.auditing import report
+
+    ensure_writable_dir(cfg.run.results_dir, "results_dir")  # both before any attack runs
+    ensure_writable_dir(cfg.audits_dir, "audits_dir")
+    result = run_audit(cfg)
+    md, _ = report.write(result, cfg)
+    result = dataclasses.replace(result, report=md)
+    if result.records:
+        try:
+            rebuild(cfg.run.results_dir, with_leaderboard=True)
+        except BenchError as exc:
+            print(f"warning: results.csv / leaderboard not rebuilt: {exc}", file=sys.stderr)
+    return result
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,18 @@ def test_auditing_a_model_of_the_wrong_input_shape_is_an_input_error(tmp_path, c
     assert not (tmp_path / "audits").exists()
 
 
+def test_the_api_audit_writes_its_report_where_the_board_reads_audits(tmp_path):
+    """`bench.audit` once returned the audit and wrote no report, so the board said "not audited"."""
+    import bench
+    from bench.auditing.report import load_audits
+
+    result = bench.audit("examples.toy_models:softmax_smallcnn", weights=WEIGHTS, n=10,
+                         results_dir=tmp_path / "runs")  # refused at the probe: no attack runs
+    assert result.report is not None and result.report.parent == tmp_path / "audits" and result.report.is_file()
+    (written,) = load_audits(tmp_path / "audits")  # and valid: a refused audit once wrote n = 0
+    assert (written.verdict, written.sha256, written.n) == (result.verdict.value, result.sha256, 10)
+
+
 def test_adaptive_gap_allows_noise_not_a_real_gap():
     robust = np.ones(100, dtype=bool)
     assert _adaptive_gap(robust, robust).passed

@@ -76,7 +76,7 @@ def summary(audit: Audit, cfg: AuditConfig) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": {"label": audit.label, "sha256": audit.sha256},
         "dataset": run.dataset, "threat": {"norm": run.threat.norm.value, "eps": run.threat.eps},
-        "n": audit.worst["audit"][1], "seed": run.seed,
+        "n": audit.n, "seed": run.seed,
         "verdict": audit.verdict.value, "headline": audit.headline,
         "robust": {"standard": {k: list(v) for k, v in audit.standard.items()},
                    "adaptive": {k: list(v) for k, v in audit.adaptive.items()},
@@ -115,6 +115,10 @@ def render(audit: Audit, cfg: AuditConfig) -> str:
 def write(audit: Audit, cfg: AuditConfig) -> tuple[Path, Path]:
     """`<audits_dir>/<date>-<dataset>-<label>.{md,json}`; an existing audit is never overwritten."""
     info = summary(audit, cfg)
+    try:
+        AUDIT(info, "")  # written by the definition it is read by
+    except rules.Broken as exc:
+        raise AssertionError(f"the audit summary about to be written is invalid: {exc}") from None
     stem = f"{info['date'].replace(':', '').replace('-', '')}-{cfg.run.dataset}-{audit.label}"
     cfg.audits_dir.mkdir(parents=True, exist_ok=True)
     suffix = 0

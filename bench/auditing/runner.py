@@ -91,6 +91,7 @@ class AuditConfig:
 class Audit:
     label: str
     sha256: str
+    n: int  # the points audited (a refused audit attacked none of them)
     checks: list[sanity.CheckResult]
     verdict: Verdict
     headline: str
@@ -101,6 +102,7 @@ class Audit:
     records: list[str]
     binarization: BinarizationResult | None = None
     baseline: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # the noise baseline
+    report: Path | None = None  # the markdown report, once written
 
 
 def _pct(k: int, n: int) -> str:
@@ -301,7 +303,7 @@ def run_audit(cfg: AuditConfig) -> Audit:
     empty = {"standard": (0, 0), "adaptive": (0, 0), "audit": (0, 0)}
     if probed.refused is not None:
         verdict, headline = _verdict(checks, probed.refused, empty)
-        return Audit(resolved.label, resolved.sha256, checks, verdict, headline, {}, {}, empty, {}, [])
+        return Audit(resolved.label, resolved.sha256, len(indices), checks, verdict, headline, {}, {}, empty, {}, [])
     warnings = tuple(f"audit: {c.check.label}: {c.detail}" for c in checks if not c.passed)
     run = dataclasses.replace(base, extra_warnings=warnings)
     wanted = set(indices)
@@ -334,7 +336,7 @@ def run_audit(cfg: AuditConfig) -> Audit:
                  "broken by both": int((~std_worst & ~ada_worst & clean).sum()),
                  "clean misclassified": int((~clean).sum())}
     files = sorted({r.file for r in chosen.values() if r.file})
-    return Audit(resolved.label, resolved.sha256, checks, verdict, headline,
+    return Audit(resolved.label, resolved.sha256, n, checks, verdict, headline,
                  {k: (int(v.sum()), n) for k, v in std_flags.items()},
                  {k: (int(v.sum()), n) for k, v in ada_flags.items()}, worst, agreement, files, binarized,
                  {k: (int(v.sum()), n) for k, v in base_flags.items()})

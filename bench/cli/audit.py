@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from bench.cli.arguments import (
@@ -14,7 +13,6 @@ from bench.cli.arguments import (
     seed_value,
 )
 from bench.cli.model_options import add_model_arguments, add_model_qualifiers
-from bench.errors import BenchError
 
 AUDIT_EXAMPLES = """examples:
   bench audit --defense ancra                       # committed checkpoint: standard vs adaptive, checks
@@ -83,13 +81,14 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    from bench.api import audit_and_publish
     from bench.attacks import parse_attacks
     from bench.auditing import report as audit_report
     from bench.auditing.binarization import BinarizationSettings
-    from bench.auditing.runner import AuditConfig, Verdict, run_audit
+    from bench.auditing.runner import AuditConfig, Verdict
     from bench.cli.run_config import run_config
     from bench.files import ensure_writable_dir
-    from bench.reporting.derived import derived_root, rebuild
+    from bench.reporting.derived import derived_root
 
     args.attack = args.standard
     run = run_config(args)
@@ -98,17 +97,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                       baseline=parse_attacks(args.baseline), strength=parse_attacks(args.strength),
                       audits_dir=args.audits_dir or derived_root(run.results_dir) / "audits",
                       binarization=binarization, binarization_attacks=parse_attacks(args.binarization_attacks))
-    ensure_writable_dir(run.results_dir, "--results-dir")  # both before any attack runs
+    ensure_writable_dir(run.results_dir, "--results-dir")  # named as the user typed them
     ensure_writable_dir(cfg.audits_dir, "--audits-dir")
-    result = run_audit(cfg)
-    md, _ = audit_report.write(result, cfg)
+    result = audit_and_publish(cfg)
     print(audit_report.render(result, cfg))
-    print(f"report: {md}")
-    if result.records:
-        try:
-            rebuild(run.results_dir, with_leaderboard=True)
-        except BenchError as exc:
-            print(f"warning: results.csv / leaderboard not rebuilt: {exc}", file=sys.stderr)
+    print(f"report: {result.report}")
     return 0 if result.verdict is Verdict.CONSISTENT else 1
 
 
