@@ -37,3 +37,25 @@ def test_the_verdict_rule():
     masked = verdict(_c(-9, 0.34), _c(35, 0.039))
     assert masked.startswith("**not supported**") and "official AutoAttack alone shows a gain" in masked
     assert verdict(None, None).startswith("not testable yet")
+
+
+def test_a_verdict_waits_for_the_defenses_adaptive_attacks():
+    """Full ancra once won "supported" on FGSM/PGD/C&W/aa-fast alone, before its adaptive attacks ran."""
+    from bench.reporting.rows import prepare
+    from tests.synthetic import attack, record, typed
+
+    def row(defense: str, names: list[str], flags: str):
+        r = record({n: attack(flags, n) for n in names}, label=defense, sha=defense[0] * 64, file=f"{defense}.json")
+        r["model"]["arch"] = DEFENSES.get(defense).recipes["fashion-mnist"].arch
+        return next(iter(prepare(typed(r), []).current.values()))[0]
+
+    board = ["fgsm", "pgd", "cw", "aa-fast", "aa"]
+    strong, weak = "1" * 90 + "0" * 10, "1" * 50 + "0" * 50
+    masked = row("ancra", board, strong)
+    assert claims.unrun(masked, "ancra") == ["ra-sum", "ra-aux", "ra-bpda", "transfer", "square-long"]
+    trades = row("trades", [*board, "transfer", "square-long"], weak)
+    assert claims.unrun(trades, "trades") == []
+    claim = next(c for c in claims.CLAIMS if (c.defense, c.baseline) == ("ancra", "trades"))
+    text = "\n".join(claims.block_text(b) for b in claims.claim_blocks(claim, {"full": [masked, trades]}))
+    assert "lacks ra-sum, ra-aux, ra-bpda, transfer, square-long" in text
+    assert "not testable yet" in text and "**supported**" not in text
