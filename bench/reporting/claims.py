@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.attacks import parse_attacks
-from bench.attacks.base import adaptive_attacks_for
+from bench.attacks.base import Role, adaptive_attacks_for, board_columns, with_role
 from bench.auditing.report import load_audits
 from bench.evaluation.committed import attack_context
 from bench.records.run_record import load_run_records
@@ -151,15 +151,13 @@ def _row(rows: list[Row], defense: str) -> Row | None:
     return next((row for row in rows if row.defense == defense and row.arch == arch), None)
 
 
-BOARD_ATTACKS = ("fgsm", "pgd", "cw", "aa-fast", OFFICIAL)
-
-
 def unrun(row: Row, defense: str) -> list[str]:
     """The attacks of the claims' protocol the row lacks: the board's, the official AutoAttack and what
     `adaptive` means for the defense. A verdict never rests on a row without its adaptive attacks: a
     method that masks gradients wins every comparison its breaking attacks have not run in."""
     ran = {spec.name for label in row.attack_flags for spec in parse_attacks(label)}
-    wanted = [*BOARD_ATTACKS, *(spec.name for spec in adaptive_attacks_for(attack_context(DATASET, defense)))]
+    board = [name for _, name in board_columns()] + with_role(Role.FAST_AUTOATTACK)  # FGSM, PGD, C&W, aa, aa-fast
+    wanted = [*board, *(spec.name for spec in adaptive_attacks_for(attack_context(DATASET, defense)))]
     return [name for name in wanted if name not in ran]
 
 
