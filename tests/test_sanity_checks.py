@@ -130,3 +130,25 @@ def test_an_attack_set_swept_at_fewer_eps_gets_its_own_worst_case_curve():
                   for i, (e, p, a) in enumerate([(0.1, "1110", "0110"), (0.2, "1100", "0100")])]
     named = [c.attack for c in eps_curves(typed(*two, *pgd_and_ra), "linf")]
     assert "worst case: pgd+ra-sum" in named  # as many attacks as the checked set, but others
+
+
+def test_a_registered_defense_without_its_adaptive_attacks_is_marked_on_the_board():
+    """Full ancra ranked first at 79.7 unflagged before ra-aux, ra-bpda, ra-sum, transfer and long Square
+    had run on it; a checkpoint of no registered defense has nothing to say which attacks it calls for."""
+    from bench.reporting import columns
+    from bench.reporting.rows import prepare
+
+    flags = "1" * 90 + "0" * 10
+    standard = {name: attack(flags, name) for name in ("fgsm", "pgd", "cw", "aa-fast")}
+    masked = run(standard, label="ancra")
+    result = sanity.adaptive_ran({label: masked for label in standard}, "fashion-mnist", "ancra")
+    assert not result.passed and "ra-sum, ra-aux, ra-bpda, transfer, square-long" in result.detail
+    complete = run({**standard, **{n: attack(flags, n) for n in ("ra-sum", "ra-aux", "ra-bpda", "transfer",
+                                                                 "square-long")}}, label="ancra")
+    assert sanity.adaptive_ran({label: complete for label in complete.attacks}, "fashion-mnist", "ancra").passed
+    assert sanity.adaptive_ran({label: masked for label in standard}, "fashion-mnist", None) is None
+
+    row = next(iter(prepare(typed(record(standard, label="ancra")), []).current.values()))[0]
+    assert "⚠" in columns.worst_text(row) and "⚠ adaptive attacks run" in columns.checks_text(row)
+    own = next(iter(prepare(typed(record(standard, label="my-model")), []).current.values()))[0]
+    assert "⚠" not in columns.worst_text(own)

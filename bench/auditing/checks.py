@@ -19,6 +19,9 @@ about the attack or the model, not about which points were drawn. The rules:
 - Unbounded ε: where every image is reachable (L∞ ε = 1, L2 ε = √d), the worst case must leave at
   most 1% of the points robust (95% Wilson lower bound above it fails): attacks reach 100% success.
 - AutoAttack's own checks: any warning it raised (randomness, softmax output, zero gradients).
+- Adaptive attacks run: a registered defense's row must have run what `adaptive` means for it (the
+  attacks its structure calls for, transfer, long Square); until then its worst case is an upper
+  bound those attacks may lower (a masking defense leads every table they are missing from).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import math
 import re
 from dataclasses import dataclass
 
-from bench.attacks.base import Role, has_role
+from bench.attacks.base import Role, adaptive_attacks_for, has_role
+from bench.evaluation.committed import attack_context
 from bench.records.curves import Curve, Point, class_share, eps_curves, strength_curves
 from bench.records.run_record import RunRecord
 from bench.stats import sign_test_greater, wilson_interval
+from defenses import DEFENSES
 
 ALPHA = 0.05
 SQUARE_ALLOWANCE = 0.01
@@ -51,6 +56,7 @@ class Check(str, enum.Enum):
     SINGLE_STEP = "single-step"
     NOISE = "noise"
     UNBOUNDED = "unbounded-eps"
+    ADAPTIVE_RAN = "adaptive-ran"
 
     @property
     def label(self) -> str:
@@ -58,7 +64,7 @@ class Check(str, enum.Enum):
 
 
 LABELS = {Check.EPS_CURVE: "ε-curve", Check.AUTOATTACK: "AA checks", Check.AUTOATTACK_PROBE: "AA model checks",
-          Check.UNBOUNDED: "unbounded ε"}  # the rest show their identifier
+          Check.UNBOUNDED: "unbounded ε", Check.ADAPTIVE_RAN: "adaptive attacks run"}  # the rest show their identifier
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,25 @@ def unbounded(records: list[RunRecord], norm: str, input_dim: int) -> CheckResul
     attacks = ", ".join(record.attacks)
     detail = f"{attacks} left {robust} of {n} points robust at ε={top:g}, where every image is reachable"
     return CheckResult(Check.UNBOUNDED, wilson_interval(robust, n)[0] <= SQUARE_ALLOWANCE, detail)
+
+
+def adaptive_unrun(ran: set[str], dataset: str, defense: str) -> list[str]:
+    """The attacks `adaptive` stands for with this registered defense that are not among `ran`."""
+    return [spec.name for spec in adaptive_attacks_for(attack_context(dataset, defense)) if spec.name not in ran]
+
+
+def adaptive_ran(chosen: Chosen, dataset: str, defense: str | None) -> CheckResult | None:
+    """Whether a registered defense's row ran its adaptive attacks; None for a checkpoint of no
+    registered defense (nothing says which attacks its structure calls for)."""
+    if defense is None or defense not in DEFENSES:
+        return None
+    ran = {record.attacks[label].attack for label, record in chosen.items()}
+    missing = adaptive_unrun(ran, dataset, defense)
+    if missing:
+        return CheckResult(Check.ADAPTIVE_RAN, False, f"not run yet: {', '.join(missing)} (the worst case is an "
+                                                      f"upper bound they may lower)")
+    wanted = [spec.name for spec in adaptive_attacks_for(attack_context(dataset, defense))]
+    return CheckResult(Check.ADAPTIVE_RAN, True, f"{', '.join(wanted)} ran")
 
 
 def record_checks(history: list[RunRecord], chosen: Chosen, norm: str, eps: float,

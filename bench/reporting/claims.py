@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.attacks import parse_attacks
-from bench.attacks.base import Role, adaptive_attacks_for, board_columns, with_role
+from bench.attacks.base import Role, board_columns, with_role
+from bench.auditing.checks import adaptive_unrun
 from bench.auditing.report import load_audits
-from bench.evaluation.committed import attack_context
 from bench.records.run_record import load_run_records
 from bench.records.schema import REPO_ROOT
 from bench.reporting.document import Block, Bullets, Heading, Paragraph, Table
@@ -157,8 +157,7 @@ def unrun(row: Row, defense: str) -> list[str]:
     method that masks gradients wins every comparison its breaking attacks have not run in."""
     ran = {spec.name for label in row.attack_flags for spec in parse_attacks(label)}
     board = [name for _, name in board_columns()] + with_role(Role.FAST_AUTOATTACK)  # FGSM, PGD, C&W, aa, aa-fast
-    wanted = [*board, *(spec.name for spec in adaptive_attacks_for(attack_context(DATASET, defense)))]
-    return [name for name in wanted if name not in ran]
+    return [name for name in board if name not in ran] + adaptive_unrun(ran, DATASET, defense)
 
 
 def _percent(side: Side) -> str:

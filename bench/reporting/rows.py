@@ -199,8 +199,9 @@ def _row(sha: str, table_records: list[RunRecord], all_records: list[RunRecord],
     attacks = {label: Cell(r.attacks[label].robust.count, r.n) for label, r in chosen.items()}
     clean = Cell(largest.clean.count, largest.n)
     spec = DATASETS.get(dataset)
-    checks = sanity.record_checks(all_records, chosen, norm, eps, math.prod(spec.shape))
     model = newest.model
+    checks = sanity.record_checks(all_records, chosen, norm, eps, math.prod(spec.shape))
+    checks += [c for c in (sanity.adaptive_ran(chosen, dataset, model.defense),) if c is not None]
     worst, beyond = _headline(chosen)
     certs = certificates(table_records)
     attack_flags = {label: r.flags_by_index(label) for label, r in sorted(chosen.items())}
