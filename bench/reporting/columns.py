@@ -99,10 +99,14 @@ def paired_long(paired: Paired | None, below: Row | None) -> str:
             f"n={paired.shared})")
 
 
+def warning_mark(row: Row) -> str:
+    """` ⚠` beside a worst case that a failed sanity check puts in doubt (the details say which)."""
+    return " ⚠" if any(not c.passed for c in row.checks) else ""
+
+
 def worst_text(row: Row) -> str:
     lo, hi = row.worst.interval
-    flag = " ⚠" if any(not c.passed for c in row.checks) else ""
-    return f"**{100 * row.worst.value:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{flag}"
+    return f"**{100 * row.worst.value:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]{warning_mark(row)}"
 
 
 def certified_text(row: Row, n: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.auditing.report import AuditSummary
 from bench.records.schema import REPO_ROOT, SCHEMA_VERSION
-from bench.reporting.columns import Ranked, audit_link, ranked
+from bench.reporting.columns import Ranked, audit_link, ranked, warning_mark
 from bench.reporting.rows import (
     NORM_SYMBOL,
     OFFICIAL,
@@ -240,7 +240,8 @@ def budget_comparison(groups: dict[str, list[Row]]) -> list[Block]:
                 continue
             shared = row.worst_flags.keys() & base.worst_flags.keys()
             now, before = (100 * sum(r.worst_flags[i] for i in shared) / len(shared) for r in (row, base))
-            body.append((f"`{row.defense}`", f"{before:.1f}", f"{now:.1f}", f"{now - before:+.1f}",
+            body.append((f"`{row.defense}`", f"{before:.1f}{warning_mark(base)}", f"{now:.1f}{warning_mark(row)}",
+                         f"{now - before:+.1f}",
                          f"{test.here}:{test.there} of {test.shared}", f"{test.p:.2g}"))
         ranked_here = [(row.defense, row.arch) for row in both]
         ranked_there = [key for key in recipe if key in set(ranked_here)]
@@ -248,7 +249,8 @@ def budget_comparison(groups: dict[str, list[Row]]) -> list[Block]:
                f"{kendall_tau(ranked_here, ranked_there):.2f}." if len(both) > 1 else "")
         blocks += [Paragraph(f"Recipe → `{budget}` budget, per defense: worst case on the points both checkpoints "
                              f"were evaluated on, the points robust only under `{budget}` : only under the recipe, "
-                             f"and an exact McNemar test.{tau}"),
+                             f"and an exact McNemar test (⚠: a failed sanity check, as in the tables above)."
+                             f"{tau}"),
                    Table(("defense", "recipe %", f"{budget} %", "change", "flips", "p"), tuple(body))]
     return blocks
 
