@@ -280,8 +280,7 @@ def adaptive_ran(chosen: Chosen, dataset: str, defense: str | None) -> CheckResu
     if missing:
         return CheckResult(Check.ADAPTIVE_RAN, False, f"not run yet: {', '.join(missing)} (the worst case is an "
                                                       f"upper bound they may lower)")
-    wanted = [spec.name for spec in adaptive_attacks_for(attack_context(dataset, defense))]
-    return CheckResult(Check.ADAPTIVE_RAN, True, f"{', '.join(wanted)} ran")
+    return CheckResult(Check.ADAPTIVE_RAN, True, f"every attack `adaptive` means for {defense} ran")
 
 
 def record_checks(history: list[RunRecord], chosen: Chosen, norm: str, eps: float,
